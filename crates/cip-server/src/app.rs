@@ -1,0 +1,191 @@
+//! The HTTP application: routes, middleware, the OpenAPI document, background jobs, serving.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use tokio_util::sync::CancellationToken;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::api;
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "cip", description = "Customer Identification Program engine for IaaS providers (EO 13984). All /v1 routes need `Authorization: Bearer <API key>`.", license(name = "Apache-2.0")),
+    modifiers(&SecurityAddon),
+    tags((name = "customers", description = "Identity records of customers and their beneficial owners"),
+         (name = "accounts", description = "IaaS accounts"),
+         (name = "audit", description = "The tamper-evident audit trail"),
+         (name = "system", description = "Health, readiness, metrics")),
+)]
+struct ApiDoc;
+
+struct SecurityAddon;
+
+impl utoipa::Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("cip_<id>_<secret>")
+                        .build(),
+                ),
+            );
+        }
+    }
+}
+
+/// The routes and the OpenAPI document they generate.
+pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(api::system::healthz))
+        .routes(routes!(api::system::readyz))
+        .routes(routes!(api::system::metrics_endpoint))
+        .routes(routes!(api::customers::create_customer, api::customers::list_customers))
+        .routes(routes!(api::customers::get_customer, api::customers::update_customer))
+        .routes(routes!(api::customers::lookup_customers))
+        .routes(routes!(api::accounts::create_account, api::accounts::list_accounts))
+        .routes(routes!(api::accounts::get_account, api::accounts::update_account))
+        .routes(routes!(api::audit::list_audit))
+        .routes(routes!(api::audit::verify_audit))
+        .split_for_parts()
+}
+
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().1
+}
+
+/// Puts the request id where errors can find it, and counts requests.
+async fn request_context(req: Request, next: Next) -> Response {
+    let rid = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
+    let method = req.method().clone();
+    let started = std::time::Instant::now();
+    let response = crate::error::REQUEST_ID.scope(rid.clone(), next.run(req)).await;
+    let status = response.status().as_u16();
+    metrics::counter!("cip_http_requests_total", "status" => status.to_string()).increment(1);
+    metrics::histogram!("cip_http_request_seconds").record(started.elapsed().as_secs_f64());
+    // Paths are not logged: they carry record ids only, but queries could carry more.
+    tracing::info!(request_id = %rid, method = %method, status, elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    response
+}
+
+async fn not_found() -> crate::error::ApiError {
+    crate::error::ApiError::NotFound("route")
+}
+
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
+    let (api_router, spec) = routes();
+    let x_request_id = HeaderName::from_static("x-request-id");
+    api_router
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
+        .fallback(not_found)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(request_context))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, request_timeout))
+        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
+        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            axum::http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+}
+
+/// Background work owned by the server: audit checkpoints, keyring refresh and re-encryption
+/// after a data key rotation. Each job is a `run_once` that tests call directly; the loop here
+/// only schedules it.
+pub fn spawn_jobs(state: AppState, checkpoint_every: Duration, cancel: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut handles = Vec::new();
+    {
+        let state = state.clone();
+        let cancel = cancel.clone();
+        handles.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(checkpoint_every);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => {
+                        if let Err(e) = crate::audit::checkpoint(state.store.as_ref(), &state.checkpoint_key).await {
+                            tracing::warn!(error = %e, "audit checkpoint failed; will retry");
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    {
+        let cancel = cancel.clone();
+        handles.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => {
+                        match crate::jobs::rotation_run_once(&state, 500).await {
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "re-encryption pass failed; will retry"),
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    handles
+}
+
+/// Serves until `cancel` fires, then drains in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    config: &crate::config::Config,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    crate::telemetry::install();
+    let jobs = spawn_jobs(state.clone(), Duration::from_secs(config.audit_checkpoint_secs), cancel.clone());
+    let app = router(state.clone(), Duration::from_secs(config.request_timeout_secs));
+    let shutdown = cancel.clone();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+    cancel.cancel();
+    for j in jobs {
+        let _ = j.await;
+    }
+    // Seal what was written in this run.
+    if let Err(e) = crate::audit::checkpoint(state.store.as_ref(), &state.checkpoint_key).await {
+        tracing::warn!(error = %e, "final audit checkpoint failed");
+    }
+    result
+}
+
+pub fn state_from(inst: &crate::install::Installation, config: &crate::config::Config) -> AppState {
+    AppState {
+        store: inst.store.clone(),
+        keyring: inst.keyring.clone(),
+        master: inst.master.clone(),
+        checkpoint_key: inst.checkpoint_key.clone(),
+        max_body_bytes: config.max_body_bytes,
+        ownership_threshold_bp: 2500,
+    }
+}
+
+pub type SharedStore = Arc<dyn cip_store::Store>;

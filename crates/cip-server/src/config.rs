@@ -1,0 +1,379 @@
+//! Configuration: defaults < TOML file < `CIP_*` environment variables < command-line flags,
+//! validated once at start-up into [`Config`]. Secrets are `SecretString` and print as `***`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The effective, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `None` means the embedded SQLite database in `data_dir`.
+    pub database_url: Option<SecretString>,
+    /// Base64 (`base64:…`) or hex master key. `None`: read or create `data_dir/master.key`.
+    pub master_key: Option<SecretString>,
+    pub max_body_bytes: usize,
+    pub request_timeout_secs: u64,
+    pub postgres_max_connections: u32,
+    /// Seal the audit chain with a signed checkpoint this often.
+    pub audit_checkpoint_secs: u64,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    /// Where the config came from, for `cip config print`.
+    pub sources: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The shape of the TOML file and of the environment overrides. Every field is optional so
+/// that each layer only says what it changes. Unknown keys are an error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigLayer {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub master_key: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    pub request_timeout_secs: Option<u64>,
+    pub postgres_max_connections: Option<u32>,
+    pub audit_checkpoint_secs: Option<u64>,
+    pub log_format: Option<String>,
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+impl ConfigLayer {
+    /// Reads `CIP_*` variables from an iterator of (name, value) pairs.
+    pub fn from_env<I: IntoIterator<Item = (String, String)>>(vars: I) -> Result<Self, ConfigError> {
+        let mut layer = ConfigLayer::default();
+        for (k, v) in vars {
+            match k.as_str() {
+                "CIP_LISTEN" => layer.listen = Some(v),
+                "CIP_DATA_DIR" => layer.data_dir = Some(PathBuf::from(v)),
+                "CIP_DATABASE_URL" => layer.database_url = Some(v),
+                "CIP_MASTER_KEY" => layer.master_key = Some(v),
+                "CIP_MAX_BODY_BYTES" => {
+                    layer.max_body_bytes = Some(parse_num("CIP_MAX_BODY_BYTES", &v)?)
+                }
+                "CIP_REQUEST_TIMEOUT_SECS" => {
+                    layer.request_timeout_secs = Some(parse_num("CIP_REQUEST_TIMEOUT_SECS", &v)?)
+                }
+                "CIP_POSTGRES_MAX_CONNECTIONS" => {
+                    layer.postgres_max_connections =
+                        Some(parse_num("CIP_POSTGRES_MAX_CONNECTIONS", &v)?)
+                }
+                "CIP_AUDIT_CHECKPOINT_SECS" => {
+                    layer.audit_checkpoint_secs = Some(parse_num("CIP_AUDIT_CHECKPOINT_SECS", &v)?)
+                }
+                "CIP_LOG_FORMAT" => layer.log_format = Some(v),
+                "CIP_LOG_LEVEL" => layer.log_level = Some(v),
+                _ => {}
+            }
+        }
+        Ok(layer)
+    }
+
+    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// `self` overridden by every field `over` sets.
+    pub fn merge(self, over: ConfigLayer) -> ConfigLayer {
+        ConfigLayer {
+            listen: over.listen.or(self.listen),
+            data_dir: over.data_dir.or(self.data_dir),
+            database_url: over.database_url.or(self.database_url),
+            master_key: over.master_key.or(self.master_key),
+            max_body_bytes: over.max_body_bytes.or(self.max_body_bytes),
+            request_timeout_secs: over.request_timeout_secs.or(self.request_timeout_secs),
+            postgres_max_connections: over
+                .postgres_max_connections
+                .or(self.postgres_max_connections),
+            audit_checkpoint_secs: over.audit_checkpoint_secs.or(self.audit_checkpoint_secs),
+            log_format: over.log_format.or(self.log_format),
+            log_level: over.log_level.or(self.log_level),
+        }
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(key: &'static str, v: &str) -> Result<T, ConfigError> {
+    v.trim().parse().map_err(|_| ConfigError::Invalid {
+        key,
+        message: format!("'{v}' is not a valid number"),
+    })
+}
+
+/// Loads the layers in order: defaults, the TOML file (explicit `config_file`, else
+/// `data_dir/cip.toml` when it exists), the environment, then `flags`.
+pub fn load(
+    config_file: Option<&Path>,
+    env: ConfigLayer,
+    flags: ConfigLayer,
+) -> Result<Config, ConfigError> {
+    let mut sources = vec!["defaults".to_string()];
+    // The data dir decides where the default config file is, so look at env and flags first.
+    let data_dir_hint = flags
+        .data_dir
+        .clone()
+        .or_else(|| env.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("cip-data"));
+    let file_layer = match config_file {
+        Some(path) => {
+            sources.push(format!("file {}", path.display()));
+            ConfigLayer::from_toml_file(path)?
+        }
+        None => {
+            let default = data_dir_hint.join("cip.toml");
+            if default.exists() {
+                sources.push(format!("file {}", default.display()));
+                ConfigLayer::from_toml_file(&default)?
+            } else {
+                ConfigLayer::default()
+            }
+        }
+    };
+    if env_is_set(&env) {
+        sources.push("environment (CIP_*)".into());
+    }
+    if env_is_set(&flags) {
+        sources.push("command-line flags".into());
+    }
+    let merged = file_layer.merge(env).merge(flags);
+    validate(merged, sources)
+}
+
+fn env_is_set(l: &ConfigLayer) -> bool {
+    l.listen.is_some()
+        || l.data_dir.is_some()
+        || l.database_url.is_some()
+        || l.master_key.is_some()
+        || l.max_body_bytes.is_some()
+        || l.request_timeout_secs.is_some()
+        || l.postgres_max_connections.is_some()
+        || l.audit_checkpoint_secs.is_some()
+        || l.log_format.is_some()
+        || l.log_level.is_some()
+}
+
+fn validate(l: ConfigLayer, sources: Vec<String>) -> Result<Config, ConfigError> {
+    let listen_raw = l.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listen: SocketAddr = listen_raw.parse().map_err(|_| ConfigError::Invalid {
+        key: "listen",
+        message: format!("'{listen_raw}' is not an address like 127.0.0.1:8080"),
+    })?;
+    let database_url = match l.database_url {
+        None => None,
+        Some(u) if u.trim().is_empty() => None,
+        Some(u) => {
+            if !(u.starts_with("postgres://")
+                || u.starts_with("postgresql://")
+                || u.starts_with("sqlite:"))
+            {
+                return Err(ConfigError::Invalid {
+                    key: "database_url",
+                    message: "must start with postgres://, postgresql:// or sqlite: (leave it unset for the embedded database in the data dir)".into(),
+                });
+            }
+            Some(SecretString::from(u))
+        }
+    };
+    let max_body_bytes = l.max_body_bytes.unwrap_or(1024 * 1024);
+    if !(1024..=512 * 1024 * 1024).contains(&max_body_bytes) {
+        return Err(ConfigError::Invalid {
+            key: "max_body_bytes",
+            message: "must be between 1024 and 536870912".into(),
+        });
+    }
+    let request_timeout_secs = l.request_timeout_secs.unwrap_or(30);
+    if request_timeout_secs == 0 {
+        return Err(ConfigError::Invalid {
+            key: "request_timeout_secs",
+            message: "must be at least 1".into(),
+        });
+    }
+    let postgres_max_connections = l.postgres_max_connections.unwrap_or(16);
+    if postgres_max_connections == 0 {
+        return Err(ConfigError::Invalid {
+            key: "postgres_max_connections",
+            message: "must be at least 1".into(),
+        });
+    }
+    let audit_checkpoint_secs = l.audit_checkpoint_secs.unwrap_or(300);
+    if audit_checkpoint_secs == 0 {
+        return Err(ConfigError::Invalid {
+            key: "audit_checkpoint_secs",
+            message: "must be at least 1".into(),
+        });
+    }
+    let log_format = match l.log_format.as_deref().unwrap_or("text") {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            return Err(ConfigError::Invalid {
+                key: "log_format",
+                message: format!("'{other}' is not one of: text, json"),
+            });
+        }
+    };
+    if let Some(k) = &l.master_key {
+        if let Err(e) = cip_vault::MasterKey::parse(k) {
+            return Err(ConfigError::Invalid {
+                key: "master_key",
+                message: format!(
+                    "{e}; generate one with `cip keys generate-master-key` (the value itself is not shown)"
+                ),
+            });
+        }
+    }
+    Ok(Config {
+        listen,
+        data_dir: l.data_dir.unwrap_or_else(|| PathBuf::from("cip-data")),
+        database_url,
+        master_key: l.master_key.map(SecretString::from),
+        max_body_bytes,
+        request_timeout_secs,
+        postgres_max_connections,
+        audit_checkpoint_secs,
+        log_format,
+        log_level: l.log_level.unwrap_or_else(|| "info".into()),
+        sources,
+    })
+}
+
+impl Config {
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        let db = match &self.database_url {
+            None => format!(
+                "\"sqlite:{}\"  # embedded default",
+                self.data_dir.join("cip.sqlite").display()
+            ),
+            Some(u) => format!("\"{}\"", redact_url(u.expose_secret())),
+        };
+        let key = match &self.master_key {
+            Some(_) => "\"***\"  # from configuration".to_string(),
+            None => format!(
+                "\"***\"  # from {}",
+                self.data_dir.join("master.key").display()
+            ),
+        };
+        format!(
+            "# sources: {}\nlisten = \"{}\"\ndata_dir = \"{}\"\ndatabase_url = {}\nmaster_key = {}\nmax_body_bytes = {}\nrequest_timeout_secs = {}\npostgres_max_connections = {}\naudit_checkpoint_secs = {}\nlog_format = \"{}\"\nlog_level = \"{}\"\n",
+            self.sources.join(" < "),
+            self.listen,
+            self.data_dir.display(),
+            db,
+            key,
+            self.max_body_bytes,
+            self.request_timeout_secs,
+            self.postgres_max_connections,
+            self.audit_checkpoint_secs,
+            match self.log_format {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            },
+            self.log_level,
+        )
+    }
+}
+
+/// Hides the password of a database URL.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &url[scheme_end + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> ConfigLayer {
+        ConfigLayer::from_env(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\nmax_body_bytes = 4096\nlog_level = \"debug\"\n").unwrap();
+        let flags = ConfigLayer {
+            listen: Some("127.0.0.1:9200".into()),
+            ..Default::default()
+        };
+        let c = load(Some(&file), env(&[("CIP_LISTEN", "127.0.0.1:9100"), ("CIP_MAX_BODY_BYTES", "8192")]), flags).unwrap();
+        assert_eq!(c.listen.port(), 9200, "flags beat env");
+        assert_eq!(c.max_body_bytes, 8192, "env beats file");
+        assert_eq!(c.log_level, "debug", "file beats defaults");
+        assert_eq!(c.request_timeout_secs, 30, "defaults fill the rest");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = load(None, env(&[("CIP_LISTEN", "nonsense")]), ConfigLayer::default()).unwrap_err();
+        assert!(e.to_string().starts_with("listen:"), "{e}");
+        let e = load(None, env(&[("CIP_MAX_BODY_BYTES", "ten")]), ConfigLayer::default()).unwrap_err();
+        assert!(e.to_string().contains("CIP_MAX_BODY_BYTES"), "{e}");
+        let e = load(None, env(&[("CIP_DATABASE_URL", "mysql://x")]), ConfigLayer::default()).unwrap_err();
+        assert!(e.to_string().starts_with("database_url:"), "{e}");
+        let e = load(None, env(&[("CIP_MASTER_KEY", "short")]), ConfigLayer::default()).unwrap_err();
+        assert!(e.to_string().starts_with("master_key:") && !e.to_string().contains("short"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_in_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "listne = \"127.0.0.1:9000\"\n").unwrap();
+        let e = load(Some(&file), ConfigLayer::default(), ConfigLayer::default()).unwrap_err();
+        assert!(e.to_string().contains("listne"), "{e}");
+    }
+
+    #[test]
+    fn redaction_hides_secrets() {
+        let c = load(
+            None,
+            env(&[("CIP_DATABASE_URL", "postgres://cip:hunter2@db:5432/cip")]),
+            ConfigLayer::default(),
+        )
+        .unwrap();
+        let printed = c.to_redacted_toml();
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("postgres://cip:***@db:5432/cip"), "{printed}");
+    }
+}

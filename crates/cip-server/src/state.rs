@@ -1,0 +1,22 @@
+use std::sync::{Arc, RwLock};
+
+use cip_store::Store;
+use cip_vault::{CheckpointKey, Keyring, MasterKey};
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub keyring: Arc<RwLock<Arc<Keyring>>>,
+    pub master: Arc<MasterKey>,
+    pub checkpoint_key: Arc<CheckpointKey>,
+    pub max_body_bytes: usize,
+    /// Policy default from the proposed rule: owners of ≥25 % are beneficial owners.
+    pub ownership_threshold_bp: u16,
+}
+
+impl AppState {
+    pub fn keyring(&self) -> Arc<Keyring> {
+        crate::install::current_keyring(&self.keyring)
+    }
+}

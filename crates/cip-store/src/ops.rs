@@ -1,0 +1,677 @@
+//! The SQL of every operation, written once and instantiated for both backends.
+//!
+//! Both SQLite (through sqlx) and PostgreSQL accept `$N` placeholders, and the schemas use the
+//! same column names, so the statements are shared; only the connection type differs. Each
+//! function runs inside a transaction its caller opened and, for changes, appends the audit
+//! entry to the chain head it is given.
+
+macro_rules! define_ops {
+    ($conn:ty) => {
+        use uuid::Uuid;
+        use sqlx::Row;
+
+        use crate::audit::seal_entry;
+        use crate::*;
+
+        pub(crate) type Head = (i64, [u8; 32]);
+
+        fn hash32(v: Vec<u8>) -> Result<[u8; 32]> {
+            v.try_into()
+                .map_err(|_| StoreError::Backend("stored hash is not 32 bytes".into()))
+        }
+
+        fn is_unique_violation(e: &sqlx::Error) -> bool {
+            matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+        }
+
+        pub(crate) async fn load_head(conn: &mut $conn) -> Result<Head> {
+            let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *conn)
+                .await?;
+            match row {
+                None => Ok((0, cip_vault::GENESIS)),
+                Some(r) => Ok((r.try_get::<i64, _>("seq")?, hash32(r.try_get("hash")?)?)),
+            }
+        }
+
+        pub(crate) async fn append_audit(
+            conn: &mut $conn,
+            head: &mut Head,
+            draft: AuditDraft,
+        ) -> Result<()> {
+            let entry = seal_entry(head.0, head.1, draft);
+            let fields = serde_json::to_string(&entry.draft.fields)
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            sqlx::query(
+                "INSERT INTO audit_log (seq, at, actor, role, action, record_type, record_id, \
+                 fields, request_id, purpose, prev_hash, hash) \
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+            )
+            .bind(entry.seq)
+            .bind(entry.draft.at)
+            .bind(entry.draft.actor)
+            .bind(entry.draft.role)
+            .bind(entry.draft.action)
+            .bind(entry.draft.record_type)
+            .bind(entry.draft.record_id)
+            .bind(fields)
+            .bind(entry.draft.request_id)
+            .bind(entry.draft.purpose)
+            .bind(entry.prev_hash.to_vec())
+            .bind(entry.hash.to_vec())
+            .execute(&mut *conn)
+            .await?;
+            *head = (entry.seq, entry.hash);
+            Ok(())
+        }
+
+        pub(crate) async fn init_meta(conn: &mut $conn, name: &str, value: &[u8]) -> Result<Vec<u8>> {
+            sqlx::query("INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+                .bind(name.to_string())
+                .bind(value.to_vec())
+                .execute(&mut *conn)
+                .await?;
+            let row = sqlx::query("SELECT value FROM meta WHERE name = $1")
+                .bind(name.to_string())
+                .fetch_one(&mut *conn)
+                .await?;
+            Ok(row.try_get("value")?)
+        }
+
+        pub(crate) async fn set_meta(
+            conn: &mut $conn,
+            head: &mut Head,
+            name: &str,
+            value: &[u8],
+            audit: AuditDraft,
+        ) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO meta (name, value) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            )
+            .bind(name.to_string())
+            .bind(value.to_vec())
+            .execute(&mut *conn)
+            .await?;
+            append_audit(conn, head, audit).await
+        }
+
+        pub(crate) async fn insert_api_key(
+            conn: &mut $conn,
+            head: &mut Head,
+            key: &ApiKeyRow,
+            audit: AuditDraft,
+        ) -> Result<()> {
+            let res = sqlx::query(
+                "INSERT INTO api_keys (id, role, secret_hash, label, created_at, revoked_at) \
+                 VALUES ($1,$2,$3,$4,$5,$6)",
+            )
+            .bind(key.id.clone())
+            .bind(key.role.clone())
+            .bind(key.secret_hash.to_vec())
+            .bind(key.label.clone())
+            .bind(key.created_at)
+            .bind(key.revoked_at)
+            .execute(&mut *conn)
+            .await;
+            match res {
+                Err(e) if is_unique_violation(&e) => return Err(StoreError::Duplicate { what: "api key id" }),
+                Err(e) => return Err(e.into()),
+                Ok(_) => {}
+            }
+            append_audit(conn, head, audit).await
+        }
+
+        pub(crate) async fn revoke_api_key(
+            conn: &mut $conn,
+            head: &mut Head,
+            id: &str,
+            at: i64,
+            audit: AuditDraft,
+        ) -> Result<bool> {
+            let done = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(at)
+                .bind(id.to_string())
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            if done == 0 {
+                return Ok(false);
+            }
+            append_audit(conn, head, audit).await?;
+            Ok(true)
+        }
+
+        async fn check_idempotency(conn: &mut $conn, rec: &Option<IdempotencyRecord>) -> Result<()> {
+            if let Some(rec) = rec {
+                if let Some(found) = get_idempotency(conn, &rec.principal, &rec.key).await? {
+                    return Err(StoreError::IdempotencyReplay(Box::new(found)));
+                }
+            }
+            Ok(())
+        }
+
+        async fn put_idempotency(conn: &mut $conn, rec: Option<IdempotencyRecord>) -> Result<()> {
+            if let Some(rec) = rec {
+                sqlx::query(
+                    "INSERT INTO idempotency (principal, key, request_hash, status, response, created_at) \
+                     VALUES ($1,$2,$3,$4,$5,$6)",
+                )
+                .bind(rec.principal)
+                .bind(rec.key)
+                .bind(rec.request_hash.to_vec())
+                .bind(i64::from(rec.status))
+                .bind(rec.response)
+                .bind(rec.created_at)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(())
+        }
+
+        pub(crate) async fn get_idempotency(
+            conn: &mut $conn,
+            principal: &str,
+            key: &str,
+        ) -> Result<Option<IdempotencyRecord>> {
+            let row = sqlx::query(
+                "SELECT principal, key, request_hash, status, response, created_at FROM idempotency \
+                 WHERE principal = $1 AND key = $2",
+            )
+            .bind(principal.to_string())
+            .bind(key.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+            row.map(|r| {
+                Ok(IdempotencyRecord {
+                    principal: r.try_get("principal")?,
+                    key: r.try_get("key")?,
+                    request_hash: hash32(r.try_get("request_hash")?)?,
+                    status: u16::try_from(r.try_get::<i64, _>("status")?).unwrap_or(500),
+                    response: r.try_get("response")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .transpose()
+        }
+
+        async fn put_terms(conn: &mut $conn, id: Uuid, terms: &[IndexTerm]) -> Result<()> {
+            for t in terms {
+                sqlx::query(
+                    "INSERT INTO customer_terms (kind, hash, customer_id) VALUES ($1,$2,$3) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(t.kind.clone())
+                .bind(t.hash.to_vec())
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(())
+        }
+
+        pub(crate) async fn insert_customer(
+            conn: &mut $conn,
+            head: &mut Head,
+            w: CustomerWrite,
+        ) -> Result<()> {
+            check_idempotency(conn, &w.idempotency).await?;
+            let r = &w.row;
+            let res = sqlx::query(
+                "INSERT INTO customers (id, kind, version, created_at, updated_at, country, key_id, document) \
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+            )
+            .bind(r.id)
+            .bind(r.kind.clone())
+            .bind(r.version)
+            .bind(r.created_at)
+            .bind(r.updated_at)
+            .bind(r.country.clone())
+            .bind(i64::from(r.key_id))
+            .bind(r.document.clone())
+            .execute(&mut *conn)
+            .await;
+            match res {
+                Err(e) if is_unique_violation(&e) => return Err(StoreError::Duplicate { what: "customer id" }),
+                Err(e) => return Err(e.into()),
+                Ok(_) => {}
+            }
+            put_terms(conn, r.id, &w.terms).await?;
+            put_idempotency(conn, w.idempotency).await?;
+            append_audit(conn, head, w.audit).await
+        }
+
+        async fn current_version(conn: &mut $conn, table: &'static str, id: Uuid) -> Result<StoreError> {
+            let sql: &'static str = if table == "customers" {
+                "SELECT version FROM customers WHERE id = $1"
+            } else {
+                "SELECT version FROM accounts WHERE id = $1"
+            };
+            let row = sqlx::query(sql).bind(id).fetch_optional(&mut *conn).await?;
+            Ok(match row {
+                None => StoreError::NotFound,
+                Some(r) => StoreError::VersionConflict { current: r.try_get("version")? },
+            })
+        }
+
+        pub(crate) async fn update_customer(
+            conn: &mut $conn,
+            head: &mut Head,
+            w: CustomerWrite,
+            expected_version: i64,
+        ) -> Result<()> {
+            let r = &w.row;
+            let n = sqlx::query(
+                "UPDATE customers SET kind = $1, version = $2, updated_at = $3, country = $4, \
+                 key_id = $5, document = $6 WHERE id = $7 AND version = $8",
+            )
+            .bind(r.kind.clone())
+            .bind(r.version)
+            .bind(r.updated_at)
+            .bind(r.country.clone())
+            .bind(i64::from(r.key_id))
+            .bind(r.document.clone())
+            .bind(r.id)
+            .bind(expected_version)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            if n == 0 {
+                return Err(current_version(conn, "customers", r.id).await?);
+            }
+            sqlx::query("DELETE FROM customer_terms WHERE customer_id = $1")
+                .bind(r.id)
+                .execute(&mut *conn)
+                .await?;
+            put_terms(conn, r.id, &w.terms).await?;
+            append_audit(conn, head, w.audit).await
+        }
+
+        pub(crate) async fn reseal_customer(
+            conn: &mut $conn,
+            head: &mut Head,
+            id: Uuid,
+            version: i64,
+            document: Vec<u8>,
+            key_id: u32,
+            audit: AuditDraft,
+        ) -> Result<bool> {
+            let n = sqlx::query("UPDATE customers SET document = $1, key_id = $2 WHERE id = $3 AND version = $4")
+                .bind(document)
+                .bind(i64::from(key_id))
+                .bind(id)
+                .bind(version)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            if n == 0 {
+                return Ok(false);
+            }
+            append_audit(conn, head, audit).await?;
+            Ok(true)
+        }
+
+        pub(crate) async fn insert_account(conn: &mut $conn, head: &mut Head, w: AccountWrite) -> Result<()> {
+            check_idempotency(conn, &w.idempotency).await?;
+            let exists = sqlx::query("SELECT 1 AS one FROM customers WHERE id = $1")
+                .bind(w.row.customer_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            let r = &w.row;
+            let res = sqlx::query(
+                "INSERT INTO accounts (id, customer_id, external_id, product, account_type, status, \
+                 opened_at, closed_at, last_accessed_at, version, created_at, updated_at) \
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+            )
+            .bind(r.id)
+            .bind(r.customer_id)
+            .bind(r.external_id.clone())
+            .bind(r.product.clone())
+            .bind(r.account_type.clone())
+            .bind(r.status.clone())
+            .bind(r.opened_at)
+            .bind(r.closed_at)
+            .bind(r.last_accessed_at)
+            .bind(r.version)
+            .bind(r.created_at)
+            .bind(r.updated_at)
+            .execute(&mut *conn)
+            .await;
+            match res {
+                Err(e) if is_unique_violation(&e) => return Err(StoreError::Duplicate { what: "account external_id" }),
+                Err(e) => return Err(e.into()),
+                Ok(_) => {}
+            }
+            put_idempotency(conn, w.idempotency).await?;
+            append_audit(conn, head, w.audit).await
+        }
+
+        pub(crate) async fn update_account(
+            conn: &mut $conn,
+            head: &mut Head,
+            w: AccountWrite,
+            expected_version: i64,
+        ) -> Result<()> {
+            let r = &w.row;
+            let res = sqlx::query(
+                "UPDATE accounts SET external_id = $1, product = $2, account_type = $3, status = $4, \
+                 opened_at = $5, closed_at = $6, last_accessed_at = $7, version = $8, updated_at = $9 \
+                 WHERE id = $10 AND version = $11",
+            )
+            .bind(r.external_id.clone())
+            .bind(r.product.clone())
+            .bind(r.account_type.clone())
+            .bind(r.status.clone())
+            .bind(r.opened_at)
+            .bind(r.closed_at)
+            .bind(r.last_accessed_at)
+            .bind(r.version)
+            .bind(r.updated_at)
+            .bind(r.id)
+            .bind(expected_version)
+            .execute(&mut *conn)
+            .await;
+            let n = match res {
+                Err(e) if is_unique_violation(&e) => return Err(StoreError::Duplicate { what: "account external_id" }),
+                Err(e) => return Err(e.into()),
+                Ok(done) => done.rows_affected(),
+            };
+            if n == 0 {
+                return Err(current_version(conn, "accounts", r.id).await?);
+            }
+            append_audit(conn, head, w.audit).await
+        }
+
+        pub(crate) async fn insert_checkpoint(conn: &mut $conn, cp: CheckpointRow) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO audit_checkpoints (seq, head_hash, at, signature, public_key) VALUES ($1,$2,$3,$4,$5) \
+                 ON CONFLICT (seq) DO NOTHING",
+            )
+            .bind(cp.seq)
+            .bind(cp.head_hash.to_vec())
+            .bind(cp.at)
+            .bind(cp.signature)
+            .bind(cp.public_key.to_vec())
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
+        // ---- reads ----
+
+        fn customer_from_row<R: Row>(r: &R) -> Result<CustomerRow>
+        where
+            for<'a> &'a str: sqlx::ColumnIndex<R>,
+            Uuid: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            Vec<u8>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        {
+            Ok(CustomerRow {
+                id: r.try_get("id")?,
+                kind: r.try_get("kind")?,
+                version: r.try_get("version")?,
+                created_at: r.try_get("created_at")?,
+                updated_at: r.try_get("updated_at")?,
+                country: r.try_get("country")?,
+                document: r.try_get("document")?,
+                key_id: u32::try_from(r.try_get::<i64, _>("key_id")?)
+                    .map_err(|_| StoreError::Backend("key id out of range".into()))?,
+            })
+        }
+
+        fn account_from_row<R: Row>(r: &R) -> Result<AccountRow>
+        where
+            for<'a> &'a str: sqlx::ColumnIndex<R>,
+            Uuid: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        {
+            Ok(AccountRow {
+                id: r.try_get("id")?,
+                customer_id: r.try_get("customer_id")?,
+                external_id: r.try_get("external_id")?,
+                product: r.try_get("product")?,
+                account_type: r.try_get("account_type")?,
+                status: r.try_get("status")?,
+                opened_at: r.try_get("opened_at")?,
+                closed_at: r.try_get("closed_at")?,
+                last_accessed_at: r.try_get("last_accessed_at")?,
+                version: r.try_get("version")?,
+                created_at: r.try_get("created_at")?,
+                updated_at: r.try_get("updated_at")?,
+            })
+        }
+
+        fn audit_from_row<R: Row>(r: &R) -> Result<AuditEntry>
+        where
+            for<'a> &'a str: sqlx::ColumnIndex<R>,
+            i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            Vec<u8>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        {
+            let fields: String = r.try_get("fields")?;
+            Ok(AuditEntry {
+                seq: r.try_get("seq")?,
+                draft: AuditDraft {
+                    at: r.try_get("at")?,
+                    actor: r.try_get("actor")?,
+                    role: r.try_get("role")?,
+                    action: r.try_get("action")?,
+                    record_type: r.try_get("record_type")?,
+                    record_id: r.try_get("record_id")?,
+                    fields: serde_json::from_str(&fields)
+                        .map_err(|e| StoreError::Backend(format!("audit fields: {e}")))?,
+                    request_id: r.try_get("request_id")?,
+                    purpose: r.try_get("purpose")?,
+                },
+                prev_hash: hash32(r.try_get("prev_hash")?)?,
+                hash: hash32(r.try_get("hash")?)?,
+            })
+        }
+
+        const CUSTOMER_COLS: &str = "id, kind, version, created_at, updated_at, country, key_id, document";
+        const ACCOUNT_COLS: &str = "id, customer_id, external_id, product, account_type, status, opened_at, \
+             closed_at, last_accessed_at, version, created_at, updated_at";
+        const AUDIT_COLS: &str = "seq, at, actor, role, action, record_type, record_id, fields, request_id, \
+             purpose, prev_hash, hash";
+
+        pub(crate) async fn get_meta(conn: &mut $conn, name: &str) -> Result<Option<Vec<u8>>> {
+            let row = sqlx::query("SELECT value FROM meta WHERE name = $1")
+                .bind(name.to_string())
+                .fetch_optional(&mut *conn)
+                .await?;
+            Ok(row.map(|r| r.try_get("value")).transpose()?)
+        }
+
+        fn api_key_from_row<R: Row>(r: &R) -> Result<ApiKeyRow>
+        where
+            for<'a> &'a str: sqlx::ColumnIndex<R>,
+            i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            Vec<u8>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        {
+            Ok(ApiKeyRow {
+                id: r.try_get("id")?,
+                role: r.try_get("role")?,
+                secret_hash: hash32(r.try_get("secret_hash")?)?,
+                label: r.try_get("label")?,
+                created_at: r.try_get("created_at")?,
+                revoked_at: r.try_get("revoked_at")?,
+            })
+        }
+
+        pub(crate) async fn get_api_key(conn: &mut $conn, id: &str) -> Result<Option<ApiKeyRow>> {
+            let row = sqlx::query(
+                "SELECT id, role, secret_hash, label, created_at, revoked_at FROM api_keys WHERE id = $1",
+            )
+            .bind(id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+            row.as_ref().map(api_key_from_row).transpose()
+        }
+
+        pub(crate) async fn list_api_keys(conn: &mut $conn) -> Result<Vec<ApiKeyRow>> {
+            let rows = sqlx::query(
+                "SELECT id, role, secret_hash, label, created_at, revoked_at FROM api_keys ORDER BY created_at, id",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            rows.iter().map(api_key_from_row).collect()
+        }
+
+        pub(crate) async fn get_customer(conn: &mut $conn, id: Uuid) -> Result<Option<CustomerRow>> {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {CUSTOMER_COLS} FROM customers WHERE id = $1"
+            )))
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            row.as_ref().map(customer_from_row).transpose()
+        }
+
+        pub(crate) async fn list_customers(
+            conn: &mut $conn,
+            filter: &CustomerFilter,
+            page: &PageRequest,
+        ) -> Result<Vec<CustomerRow>> {
+            // Every optional filter is written as "$n IS NULL OR col = $n" so that the statement
+            // text is fixed and prepared once.
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {CUSTOMER_COLS} FROM customers \
+                 WHERE ($1 IS NULL OR id > $1) AND ($2 IS NULL OR kind = $2) AND ($3 IS NULL OR country = $3) \
+                 AND ($4 IS NULL OR created_at >= $4) AND ($5 IS NULL OR created_at < $5) \
+                 ORDER BY id LIMIT $6"
+            )))
+            .bind(page.after)
+            .bind(filter.kind.clone())
+            .bind(filter.country.clone())
+            .bind(filter.created_from)
+            .bind(filter.created_to)
+            .bind(i64::from(page.limit))
+            .fetch_all(&mut *conn)
+            .await?;
+            rows.iter().map(customer_from_row).collect()
+        }
+
+        pub(crate) async fn find_customers_by_term(
+            conn: &mut $conn,
+            kind: &str,
+            hash: &[u8; 32],
+        ) -> Result<Vec<Uuid>> {
+            let rows = sqlx::query(
+                "SELECT customer_id FROM customer_terms WHERE kind = $1 AND hash = $2 ORDER BY customer_id LIMIT 1000",
+            )
+            .bind(kind.to_string())
+            .bind(hash.to_vec())
+            .fetch_all(&mut *conn)
+            .await?;
+            rows.iter().map(|r| Ok(r.try_get("customer_id")?)).collect()
+        }
+
+        pub(crate) async fn customers_with_stale_key(
+            conn: &mut $conn,
+            active_key_id: u32,
+            limit: u32,
+        ) -> Result<Vec<CustomerRow>> {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {CUSTOMER_COLS} FROM customers WHERE key_id <> $1 ORDER BY id LIMIT $2"
+            )))
+            .bind(i64::from(active_key_id))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?;
+            rows.iter().map(customer_from_row).collect()
+        }
+
+        pub(crate) async fn count_customers(conn: &mut $conn) -> Result<u64> {
+            let row = sqlx::query("SELECT COUNT(*) AS n FROM customers").fetch_one(&mut *conn).await?;
+            Ok(u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0))
+        }
+
+        pub(crate) async fn get_account(conn: &mut $conn, id: Uuid) -> Result<Option<AccountRow>> {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {ACCOUNT_COLS} FROM accounts WHERE id = $1"
+            )))
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            row.as_ref().map(account_from_row).transpose()
+        }
+
+        pub(crate) async fn list_accounts(
+            conn: &mut $conn,
+            filter: &AccountFilter,
+            page: &PageRequest,
+        ) -> Result<Vec<AccountRow>> {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {ACCOUNT_COLS} FROM accounts \
+                 WHERE ($1 IS NULL OR id > $1) AND ($2 IS NULL OR customer_id = $2) \
+                 AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR account_type = $4) \
+                 ORDER BY id LIMIT $5"
+            )))
+            .bind(page.after)
+            .bind(filter.customer_id)
+            .bind(filter.status.clone())
+            .bind(filter.account_type.clone())
+            .bind(i64::from(page.limit))
+            .fetch_all(&mut *conn)
+            .await?;
+            rows.iter().map(account_from_row).collect()
+        }
+
+        pub(crate) async fn list_audit(
+            conn: &mut $conn,
+            filter: &AuditFilter,
+            limit: u32,
+        ) -> Result<Vec<AuditEntry>> {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {AUDIT_COLS} FROM audit_log \
+                 WHERE ($1 IS NULL OR seq > $1) AND ($2 IS NULL OR record_id = $2) AND ($3 IS NULL OR actor = $3) \
+                 ORDER BY seq LIMIT $4"
+            )))
+            .bind(filter.after_seq)
+            .bind(filter.record_id.clone())
+            .bind(filter.actor.clone())
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?;
+            rows.iter().map(audit_from_row).collect()
+        }
+
+        pub(crate) async fn audit_range(conn: &mut $conn, from_seq: i64, limit: u32) -> Result<Vec<AuditEntry>> {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {AUDIT_COLS} FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2"
+            )))
+            .bind(from_seq)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?;
+            rows.iter().map(audit_from_row).collect()
+        }
+
+        pub(crate) async fn list_checkpoints(conn: &mut $conn) -> Result<Vec<CheckpointRow>> {
+            let rows = sqlx::query(
+                "SELECT seq, head_hash, at, signature, public_key FROM audit_checkpoints ORDER BY seq",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(CheckpointRow {
+                        seq: r.try_get("seq")?,
+                        head_hash: hash32(r.try_get("head_hash")?)?,
+                        at: r.try_get("at")?,
+                        signature: r.try_get("signature")?,
+                        public_key: hash32(r.try_get("public_key")?)?,
+                    })
+                })
+                .collect()
+        }
+    };
+}
+
+pub(crate) use define_ops;

@@ -1,0 +1,155 @@
+//! Rows as the store keeps them. Times are Unix microseconds (UTC); ids are UUIDv7 so that
+//! ordering by id is ordering by creation, which makes cursor pagination cheap.
+
+use uuid::Uuid;
+
+use crate::AuditDraft;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKeyRow {
+    pub id: String,
+    pub role: String,
+    /// SHA-256 of the token's secret part (tokens are 256-bit random, so a fast hash is right).
+    pub secret_hash: [u8; 32],
+    pub label: Option<String>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl std::fmt::Debug for ApiKeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyRow")
+            .field("id", &self.id)
+            .field("role", &self.role)
+            .field("label", &self.label)
+            .field("created_at", &self.created_at)
+            .field("revoked_at", &self.revoked_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A customer as stored: the sealed document plus the few clear columns lists and reports
+/// filter on (none of them personal data on its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerRow {
+    pub id: Uuid,
+    pub kind: String,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// Country of the first address (or place of organisation), for filters and reports.
+    pub country: Option<String>,
+    /// Sealed JSON document: personal-data leaves are ciphertexts.
+    pub document: Vec<u8>,
+    /// The data key the document's fields were sealed with.
+    pub key_id: u32,
+}
+
+/// One exact-lookup term: a keyed hash of a normalised value, tagged with its kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IndexTerm {
+    pub kind: String,
+    pub hash: [u8; 32],
+}
+
+#[derive(Debug, Clone)]
+pub struct CustomerWrite {
+    pub row: CustomerRow,
+    pub terms: Vec<IndexTerm>,
+    pub audit: AuditDraft,
+    pub idempotency: Option<IdempotencyRecord>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CustomerFilter {
+    pub kind: Option<String>,
+    pub country: Option<String>,
+    pub created_from: Option<i64>,
+    pub created_to: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    /// Return rows with ids after this one.
+    pub after: Option<Uuid>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRow {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    /// The provider's identifier of the account (unique when present).
+    pub external_id: Option<String>,
+    pub product: String,
+    pub account_type: String,
+    pub status: String,
+    pub opened_at: Option<i64>,
+    pub closed_at: Option<i64>,
+    pub last_accessed_at: Option<i64>,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccountWrite {
+    pub row: AccountRow,
+    pub audit: AuditDraft,
+    pub idempotency: Option<IdempotencyRecord>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AccountFilter {
+    pub customer_id: Option<Uuid>,
+    pub status: Option<String>,
+    pub account_type: Option<String>,
+}
+
+/// The stored outcome of a request made with an `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// The API key id that made the request: keys are scoped per principal.
+    pub principal: String,
+    pub key: String,
+    /// SHA-256 of method, path and body: the same key with another request is refused.
+    pub request_hash: [u8; 32],
+    pub status: u16,
+    /// The response body that was sent (no personal data: creation responses carry ids only).
+    pub response: Vec<u8>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub record_id: Option<String>,
+    pub actor: Option<String>,
+    /// Entries with a sequence number greater than this (cursor).
+    pub after_seq: Option<i64>,
+}
+
+/// A signed seal over the audit chain's head at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRow {
+    pub seq: i64,
+    pub head_hash: [u8; 32],
+    pub at: i64,
+    pub signature: Vec<u8>,
+    /// The ed25519 public key that made the signature.
+    pub public_key: [u8; 32],
+}

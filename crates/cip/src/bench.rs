@@ -1,0 +1,350 @@
+//! `cip bench …`: measured figures, each printed beside a baseline measured in the same run.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use secrecy::ExposeSecret;
+use serde_json::json;
+use sqlx::Connection;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Onboarding through the HTTP API: entity customers with two beneficial owners and full
+    /// identity fields, encryption and audit on; then p99 latency at half that rate, and
+    /// single-customer reads. Baseline: plain inserts of the same rows into the same engine.
+    Onboard {
+        /// Customers to create in the throughput phase.
+        #[arg(long, default_value_t = 20_000)]
+        customers: u64,
+        /// Concurrent HTTP clients.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Seconds of the paced (half-rate) latency phase.
+        #[arg(long, default_value_t = 5)]
+        paced_secs: u64,
+        /// Single-customer reads to time.
+        #[arg(long, default_value_t = 5_000)]
+        reads: u64,
+        /// Run against PostgreSQL (a scratch database is created and dropped on this server).
+        #[arg(long)]
+        postgres: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        ProgressBar::new(total)
+    } else {
+        ProgressBar::hidden()
+    };
+    if let Ok(style) = ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_string());
+    bar
+}
+
+pub async fn run(cmd: BenchCommand) -> Result<u8> {
+    match cmd {
+        BenchCommand::Onboard { customers, concurrency, paced_secs, reads, postgres, json } => {
+            onboard(customers, concurrency, paced_secs, reads, postgres, json).await
+        }
+    }
+}
+
+/// The body of the i-th benchmark customer: an entity with two beneficial owners, each with
+/// names, birth date, citizenship, national id, address, email and phone; plus a card.
+pub fn onboard_body(i: u64) -> serde_json::Value {
+    let person = |n: u64, country: &str, phone: &str| {
+        json!({
+            "names": [{"kind": "legal", "full": format!("Owner {n} Example")}, {"kind": "other", "full": format!("O. {n} Example")}],
+            "birth_date": "1980-05-17",
+            "citizenships": [country],
+            "national_ids": [{"type": "passport", "number": format!("P{n:09}"), "issuing_country": country}],
+            "addresses": [{"kind": "residential", "lines": [format!("{n} Main Street"), "Apt 4"], "city": "Springfield", "postal_code": "12345", "country": country}],
+            "emails": [format!("owner{n}@example.com")],
+            "phones": [phone]
+        })
+    };
+    json!({
+        "kind": "entity",
+        "external_id": format!("bench-{i}"),
+        "identity": {
+            "names": [{"kind": "legal", "full": format!("Bench Hosting {i} GmbH")}],
+            "national_ids": [{"type": "registration", "number": format!("HRB{i:08}"), "issuing_country": "DE"}],
+            "addresses": [{"kind": "registered", "lines": ["1 Commerce Plaza"], "city": "Berlin", "postal_code": "10115", "subdivision": "DE-BE", "country": "DE"}],
+            "emails": [format!("compliance{i}@example.de")],
+            "phones": ["+4930901820"]
+        },
+        "entity": {"place_of_organization": "DE", "entity_type": "GmbH"},
+        "payment_methods": [{"type": "card", "card": {"number": "4111111111111111", "issuing_country": "DE"}, "external_customer_id": format!("psp_{i}"), "transaction_ids": [format!("txn_{i}")]}],
+        "beneficial_owners": [
+            {"identity": person(i * 2, "DE", "+4930901821"), "ownership_percent": 60, "control_role": "CEO"},
+            {"identity": person(i * 2 + 1, "US", "+12025550143"), "ownership_percent": 30}
+        ]
+    })
+}
+
+struct Server {
+    base: String,
+    token: String,
+    cancel: CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+    pg: Option<(String, String)>,
+}
+
+async fn start_server(postgres: Option<&str>) -> Result<Server> {
+    let dir = tempfile::tempdir()?;
+    let mut pg = None;
+    let database_url = match postgres {
+        Some(admin) => {
+            let (url, name) = cip_store::postgres::create_scratch_database(admin).await?;
+            pg = Some((admin.to_string(), name));
+            Some(url)
+        }
+        None => None,
+    };
+    let flags = cip_server::config::ConfigLayer {
+        listen: Some("127.0.0.1:0".into()),
+        data_dir: Some(dir.path().to_path_buf()),
+        database_url,
+        max_body_bytes: Some(1 << 20),
+        ..Default::default()
+    };
+    let config = cip_server::config::load(None, Default::default(), flags)?;
+    let inst = cip_server::install::open(&config).await?;
+    let (_, token) = cip_server::auth::create_api_key(inst.store.as_ref(), cip_core::model::Role::Admin, None, "bench")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let state = cip_server::app::state_from(&inst, &config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let cancel = CancellationToken::new();
+    let c2 = cancel.clone();
+    let handle = tokio::spawn(async move {
+        let _ = cip_server::app::serve(listener, state, &config, c2).await;
+    });
+    Ok(Server { base, token: token.expose_secret().to_string(), cancel, handle, _dir: dir, pg })
+}
+
+impl Server {
+    async fn stop(self) -> Result<()> {
+        self.cancel.cancel();
+        let _ = self.handle.await;
+        if let Some((admin, name)) = &self.pg {
+            cip_store::postgres::drop_database(admin, name).await?;
+        }
+        Ok(())
+    }
+}
+
+fn pct(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+async fn onboard(customers: u64, concurrency: usize, paced_secs: u64, reads: u64, postgres: Option<String>, json_out: bool) -> Result<u8> {
+    let backend = if postgres.is_some() { "postgres" } else { "sqlite" };
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
+        (0..customers + 200_000.min(customers * 2))
+            .map(|i| serde_json::to_vec(&onboard_body(i)).unwrap_or_default())
+            .collect(),
+    );
+
+    // Baseline first, on the same engine, with the same rows (as plain JSON).
+    let baseline = plain_insert_baseline(&bodies[..customers as usize], postgres.as_deref()).await?;
+
+    let server = start_server(postgres.as_deref()).await?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    let next = Arc::new(AtomicU64::new(0));
+    let ids = Arc::new(tokio::sync::Mutex::new(Vec::with_capacity(customers as usize)));
+    let bar = progress_bar(customers, "onboarding");
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, next, bodies, ids, bar) = (client.clone(), next.clone(), bodies.clone(), ids.clone(), bar.clone());
+        let (base, token) = (server.base.clone(), server.token.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new(3)?;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= customers {
+                    break;
+                }
+                let t = Instant::now();
+                let resp = client
+                    .post(format!("{base}/v1/customers"))
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json")
+                    .body(bodies[i as usize].clone())
+                    .send()
+                    .await?;
+                let status = resp.status();
+                let body: serde_json::Value = resp.json().await?;
+                anyhow::ensure!(status.as_u16() == 201, "create failed with {status}: {body}");
+                hist.record(t.elapsed().as_micros() as u64)?;
+                if let Some(id) = body.get("id").and_then(|v| v.as_str()) {
+                    ids.lock().await.push(id.to_string());
+                }
+                bar.inc(1);
+            }
+            Ok::<_, anyhow::Error>(hist)
+        }));
+    }
+    let mut burst = Histogram::<u64>::new(3)?;
+    for t in tasks {
+        burst.add(t.await??)?;
+    }
+    let elapsed = started.elapsed();
+    bar.finish_and_clear();
+    let rate = customers as f64 / elapsed.as_secs_f64();
+
+    // Paced phase: half the measured rate, fixed schedule, latency of each request.
+    let target = (rate / 2.0).max(1.0);
+    let paced_total = (target * paced_secs as f64) as u64;
+    let interval = Duration::from_secs_f64(1.0 / target);
+    let paced_hist = Arc::new(tokio::sync::Mutex::new(Histogram::<u64>::new(3)?));
+    let start = tokio::time::Instant::now();
+    let mut handles = Vec::new();
+    for k in 0..paced_total {
+        tokio::time::sleep_until(start + interval.mul_f64(k as f64)).await;
+        let (client, bodies, hist) = (client.clone(), bodies.clone(), paced_hist.clone());
+        let (base, token) = (server.base.clone(), server.token.clone());
+        let idx = (customers + k) as usize % bodies.len();
+        handles.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let resp = client
+                .post(format!("{base}/v1/customers"))
+                .bearer_auth(&token)
+                .header("content-type", "application/json")
+                .body(bodies[idx].clone())
+                .send()
+                .await?;
+            anyhow::ensure!(resp.status().as_u16() == 201, "paced create failed: {}", resp.status());
+            hist.lock().await.record(t.elapsed().as_micros() as u64)?;
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for h in handles {
+        h.await??;
+    }
+    let paced = paced_hist.lock().await.clone();
+
+    // Reads: one client, one customer at a time (each read is decrypted and audited).
+    let ids = ids.lock().await.clone();
+    let mut read_hist = Histogram::<u64>::new(3)?;
+    let bar = progress_bar(reads, "reading");
+    for k in 0..reads {
+        let id = &ids[(k as usize * 7919) % ids.len().max(1)];
+        let t = Instant::now();
+        let resp = client.get(format!("{}/v1/customers/{id}", server.base)).bearer_auth(&server.token).send().await?;
+        anyhow::ensure!(resp.status().is_success(), "read failed: {}", resp.status());
+        let _ = resp.bytes().await?;
+        read_hist.record(t.elapsed().as_micros() as u64)?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    server.stop().await?;
+
+    let result = json!({
+        "backend": backend,
+        "customers": customers,
+        "concurrency": concurrency,
+        "onboard_customers_per_sec": rate.round(),
+        "onboard_p50_ms": pct(&burst, 0.50), "onboard_p99_ms": pct(&burst, 0.99),
+        "paced_rate_per_sec": target.round(), "paced_requests": paced_total,
+        "paced_p50_ms": pct(&paced, 0.50), "paced_p99_ms": pct(&paced, 0.99),
+        "read_p50_ms": pct(&read_hist, 0.50), "read_p99_ms": pct(&read_hist, 0.99),
+        "baseline_plain_insert_row_commit_per_sec": baseline.per_row_commit.round(),
+        "baseline_plain_insert_batched_per_sec": baseline.batched.round(),
+    });
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        println!("cip bench onboard — {backend}, {customers} entity customers with 2 beneficial owners each, {concurrency} clients");
+        println!("  {:<58} {:>12}", "figure", "value");
+        println!("  {:<58} {:>10.0}/s", "onboard via HTTP (encryption + blind indexes + audit)", rate);
+        println!("  {:<58} {:>9.2} ms", "  latency p99 at full load", pct(&burst, 0.99));
+        println!("  {:<58} {:>9.2} ms", format!("  latency p99 at half rate ({:.0}/s, {} requests)", target, paced_total), pct(&paced, 0.99));
+        println!("  {:<58} {:>9.2} ms", "read one customer p99 (decrypt + audited)", pct(&read_hist, 0.99));
+        println!("  {:<58} {:>10.0}/s", "baseline: plain insert of the same rows, commit per row", baseline.per_row_commit);
+        println!("  {:<58} {:>10.0}/s", "baseline: plain insert of the same rows, 100 per commit", baseline.batched);
+        println!("  cost of security vs the batched plain insert: {:.1}x", baseline.batched / rate);
+    }
+    Ok(0)
+}
+
+struct Baseline {
+    per_row_commit: f64,
+    batched: f64,
+}
+
+/// The same rows as plain JSON into a table with no index, no encryption and no audit, on
+/// the same engine with the same durability (SQLite WAL + synchronous=FULL / PostgreSQL
+/// defaults): once with a commit per row, once 100 rows per commit (the engine's limit).
+async fn plain_insert_baseline(bodies: &[Vec<u8>], postgres: Option<&str>) -> Result<Baseline> {
+    let n = bodies.len().min(20_000);
+    let ids: Vec<uuid::Uuid> = (0..n).map(|_| uuid::Uuid::now_v7()).collect();
+    match postgres {
+        None => {
+            let dir = tempfile::tempdir()?;
+            let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(dir.path().join("baseline.sqlite"))
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Full);
+            let mut conn = sqlx::SqliteConnection::connect_with(&opts).await?;
+            sqlx::query("CREATE TABLE plain (id BLOB PRIMARY KEY, document BLOB NOT NULL)").execute(&mut conn).await?;
+            let t = Instant::now();
+            let per_row = n.min(5_000);
+            for i in 0..per_row {
+                sqlx::query("INSERT INTO plain (id, document) VALUES ($1, $2)").bind(ids[i]).bind(bodies[i].clone()).execute(&mut conn).await?;
+            }
+            let per_row_commit = per_row as f64 / t.elapsed().as_secs_f64();
+            sqlx::query("DELETE FROM plain").execute(&mut conn).await?;
+            let t = Instant::now();
+            for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+                let mut tx = conn.begin().await?;
+                for &i in chunk {
+                    sqlx::query("INSERT INTO plain (id, document) VALUES ($1, $2)").bind(ids[i]).bind(bodies[i].clone()).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            }
+            Ok(Baseline { per_row_commit, batched: n as f64 / t.elapsed().as_secs_f64() })
+        }
+        Some(admin) => {
+            let (url, name) = cip_store::postgres::create_scratch_database(admin).await?;
+            let result = async {
+                let mut conn = sqlx::PgConnection::connect(&url).await.context("baseline connect")?;
+                sqlx::query("CREATE TABLE plain (id UUID PRIMARY KEY, document BYTEA NOT NULL)").execute(&mut conn).await?;
+                let t = Instant::now();
+                let per_row = n.min(5_000);
+                for i in 0..per_row {
+                    sqlx::query("INSERT INTO plain (id, document) VALUES ($1, $2)").bind(ids[i]).bind(bodies[i].clone()).execute(&mut conn).await?;
+                }
+                let per_row_commit = per_row as f64 / t.elapsed().as_secs_f64();
+                sqlx::query("DELETE FROM plain").execute(&mut conn).await?;
+                let t = Instant::now();
+                for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+                    let mut tx = conn.begin().await?;
+                    for &i in chunk {
+                        sqlx::query("INSERT INTO plain (id, document) VALUES ($1, $2)").bind(ids[i]).bind(bodies[i].clone()).execute(&mut *tx).await?;
+                    }
+                    tx.commit().await?;
+                }
+                Ok::<_, anyhow::Error>(Baseline { per_row_commit, batched: n as f64 / t.elapsed().as_secs_f64() })
+            }
+            .await;
+            cip_store::postgres::drop_database(admin, &name).await?;
+            result
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! The one integration-test binary: boots the real server (in process, on port 0, over a fresh
+//! database) or the real `cip` binary, and talks HTTP to it. Scenarios that touch storage run
+//! on SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+
+mod audit;
+mod auth;
+mod customers;
+mod encryption;
+mod faults;
+mod system;
+mod validation;
