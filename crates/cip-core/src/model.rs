@@ -129,7 +129,9 @@ pub enum PaymentInstrument {
     BankAccount(BankAccount),
     CryptoWallet(WalletAddress),
     /// A payment processor account known only by the provider's identifiers.
-    Other { description: ShortText },
+    Other {
+        description: ShortText,
+    },
 }
 
 /// Means and source of payment (EO 13984 §1(a)(ii)(B)).
@@ -308,7 +310,11 @@ mod tests {
         ] {
             assert_eq!(AccountStatus::parse(s.as_str()), Some(s));
         }
-        for t in [AccountType::Standard, AccountType::Trial, AccountType::ResellerAccount] {
+        for t in [
+            AccountType::Standard,
+            AccountType::Trial,
+            AccountType::ResellerAccount,
+        ] {
             assert_eq!(AccountType::parse(t.as_str()), Some(t));
         }
     }

@@ -55,11 +55,23 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(api::system::healthz))
         .routes(routes!(api::system::readyz))
         .routes(routes!(api::system::metrics_endpoint))
-        .routes(routes!(api::customers::create_customer, api::customers::list_customers))
-        .routes(routes!(api::customers::get_customer, api::customers::update_customer))
+        .routes(routes!(
+            api::customers::create_customer,
+            api::customers::list_customers
+        ))
+        .routes(routes!(
+            api::customers::get_customer,
+            api::customers::update_customer
+        ))
         .routes(routes!(api::customers::lookup_customers))
-        .routes(routes!(api::accounts::create_account, api::accounts::list_accounts))
-        .routes(routes!(api::accounts::get_account, api::accounts::update_account))
+        .routes(routes!(
+            api::accounts::create_account,
+            api::accounts::list_accounts
+        ))
+        .routes(routes!(
+            api::accounts::get_account,
+            api::accounts::update_account
+        ))
         .routes(routes!(api::audit::list_audit))
         .routes(routes!(api::audit::verify_audit))
         .split_for_parts()
@@ -79,7 +91,9 @@ async fn request_context(req: Request, next: Next) -> Response {
         .to_string();
     let method = req.method().clone();
     let started = std::time::Instant::now();
-    let response = crate::error::REQUEST_ID.scope(rid.clone(), next.run(req)).await;
+    let response = crate::error::REQUEST_ID
+        .scope(rid.clone(), next.run(req))
+        .await;
     let status = response.status().as_u16();
     metrics::counter!("cip_http_requests_total", "status" => status.to_string()).increment(1);
     metrics::histogram!("cip_http_request_seconds").record(started.elapsed().as_secs_f64());
@@ -100,7 +114,10 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .fallback(not_found)
         .with_state(state)
         .layer(axum::middleware::from_fn(request_context))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            request_timeout,
+        ))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
         .layer(axum::extract::DefaultBodyLimit::disable())
@@ -113,7 +130,11 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
 /// Background work owned by the server: audit checkpoints, keyring refresh and re-encryption
 /// after a data key rotation. Each job is a `run_once` that tests call directly; the loop here
 /// only schedules it.
-pub fn spawn_jobs(state: AppState, checkpoint_every: Duration, cancel: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn spawn_jobs(
+    state: AppState,
+    checkpoint_every: Duration,
+    cancel: CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let mut handles = Vec::new();
     {
         let state = state.clone();
@@ -160,8 +181,15 @@ pub async fn serve(
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     crate::telemetry::install();
-    let jobs = spawn_jobs(state.clone(), Duration::from_secs(config.audit_checkpoint_secs), cancel.clone());
-    let app = router(state.clone(), Duration::from_secs(config.request_timeout_secs));
+    let jobs = spawn_jobs(
+        state.clone(),
+        Duration::from_secs(config.audit_checkpoint_secs),
+        cancel.clone(),
+    );
+    let app = router(
+        state.clone(),
+        Duration::from_secs(config.request_timeout_secs),
+    );
     let shutdown = cancel.clone();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })

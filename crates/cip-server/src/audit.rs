@@ -37,7 +37,12 @@ pub async fn verify(
             break;
         }
         for e in &batch {
-            if let Err(b) = verifier.push(e.seq as u64, &canonical_audit_body(&e.draft), &e.hash, &e.prev_hash) {
+            if let Err(b) = verifier.push(
+                e.seq as u64,
+                &canonical_audit_body(&e.draft),
+                &e.hash,
+                &e.prev_hash,
+            ) {
                 problems.push(b.to_string());
                 break 'outer;
             }
@@ -53,10 +58,14 @@ pub async fn verify(
     for cp in &checkpoints {
         let sig: Result<[u8; 64], _> = cp.signature.as_slice().try_into();
         let signed = sig.map_err(|_| ()).and_then(|sig| {
-            cip_vault::verify_checkpoint(&cp.public_key, cp.seq as u64, &cp.head_hash, cp.at, &sig).map_err(|_| ())
+            cip_vault::verify_checkpoint(&cp.public_key, cp.seq as u64, &cp.head_hash, cp.at, &sig)
+                .map_err(|_| ())
         });
         if signed.is_err() {
-            problems.push(format!("checkpoint at entry {} has an invalid signature", cp.seq));
+            problems.push(format!(
+                "checkpoint at entry {} has an invalid signature",
+                cp.seq
+            ));
             continue;
         }
         match hashes_at.get(&cp.seq) {

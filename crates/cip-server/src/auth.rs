@@ -28,7 +28,9 @@ impl Principal {
         } else {
             Err(ApiError::Forbidden(match permission {
                 Permission::ReadPersonalData => "permission to read personal data",
-                Permission::WriteRecords => "permission to write records (admin, analyst or integration)",
+                Permission::WriteRecords => {
+                    "permission to write records (admin, analyst or integration)"
+                }
                 Permission::ListRecords => "permission to list records (admin, analyst or auditor)",
                 Permission::ReadAudit => "permission to read the audit trail (admin or auditor)",
                 Permission::ManageKeys => "the admin role",
@@ -42,7 +44,10 @@ pub fn hash_secret(secret: &str) -> [u8; 32] {
 }
 
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// Splits a token into (id, secret).
@@ -56,7 +61,11 @@ fn split_token(token: &str) -> Option<(&str, &str)> {
 }
 
 /// Creates a key: returns the row to store and the token to show once.
-pub fn new_api_key(role: Role, label: Option<String>, now: i64) -> Result<(ApiKeyRow, SecretString), ApiError> {
+pub fn new_api_key(
+    role: Role,
+    label: Option<String>,
+    now: i64,
+) -> Result<(ApiKeyRow, SecretString), ApiError> {
     let mut id = [0u8; 8];
     let mut secret = [0u8; 32];
     getrandom::fill(&mut id).map_err(|e| ApiError::Internal(format!("random: {e}")))?;
@@ -107,18 +116,27 @@ pub async fn create_api_key(
 
 pub async fn authenticate(store: &dyn Store, token: &SecretString) -> Result<Principal, ApiError> {
     let (id, secret) = split_token(token.expose_secret()).ok_or(ApiError::Unauthenticated)?;
-    let row = store.get_api_key(id).await?.ok_or(ApiError::Unauthenticated)?;
+    let row = store
+        .get_api_key(id)
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
     if row.revoked_at.is_some() || !constant_time_eq(&row.secret_hash, &hash_secret(secret)) {
         return Err(ApiError::Unauthenticated);
     }
     let role = Role::parse(&row.role).ok_or(ApiError::Unauthenticated)?;
-    Ok(Principal { key_id: row.id, role })
+    Ok(Principal {
+        key_id: row.id,
+        role,
+    })
 }
 
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -128,7 +146,11 @@ impl FromRequestParts<AppState> for Principal {
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or(ApiError::Unauthenticated)?;
-        let principal = authenticate(state.store.as_ref(), &SecretString::from(token.trim().to_string())).await;
+        let principal = authenticate(
+            state.store.as_ref(),
+            &SecretString::from(token.trim().to_string()),
+        )
+        .await;
         if principal.is_err() {
             metrics::counter!("cip_auth_failures_total").increment(1);
         }

@@ -65,7 +65,9 @@ pub enum ConfigError {
 
 impl ConfigLayer {
     /// Reads `CIP_*` variables from an iterator of (name, value) pairs.
-    pub fn from_env<I: IntoIterator<Item = (String, String)>>(vars: I) -> Result<Self, ConfigError> {
+    pub fn from_env<I: IntoIterator<Item = (String, String)>>(
+        vars: I,
+    ) -> Result<Self, ConfigError> {
         let mut layer = ConfigLayer::default();
         for (k, v) in vars {
             match k.as_str() {
@@ -243,15 +245,15 @@ fn validate(l: ConfigLayer, sources: Vec<String>) -> Result<Config, ConfigError>
             });
         }
     };
-    if let Some(k) = &l.master_key {
-        if let Err(e) = cip_vault::MasterKey::parse(k) {
-            return Err(ConfigError::Invalid {
-                key: "master_key",
-                message: format!(
-                    "{e}; generate one with `cip keys generate-master-key` (the value itself is not shown)"
-                ),
-            });
-        }
+    if let Some(k) = &l.master_key
+        && let Err(e) = cip_vault::MasterKey::parse(k)
+    {
+        return Err(ConfigError::Invalid {
+            key: "master_key",
+            message: format!(
+                "{e}; generate one with `cip keys generate-master-key` (the value itself is not shown)"
+            ),
+        });
     }
     Ok(Config {
         listen,
@@ -331,12 +333,24 @@ mod tests {
     fn layers_override_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\nmax_body_bytes = 4096\nlog_level = \"debug\"\n").unwrap();
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nmax_body_bytes = 4096\nlog_level = \"debug\"\n",
+        )
+        .unwrap();
         let flags = ConfigLayer {
             listen: Some("127.0.0.1:9200".into()),
             ..Default::default()
         };
-        let c = load(Some(&file), env(&[("CIP_LISTEN", "127.0.0.1:9100"), ("CIP_MAX_BODY_BYTES", "8192")]), flags).unwrap();
+        let c = load(
+            Some(&file),
+            env(&[
+                ("CIP_LISTEN", "127.0.0.1:9100"),
+                ("CIP_MAX_BODY_BYTES", "8192"),
+            ]),
+            flags,
+        )
+        .unwrap();
         assert_eq!(c.listen.port(), 9200, "flags beat env");
         assert_eq!(c.max_body_bytes, 8192, "env beats file");
         assert_eq!(c.log_level, "debug", "file beats defaults");
@@ -345,14 +359,37 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key() {
-        let e = load(None, env(&[("CIP_LISTEN", "nonsense")]), ConfigLayer::default()).unwrap_err();
+        let e = load(
+            None,
+            env(&[("CIP_LISTEN", "nonsense")]),
+            ConfigLayer::default(),
+        )
+        .unwrap_err();
         assert!(e.to_string().starts_with("listen:"), "{e}");
-        let e = load(None, env(&[("CIP_MAX_BODY_BYTES", "ten")]), ConfigLayer::default()).unwrap_err();
+        let e = load(
+            None,
+            env(&[("CIP_MAX_BODY_BYTES", "ten")]),
+            ConfigLayer::default(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("CIP_MAX_BODY_BYTES"), "{e}");
-        let e = load(None, env(&[("CIP_DATABASE_URL", "mysql://x")]), ConfigLayer::default()).unwrap_err();
+        let e = load(
+            None,
+            env(&[("CIP_DATABASE_URL", "mysql://x")]),
+            ConfigLayer::default(),
+        )
+        .unwrap_err();
         assert!(e.to_string().starts_with("database_url:"), "{e}");
-        let e = load(None, env(&[("CIP_MASTER_KEY", "short")]), ConfigLayer::default()).unwrap_err();
-        assert!(e.to_string().starts_with("master_key:") && !e.to_string().contains("short"), "{e}");
+        let e = load(
+            None,
+            env(&[("CIP_MASTER_KEY", "short")]),
+            ConfigLayer::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("master_key:") && !e.to_string().contains("short"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -374,6 +411,9 @@ mod tests {
         .unwrap();
         let printed = c.to_redacted_toml();
         assert!(!printed.contains("hunter2"), "{printed}");
-        assert!(printed.contains("postgres://cip:***@db:5432/cip"), "{printed}");
+        assert!(
+            printed.contains("postgres://cip:***@db:5432/cip"),
+            "{printed}"
+        );
     }
 }

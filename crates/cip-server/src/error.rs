@@ -40,7 +40,9 @@ pub enum ApiError {
     Unauthenticated,
     Forbidden(&'static str),
     NotFound(&'static str),
-    VersionConflict { current: i64 },
+    VersionConflict {
+        current: i64,
+    },
     PreconditionRequired,
     Duplicate(&'static str),
     IdempotencyMismatch,

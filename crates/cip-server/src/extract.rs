@@ -32,10 +32,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             .get(axum::http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok())
+            && len > limit
         {
-            if len > limit {
-                return Err(ApiError::PayloadTooLarge);
-            }
+            return Err(ApiError::PayloadTooLarge);
         }
         let content_type = req
             .headers()
@@ -58,7 +57,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 
 pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
     let tree: Value = serde_json::from_slice(raw).map_err(|e| {
-        ApiError::MalformedJson(format!("line {} column {}: {}", e.line(), e.column(), short(&e)))
+        ApiError::MalformedJson(format!(
+            "line {} column {}: {}",
+            e.line(),
+            e.column(),
+            short(&e)
+        ))
     })?;
     deserialize_all_problems(tree)
 }
@@ -85,11 +89,23 @@ pub fn deserialize_all_problems<T: DeserializeOwned>(mut tree: Value) -> Result<
                 let msg = inner.to_string();
                 let (pointer, code, message) = describe(&path, &msg);
                 let removed = remove_at(&mut tree, &pointer, code == "unknown_field", &msg);
-                if problems.iter().any(|p| p.field == pointer && p.code == code) || !removed {
-                    problems.push(FieldProblem { field: pointer, code: code.into(), message });
+                if problems
+                    .iter()
+                    .any(|p| p.field == pointer && p.code == code)
+                    || !removed
+                {
+                    problems.push(FieldProblem {
+                        field: pointer,
+                        code: code.into(),
+                        message,
+                    });
                     return Err(ApiError::Validation(dedup(problems)));
                 }
-                problems.push(FieldProblem { field: pointer, code: code.into(), message });
+                problems.push(FieldProblem {
+                    field: pointer,
+                    code: code.into(),
+                    message,
+                });
                 if problems.len() >= MAX_PROBLEMS {
                     return Err(ApiError::Validation(problems));
                 }
@@ -131,12 +147,20 @@ fn describe(path: &serde_path_to_error::Path, msg: &str) -> (String, &'static st
         if segs.last().map(String::as_str) != Some(name) {
             segs.push(name.to_string());
         }
-        return (to_pointer(&segs), "unknown_field", format!("unknown field `{name}`; it is not part of this request"));
+        return (
+            to_pointer(&segs),
+            "unknown_field",
+            format!("unknown field `{name}`; it is not part of this request"),
+        );
     }
     if let Some(rest) = msg.strip_prefix("missing field `") {
         let name = rest.split('`').next().unwrap_or("");
         segs.push(name.to_string());
-        return (to_pointer(&segs), "required", format!("`{name}` is required"));
+        return (
+            to_pointer(&segs),
+            "required",
+            format!("`{name}` is required"),
+        );
     }
     if msg.starts_with("invalid type") {
         return (to_pointer(&segs), "invalid_type", msg.to_string());
@@ -196,7 +220,10 @@ fn placeholder_for(msg: &str) -> Option<Value> {
         Some(Value::Array(Vec::new()))
     } else if expected.starts_with("struct") || expected.starts_with("a map") {
         Some(Value::Object(serde_json::Map::new()))
-    } else if expected.starts_with("f64") || expected.starts_with("i64") || expected.starts_with("u") {
+    } else if expected.starts_with("f64")
+        || expected.starts_with("i64")
+        || expected.starts_with("u")
+    {
         Some(Value::from(0))
     } else if expected.starts_with("a boolean") {
         Some(Value::Bool(false))
@@ -222,7 +249,9 @@ mod tests {
 
     #[test]
     fn every_structural_problem_is_listed() {
-        let p = problems(r#"{"kind": 5, "identity": {"names": [{"full": 7}], "emails": "x", "shoe": 1}, "colour": "red"}"#);
+        let p = problems(
+            r#"{"kind": 5, "identity": {"names": [{"full": 7}], "emails": "x", "shoe": 1}, "colour": "red"}"#,
+        );
         for want in [
             ("/kind", "invalid_type"),
             ("/identity/names/0/full", "invalid_type"),
@@ -230,7 +259,10 @@ mod tests {
             ("/identity/shoe", "unknown_field"),
             ("/colour", "unknown_field"),
         ] {
-            assert!(p.contains(&(want.0.to_string(), want.1.to_string())), "missing {want:?} in {p:?}");
+            assert!(
+                p.contains(&(want.0.to_string(), want.1.to_string())),
+                "missing {want:?} in {p:?}"
+            );
         }
     }
 
@@ -245,6 +277,9 @@ mod tests {
     #[test]
     fn missing_field_is_named() {
         let p = problems(r#"{"identity": {"names": []}}"#);
-        assert!(p.contains(&("/kind".to_string(), "required".to_string())), "{p:?}");
+        assert!(
+            p.contains(&("/kind".to_string(), "required".to_string())),
+            "{p:?}"
+        );
     }
 }

@@ -19,7 +19,9 @@ pub enum InstallError {
         "the master key does not match this database (its check value differs). Nothing was read or written. Supply the master key this installation was created with (CIP_MASTER_KEY or {0})"
     )]
     WrongMasterKey(String),
-    #[error("cannot use the data directory {path}: {source}. Create it or choose another with --data-dir")]
+    #[error(
+        "cannot use the data directory {path}: {source}. Create it or choose another with --data-dir"
+    )]
     DataDir {
         path: PathBuf,
         source: std::io::Error,
@@ -184,11 +186,16 @@ pub async fn open(config: &Config) -> Result<Installation, InstallError> {
 }
 
 async fn active_data_key_id(store: &dyn Store) -> Result<u32, InstallError> {
-    let raw = store.get_meta(META_ACTIVE_DATA_KEY).await?.unwrap_or_else(|| b"1".to_vec());
+    let raw = store
+        .get_meta(META_ACTIVE_DATA_KEY)
+        .await?
+        .unwrap_or_else(|| b"1".to_vec());
     std::str::from_utf8(&raw)
         .ok()
         .and_then(|s| s.parse().ok())
-        .ok_or(InstallError::Vault(VaultError::Malformed("active data key id")))
+        .ok_or(InstallError::Vault(VaultError::Malformed(
+            "active data key id",
+        )))
 }
 
 /// Loads every data key up to the active one (ids are consecutive from 1).
@@ -216,11 +223,16 @@ pub async fn load_keyring(
 }
 
 /// Re-reads the keyring from the database (another instance or the CLI may have rotated).
-pub async fn reload_keyring(inst_store: &dyn Store, master: &MasterKey) -> Result<Keyring, InstallError> {
+pub async fn reload_keyring(
+    inst_store: &dyn Store,
+    master: &MasterKey,
+) -> Result<Keyring, InstallError> {
     let wrapped = inst_store
         .get_meta(META_INDEX_ROOT)
         .await?
-        .ok_or(InstallError::Vault(VaultError::Malformed("index root missing")))?;
+        .ok_or(InstallError::Vault(VaultError::Malformed(
+            "index root missing",
+        )))?;
     let index_root = cip_vault::unwrap_index_root(master, &wrapped)?;
     load_keyring(inst_store, master, index_root).await
 }

@@ -17,7 +17,10 @@ pub async fn rotation_run_once(state: &AppState, batch: u32) -> Result<Ran, Stri
         .await
         .map_err(|e| e.to_string())?;
     if fresh.active_key_id() != state.keyring().active_key_id() {
-        tracing::info!(active_key_id = fresh.active_key_id(), "data key rotated; now sealing new records under it");
+        tracing::info!(
+            active_key_id = fresh.active_key_id(),
+            "data key rotated; now sealing new records under it"
+        );
         if let Ok(mut guard) = state.keyring.write() {
             *guard = std::sync::Arc::new(fresh);
         }
@@ -33,7 +36,8 @@ pub async fn rotation_run_once(state: &AppState, batch: u32) -> Result<Ran, Stri
     }
     let mut done = 0;
     for row in stale {
-        let doc = crate::records::seal::reseal_document(&keyring, row.id, &row.document).map_err(|e| e.to_string())?;
+        let doc = crate::records::seal::reseal_document(&keyring, row.id, &row.document)
+            .map_err(|e| e.to_string())?;
         if state
             .store
             .reseal_customer(row.id, row.version, doc, keyring.active_key_id())

@@ -16,9 +16,13 @@ pub fn to_rfc3339(micros: i64) -> String {
 pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
     s.parse::<Timestamp>()
         .map(|t| t.as_microsecond())
-        .map_err(|_| "must be an RFC 3339 timestamp with an offset, e.g. 2026-01-02T03:04:05Z".to_string())
+        .map_err(|_| {
+            "must be an RFC 3339 timestamp with an offset, e.g. 2026-01-02T03:04:05Z".to_string()
+        })
 }
 
 pub fn today_utc() -> jiff::civil::Date {
-    Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date()
+    Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .date()
 }

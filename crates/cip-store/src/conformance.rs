@@ -24,8 +24,11 @@ fn e<T: std::fmt::Debug>(what: &str) -> impl FnOnce(T) -> String + '_ {
     move |err| format!("{what}: {err:?}")
 }
 
+/// A named check: runs against a store and reports the first broken expectation.
+pub type NamedCheck = (&'static str, fn(Arc<dyn Store>) -> futures_check::BoxCheck);
+
 /// Every check, by name. Run them in order on one fresh store.
-pub fn checks() -> Vec<(&'static str, fn(Arc<dyn Store>) -> futures_check::BoxCheck)> {
+pub fn checks() -> Vec<NamedCheck> {
     vec![
         ("meta", |s| Box::pin(meta(s))),
         ("api_keys", |s| Box::pin(api_keys(s))),
@@ -179,7 +182,10 @@ async fn customers(s: Arc<dyn Store>) -> Check {
         .map_err(e("insert"))?;
     }
     let dup = s
-        .insert_customer(write(customer_row(ids[0], 1, "individual", "DE", 1), vec![]))
+        .insert_customer(write(
+            customer_row(ids[0], 1, "individual", "DE", 1),
+            vec![],
+        ))
         .await;
     ensure!(
         matches!(dup, Err(StoreError::Duplicate { .. })),
@@ -298,7 +304,10 @@ async fn customers(s: Arc<dyn Store>) -> Check {
     );
     let missing = s
         .update_customer(
-            write(customer_row(Uuid::now_v7(), 2, "individual", "IT", 1), vec![]),
+            write(
+                customer_row(Uuid::now_v7(), 2, "individual", "IT", 1),
+                vec![],
+            ),
             1,
         )
         .await;
@@ -340,7 +349,10 @@ async fn idempotency(s: Arc<dyn Store>) -> Check {
     let mut w = write(customer_row(id, 1, "individual", "DE", 1), vec![]);
     w.idempotency = Some(rec.clone());
     s.insert_customer(w.clone()).await.map_err(e("first"))?;
-    let mut again = write(customer_row(Uuid::now_v7(), 1, "individual", "DE", 1), vec![]);
+    let mut again = write(
+        customer_row(Uuid::now_v7(), 1, "individual", "DE", 1),
+        vec![],
+    );
     again.idempotency = Some(rec.clone());
     match s.insert_customer(again.clone()).await {
         Err(StoreError::IdempotencyReplay(found)) => {
@@ -356,12 +368,17 @@ async fn idempotency(s: Arc<dyn Store>) -> Check {
         "a replayed request must write nothing"
     );
     // The same key from another principal is a different request.
-    let mut other = write(customer_row(Uuid::now_v7(), 1, "individual", "DE", 1), vec![]);
+    let mut other = write(
+        customer_row(Uuid::now_v7(), 1, "individual", "DE", 1),
+        vec![],
+    );
     other.idempotency = Some(IdempotencyRecord {
         principal: "k2".into(),
         ..rec.clone()
     });
-    s.insert_customer(other).await.map_err(e("other principal"))?;
+    s.insert_customer(other)
+        .await
+        .map_err(e("other principal"))?;
     ensure!(
         s.get_idempotency("k1", "idem-1").await.map_err(e("get"))? == Some(rec),
         "record must read back"
@@ -517,7 +534,10 @@ async fn reseal(s: Arc<dyn Store>) -> Check {
     s.insert_customer(write(customer_row(id, 1, "individual", "DE", 99), vec![]))
         .await
         .map_err(e("insert"))?;
-    let stale = s.customers_with_stale_key(99, 1000).await.map_err(e("stale"))?;
+    let stale = s
+        .customers_with_stale_key(99, 1000)
+        .await
+        .map_err(e("stale"))?;
     ensure!(
         stale.len() == before && stale.iter().all(|r| r.key_id != 99),
         "stale listing must skip rows already under the active key"

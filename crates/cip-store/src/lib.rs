@@ -88,12 +88,18 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_account(&self, write: AccountWrite) -> Result<()>;
     async fn update_account(&self, write: AccountWrite, expected_version: i64) -> Result<()>;
     async fn get_account(&self, id: Uuid) -> Result<Option<AccountRow>>;
-    async fn list_accounts(&self, filter: &AccountFilter, page: &PageRequest)
-    -> Result<Vec<AccountRow>>;
+    async fn list_accounts(
+        &self,
+        filter: &AccountFilter,
+        page: &PageRequest,
+    ) -> Result<Vec<AccountRow>>;
 
     // ---- idempotency ----
-    async fn get_idempotency(&self, principal: &str, key: &str)
-    -> Result<Option<IdempotencyRecord>>;
+    async fn get_idempotency(
+        &self,
+        principal: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>>;
 
     // ---- audit trail ----
     /// Appends entries that record reads (changes append theirs with the change).

@@ -51,9 +51,9 @@ impl PgStore {
         F: for<'c> FnOnce(
                 &'c mut sqlx::PgConnection,
                 &'c mut ops::Head,
-            )
-                -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 'c>>
-            + Send,
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<T>> + Send + 'c>,
+            > + Send,
         T: Send,
     {
         let mut conn = self.pool.acquire().await?;
@@ -120,8 +120,10 @@ impl Store for PgStore {
     }
 
     async fn insert_customer(&self, write: CustomerWrite) -> Result<()> {
-        self.with_chain(move |c, h| Box::pin(async move { ops::insert_customer(c, h, write).await }))
-            .await
+        self.with_chain(move |c, h| {
+            Box::pin(async move { ops::insert_customer(c, h, write).await })
+        })
+        .await
     }
 
     async fn update_customer(&self, write: CustomerWrite, expected_version: i64) -> Result<()> {

@@ -1,11 +1,11 @@
 //! The embedded default: one SQLite file in WAL mode.
 //!
-//! Writes go through a single writer task that commits them in groups: requests that arrive
+//! Writes go through a single writer task per process that commits them in groups: requests that arrive
 //! while a commit is being flushed to disk are applied together in the next transaction, each
 //! inside its own savepoint so that one failing request does not fail its neighbours. With
 //! `synchronous = FULL` every acknowledged write is on disk, and group commit spreads the cost
-//! of that one fsync over all the writes of a group. The writer also keeps the audit chain's
-//! head, so appending to the chain needs no extra read. Reads use a separate pool of
+//! of that one fsync over all the writes of a group. The writer reads the audit chain's head
+//! once per group, under the write lock, so other processes (the CLI) can append safely. Reads use a separate pool of
 //! connections and never wait for the writer.
 
 use std::path::Path;
@@ -93,14 +93,13 @@ impl SqliteStore {
             .run(&mut conn)
             .await
             .map_err(migrate_error)?;
-        let head = ops::load_head(&mut conn).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
             .connect_with(options.read_only(true))
             .await?;
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(writer_loop(conn, rx, head));
+        tokio::spawn(writer_loop(conn, rx));
         Ok(SqliteStore { read, writer: tx })
     }
 
@@ -148,9 +147,9 @@ async fn apply(conn: &mut SqliteConnection, head: &mut ops::Head, op: Op) -> Res
             ops::update_customer(conn, head, w, v).await?;
             Out::Unit
         }
-        Op::Reseal(id, version, doc, key_id, audit) => Out::Bool(
-            ops::reseal_customer(conn, head, id, version, doc, key_id, audit).await?,
-        ),
+        Op::Reseal(id, version, doc, key_id, audit) => {
+            Out::Bool(ops::reseal_customer(conn, head, id, version, doc, key_id, audit).await?)
+        }
         Op::InsertAccount(w) => {
             ops::insert_account(conn, head, w).await?;
             Out::Unit
@@ -177,8 +176,8 @@ async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<()> {
     Ok(())
 }
 
-/// Owns the only write connection. Ends when every `SqliteStore` handle is dropped.
-async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, mut head: ops::Head) {
+/// Owns this process's write connection. Ends when every `SqliteStore` handle is dropped.
+async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.recv().await {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -194,7 +193,19 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, mu
             }
             continue;
         }
-        let head_before = head;
+        // Another process (the CLI) may have appended to the chain since our last group:
+        // re-read the head now that BEGIN IMMEDIATE holds the database's write lock.
+        let mut head = match ops::load_head(&mut conn).await {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = exec(&mut conn, "ROLLBACK").await;
+                let msg = e.to_string();
+                for job in group {
+                    let _ = job.reply.send(Err(StoreError::Unavailable(msg.clone())));
+                }
+                continue;
+            }
+        };
         let mut outcomes = Vec::with_capacity(group.len());
         for job in group {
             let saved = head;
@@ -222,7 +233,6 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, mu
             Err(e) => {
                 tracing::error!(error = %e, "group commit failed; the group was rolled back");
                 let _ = exec(&mut conn, "ROLLBACK").await;
-                head = head_before;
                 let shared = match e {
                     StoreError::DiskFull => StoreError::DiskFull,
                     other => StoreError::Unavailable(other.to_string()),
@@ -242,14 +252,18 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, mu
 fn unit(out: Out) -> Result<()> {
     match out {
         Out::Unit => Ok(()),
-        _ => Err(StoreError::Backend("writer returned an unexpected result".into())),
+        _ => Err(StoreError::Backend(
+            "writer returned an unexpected result".into(),
+        )),
     }
 }
 
 fn boolean(out: Out) -> Result<bool> {
     match out {
         Out::Bool(b) => Ok(b),
-        _ => Err(StoreError::Backend("writer returned an unexpected result".into())),
+        _ => Err(StoreError::Backend(
+            "writer returned an unexpected result".into(),
+        )),
     }
 }
 
@@ -275,7 +289,9 @@ impl Store for SqliteStore {
             .await?
         {
             Out::Bytes(b) => Ok(b),
-            _ => Err(StoreError::Backend("writer returned an unexpected result".into())),
+            _ => Err(StoreError::Backend(
+                "writer returned an unexpected result".into(),
+            )),
         }
     }
 
@@ -363,7 +379,10 @@ impl Store for SqliteStore {
     }
 
     async fn update_account(&self, write: AccountWrite, expected_version: i64) -> Result<()> {
-        unit(self.submit(Op::UpdateAccount(write, expected_version)).await?)
+        unit(
+            self.submit(Op::UpdateAccount(write, expected_version))
+                .await?,
+        )
     }
 
     async fn get_account(&self, id: Uuid) -> Result<Option<AccountRow>> {

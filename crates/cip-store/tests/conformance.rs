@@ -16,9 +16,15 @@ fn admin_url() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_conforms() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("cip.sqlite")).await.unwrap();
+    let store = SqliteStore::open(&dir.path().join("cip.sqlite"))
+        .await
+        .unwrap();
     let failures = conformance::run_all(Arc::new(store) as Arc<dyn Store>).await;
-    assert!(failures.is_empty(), "SQLite adapter failures:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "SQLite adapter failures:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,7 +33,9 @@ async fn postgres_conforms() {
     let (url, name) = match postgres::create_scratch_database(&admin).await {
         Ok(x) => x,
         Err(e) if std::env::var_os("CI").is_none() => {
-            eprintln!("SKIPPED: PostgreSQL at {admin} unavailable ({e}); set CI=1 to make this fail");
+            eprintln!(
+                "SKIPPED: PostgreSQL at {admin} unavailable ({e}); set CI=1 to make this fail"
+            );
             return;
         }
         Err(e) => panic!("PostgreSQL at {admin} is required in CI: {e}"),
@@ -35,5 +43,9 @@ async fn postgres_conforms() {
     let store = postgres::PgStore::open(&url, 8).await.unwrap();
     let failures = conformance::run_all(Arc::new(store) as Arc<dyn Store>).await;
     postgres::drop_database(&admin, &name).await.unwrap();
-    assert!(failures.is_empty(), "PostgreSQL adapter failures:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "PostgreSQL adapter failures:\n{}",
+        failures.join("\n")
+    );
 }

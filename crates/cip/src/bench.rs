@@ -45,7 +45,9 @@ pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
     } else {
         ProgressBar::hidden()
     };
-    if let Ok(style) = ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})") {
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_message(what.to_string());
@@ -54,9 +56,14 @@ pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
 
 pub async fn run(cmd: BenchCommand) -> Result<u8> {
     match cmd {
-        BenchCommand::Onboard { customers, concurrency, paced_secs, reads, postgres, json } => {
-            onboard(customers, concurrency, paced_secs, reads, postgres, json).await
-        }
+        BenchCommand::Onboard {
+            customers,
+            concurrency,
+            paced_secs,
+            reads,
+            postgres,
+            json,
+        } => onboard(customers, concurrency, paced_secs, reads, postgres, json).await,
     }
 }
 
@@ -122,9 +129,14 @@ async fn start_server(postgres: Option<&str>) -> Result<Server> {
     };
     let config = cip_server::config::load(None, Default::default(), flags)?;
     let inst = cip_server::install::open(&config).await?;
-    let (_, token) = cip_server::auth::create_api_key(inst.store.as_ref(), cip_core::model::Role::Admin, None, "bench")
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let (_, token) = cip_server::auth::create_api_key(
+        inst.store.as_ref(),
+        cip_core::model::Role::Admin,
+        None,
+        "bench",
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let state = cip_server::app::state_from(&inst, &config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
@@ -133,7 +145,14 @@ async fn start_server(postgres: Option<&str>) -> Result<Server> {
     let handle = tokio::spawn(async move {
         let _ = cip_server::app::serve(listener, state, &config, c2).await;
     });
-    Ok(Server { base, token: token.expose_secret().to_string(), cancel, handle, _dir: dir, pg })
+    Ok(Server {
+        base,
+        token: token.expose_secret().to_string(),
+        cancel,
+        handle,
+        _dir: dir,
+        pg,
+    })
 }
 
 impl Server {
@@ -151,8 +170,19 @@ fn pct(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
 
-async fn onboard(customers: u64, concurrency: usize, paced_secs: u64, reads: u64, postgres: Option<String>, json_out: bool) -> Result<u8> {
-    let backend = if postgres.is_some() { "postgres" } else { "sqlite" };
+async fn onboard(
+    customers: u64,
+    concurrency: usize,
+    paced_secs: u64,
+    reads: u64,
+    postgres: Option<String>,
+    json_out: bool,
+) -> Result<u8> {
+    let backend = if postgres.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
     let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
         (0..customers + 200_000.min(customers * 2))
             .map(|i| serde_json::to_vec(&onboard_body(i)).unwrap_or_default())
@@ -160,17 +190,28 @@ async fn onboard(customers: u64, concurrency: usize, paced_secs: u64, reads: u64
     );
 
     // Baseline first, on the same engine, with the same rows (as plain JSON).
-    let baseline = plain_insert_baseline(&bodies[..customers as usize], postgres.as_deref()).await?;
+    let baseline =
+        plain_insert_baseline(&bodies[..customers as usize], postgres.as_deref()).await?;
 
     let server = start_server(postgres.as_deref()).await?;
-    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
     let next = Arc::new(AtomicU64::new(0));
-    let ids = Arc::new(tokio::sync::Mutex::new(Vec::with_capacity(customers as usize)));
+    let ids = Arc::new(tokio::sync::Mutex::new(Vec::with_capacity(
+        customers as usize,
+    )));
     let bar = progress_bar(customers, "onboarding");
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, next, bodies, ids, bar) = (client.clone(), next.clone(), bodies.clone(), ids.clone(), bar.clone());
+        let (client, next, bodies, ids, bar) = (
+            client.clone(),
+            next.clone(),
+            bodies.clone(),
+            ids.clone(),
+            bar.clone(),
+        );
         let (base, token) = (server.base.clone(), server.token.clone());
         tasks.push(tokio::spawn(async move {
             let mut hist = Histogram::<u64>::new(3)?;
@@ -189,7 +230,10 @@ async fn onboard(customers: u64, concurrency: usize, paced_secs: u64, reads: u64
                     .await?;
                 let status = resp.status();
                 let body: serde_json::Value = resp.json().await?;
-                anyhow::ensure!(status.as_u16() == 201, "create failed with {status}: {body}");
+                anyhow::ensure!(
+                    status.as_u16() == 201,
+                    "create failed with {status}: {body}"
+                );
                 hist.record(t.elapsed().as_micros() as u64)?;
                 if let Some(id) = body.get("id").and_then(|v| v.as_str()) {
                     ids.lock().await.push(id.to_string());
@@ -228,7 +272,11 @@ async fn onboard(customers: u64, concurrency: usize, paced_secs: u64, reads: u64
                 .body(bodies[idx].clone())
                 .send()
                 .await?;
-            anyhow::ensure!(resp.status().as_u16() == 201, "paced create failed: {}", resp.status());
+            anyhow::ensure!(
+                resp.status().as_u16() == 201,
+                "paced create failed: {}",
+                resp.status()
+            );
             hist.lock().await.record(t.elapsed().as_micros() as u64)?;
             Ok::<_, anyhow::Error>(())
         }));
@@ -245,7 +293,11 @@ async fn onboard(customers: u64, concurrency: usize, paced_secs: u64, reads: u64
     for k in 0..reads {
         let id = &ids[(k as usize * 7919) % ids.len().max(1)];
         let t = Instant::now();
-        let resp = client.get(format!("{}/v1/customers/{id}", server.base)).bearer_auth(&server.token).send().await?;
+        let resp = client
+            .get(format!("{}/v1/customers/{id}", server.base))
+            .bearer_auth(&server.token)
+            .send()
+            .await?;
         anyhow::ensure!(resp.status().is_success(), "read failed: {}", resp.status());
         let _ = resp.bytes().await?;
         read_hist.record(t.elapsed().as_micros() as u64)?;
@@ -269,15 +321,44 @@ async fn onboard(customers: u64, concurrency: usize, paced_secs: u64, reads: u64
     if json_out {
         println!("{}", serde_json::to_string_pretty(&result)?);
     } else {
-        println!("cip bench onboard — {backend}, {customers} entity customers with 2 beneficial owners each, {concurrency} clients");
+        println!(
+            "cip bench onboard — {backend}, {customers} entity customers with 2 beneficial owners each, {concurrency} clients"
+        );
         println!("  {:<58} {:>12}", "figure", "value");
-        println!("  {:<58} {:>10.0}/s", "onboard via HTTP (encryption + blind indexes + audit)", rate);
-        println!("  {:<58} {:>9.2} ms", "  latency p99 at full load", pct(&burst, 0.99));
-        println!("  {:<58} {:>9.2} ms", format!("  latency p99 at half rate ({:.0}/s, {} requests)", target, paced_total), pct(&paced, 0.99));
-        println!("  {:<58} {:>9.2} ms", "read one customer p99 (decrypt + audited)", pct(&read_hist, 0.99));
-        println!("  {:<58} {:>10.0}/s", "baseline: plain insert of the same rows, commit per row", baseline.per_row_commit);
-        println!("  {:<58} {:>10.0}/s", "baseline: plain insert of the same rows, 100 per commit", baseline.batched);
-        println!("  cost of security vs the batched plain insert: {:.1}x", baseline.batched / rate);
+        println!(
+            "  {:<58} {:>10.0}/s",
+            "onboard via HTTP (encryption + blind indexes + audit)", rate
+        );
+        println!(
+            "  {:<58} {:>9.2} ms",
+            "  latency p99 at full load",
+            pct(&burst, 0.99)
+        );
+        println!(
+            "  {:<58} {:>9.2} ms",
+            format!(
+                "  latency p99 at half rate ({:.0}/s, {} requests)",
+                target, paced_total
+            ),
+            pct(&paced, 0.99)
+        );
+        println!(
+            "  {:<58} {:>9.2} ms",
+            "read one customer p99 (decrypt + audited)",
+            pct(&read_hist, 0.99)
+        );
+        println!(
+            "  {:<58} {:>10.0}/s",
+            "baseline: plain insert of the same rows, commit per row", baseline.per_row_commit
+        );
+        println!(
+            "  {:<58} {:>10.0}/s",
+            "baseline: plain insert of the same rows, 100 per commit", baseline.batched
+        );
+        println!(
+            "  cost of security vs the batched plain insert: {:.1}x",
+            baseline.batched / rate
+        );
     }
     Ok(0)
 }
@@ -302,11 +383,17 @@ async fn plain_insert_baseline(bodies: &[Vec<u8>], postgres: Option<&str>) -> Re
                 .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sqlx::sqlite::SqliteSynchronous::Full);
             let mut conn = sqlx::SqliteConnection::connect_with(&opts).await?;
-            sqlx::query("CREATE TABLE plain (id BLOB PRIMARY KEY, document BLOB NOT NULL)").execute(&mut conn).await?;
+            sqlx::query("CREATE TABLE plain (id BLOB PRIMARY KEY, document BLOB NOT NULL)")
+                .execute(&mut conn)
+                .await?;
             let t = Instant::now();
             let per_row = n.min(5_000);
             for i in 0..per_row {
-                sqlx::query("INSERT INTO plain (id, document) VALUES ($1, $2)").bind(ids[i]).bind(bodies[i].clone()).execute(&mut conn).await?;
+                sqlx::query("INSERT INTO plain (id, document) VALUES ($1, $2)")
+                    .bind(ids[i])
+                    .bind(bodies[i].clone())
+                    .execute(&mut conn)
+                    .await?;
             }
             let per_row_commit = per_row as f64 / t.elapsed().as_secs_f64();
             sqlx::query("DELETE FROM plain").execute(&mut conn).await?;
@@ -314,21 +401,36 @@ async fn plain_insert_baseline(bodies: &[Vec<u8>], postgres: Option<&str>) -> Re
             for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
                 let mut tx = conn.begin().await?;
                 for &i in chunk {
-                    sqlx::query("INSERT INTO plain (id, document) VALUES ($1, $2)").bind(ids[i]).bind(bodies[i].clone()).execute(&mut *tx).await?;
+                    sqlx::query("INSERT INTO plain (id, document) VALUES ($1, $2)")
+                        .bind(ids[i])
+                        .bind(bodies[i].clone())
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await?;
             }
-            Ok(Baseline { per_row_commit, batched: n as f64 / t.elapsed().as_secs_f64() })
+            Ok(Baseline {
+                per_row_commit,
+                batched: n as f64 / t.elapsed().as_secs_f64(),
+            })
         }
         Some(admin) => {
             let (url, name) = cip_store::postgres::create_scratch_database(admin).await?;
             let result = async {
-                let mut conn = sqlx::PgConnection::connect(&url).await.context("baseline connect")?;
-                sqlx::query("CREATE TABLE plain (id UUID PRIMARY KEY, document BYTEA NOT NULL)").execute(&mut conn).await?;
+                let mut conn = sqlx::PgConnection::connect(&url)
+                    .await
+                    .context("baseline connect")?;
+                sqlx::query("CREATE TABLE plain (id UUID PRIMARY KEY, document BYTEA NOT NULL)")
+                    .execute(&mut conn)
+                    .await?;
                 let t = Instant::now();
                 let per_row = n.min(5_000);
                 for i in 0..per_row {
-                    sqlx::query("INSERT INTO plain (id, document) VALUES ($1, $2)").bind(ids[i]).bind(bodies[i].clone()).execute(&mut conn).await?;
+                    sqlx::query("INSERT INTO plain (id, document) VALUES ($1, $2)")
+                        .bind(ids[i])
+                        .bind(bodies[i].clone())
+                        .execute(&mut conn)
+                        .await?;
                 }
                 let per_row_commit = per_row as f64 / t.elapsed().as_secs_f64();
                 sqlx::query("DELETE FROM plain").execute(&mut conn).await?;
@@ -336,11 +438,18 @@ async fn plain_insert_baseline(bodies: &[Vec<u8>], postgres: Option<&str>) -> Re
                 for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
                     let mut tx = conn.begin().await?;
                     for &i in chunk {
-                        sqlx::query("INSERT INTO plain (id, document) VALUES ($1, $2)").bind(ids[i]).bind(bodies[i].clone()).execute(&mut *tx).await?;
+                        sqlx::query("INSERT INTO plain (id, document) VALUES ($1, $2)")
+                            .bind(ids[i])
+                            .bind(bodies[i].clone())
+                            .execute(&mut *tx)
+                            .await?;
                     }
                     tx.commit().await?;
                 }
-                Ok::<_, anyhow::Error>(Baseline { per_row_commit, batched: n as f64 / t.elapsed().as_secs_f64() })
+                Ok::<_, anyhow::Error>(Baseline {
+                    per_row_commit,
+                    batched: n as f64 / t.elapsed().as_secs_f64(),
+                })
             }
             .await;
             cip_store::postgres::drop_database(admin, &name).await?;

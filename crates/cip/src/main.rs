@@ -11,15 +11,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
 use cip_core::model::Role;
 use cip_server::config::{self, Config, ConfigLayer, LogFormat};
 use cip_server::install::{self, InstallError};
+use clap::{Args, Parser, Subcommand};
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "cip", version, about = "Customer Identification Program engine for IaaS providers (EO 13984)")]
+#[command(
+    name = "cip",
+    version,
+    about = "Customer Identification Program engine for IaaS providers (EO 13984)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -162,7 +166,10 @@ struct Failure {
 
 impl From<anyhow::Error> for Failure {
     fn from(error: anyhow::Error) -> Self {
-        let code = if error.downcast_ref::<InstallError>().is_some_and(|e| matches!(e, InstallError::WrongMasterKey(_))) {
+        let code = if error
+            .downcast_ref::<InstallError>()
+            .is_some_and(|e| matches!(e, InstallError::WrongMasterKey(_)))
+        {
             4
         } else if error.downcast_ref::<config::ConfigError>().is_some() {
             3
@@ -175,7 +182,10 @@ impl From<anyhow::Error> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -205,7 +215,9 @@ fn load_config(target: &Target, listen: Option<String>) -> Result<Config, Failur
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match config.log_format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
@@ -222,8 +234,14 @@ fn print_json(v: &serde_json::Value) {
 
 async fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
-        Command::Serve { target, listen, demo } => serve(target, listen, demo).await,
-        Command::Config { command: ConfigCommand::Print { target, json } } => {
+        Command::Serve {
+            target,
+            listen,
+            demo,
+        } => serve(target, listen, demo).await,
+        Command::Config {
+            command: ConfigCommand::Print { target, json },
+        } => {
             let config = load_config(&target, None)?;
             if json {
                 print_json(&serde_json::json!({
@@ -270,15 +288,31 @@ async fn serve(target: Target, listen: Option<String>, demo: bool) -> Result<u8,
         );
     }
     let state = cip_server::app::state_from(&inst, &config);
-    if inst.store.list_api_keys().await.map_err(anyhow::Error::from)?.is_empty() {
-        let (row, token) = cip_server::auth::create_api_key(inst.store.as_ref(), Role::Admin, Some("bootstrap".into()), "system:bootstrap")
-            .await
-            .map_err(|e| anyhow::anyhow!("creating the bootstrap key: {e:?}"))?;
-        println!("Bootstrap admin API key (shown once; create more with `cip keys create --role …`):\n\n    {}\n", token.expose_secret());
+    if inst
+        .store
+        .list_api_keys()
+        .await
+        .map_err(anyhow::Error::from)?
+        .is_empty()
+    {
+        let (row, token) = cip_server::auth::create_api_key(
+            inst.store.as_ref(),
+            Role::Admin,
+            Some("bootstrap".into()),
+            "system:bootstrap",
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the bootstrap key: {e:?}"))?;
+        println!(
+            "Bootstrap admin API key (shown once; create more with `cip keys create --role …`):\n\n    {}\n",
+            token.expose_secret()
+        );
         tracing::info!(key_id = %row.id, "bootstrap admin key created");
     }
     if demo {
-        let n = cip_server::demo::load(&state).await.map_err(|e| anyhow::anyhow!("loading demo data: {e:?}"))?;
+        let n = cip_server::demo::load(&state)
+            .await
+            .map_err(|e| anyhow::anyhow!("loading demo data: {e:?}"))?;
         if n > 0 {
             eprintln!("demo: loaded {n} sample customers with accounts");
         } else {
@@ -287,7 +321,12 @@ async fn serve(target: Target, listen: Option<String>, demo: bool) -> Result<u8,
     }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("cannot listen on {} (is another cip running? choose another with --listen)", config.listen))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (is another cip running? choose another with --listen)",
+                config.listen
+            )
+        })?;
     let addr = listener.local_addr().map_err(anyhow::Error::from)?;
     eprintln!(
         "cip listening on http://{addr} ({} database) — API docs at http://{addr}/docs",
@@ -299,7 +338,9 @@ async fn serve(target: Target, listen: Option<String>, demo: bool) -> Result<u8,
         shutdown_signal().await;
         on_signal.cancel();
     });
-    cip_server::app::serve(listener, state, &config, cancel).await.map_err(anyhow::Error::from)?;
+    cip_server::app::serve(listener, state, &config, cancel)
+        .await
+        .map_err(anyhow::Error::from)?;
     Ok(0)
 }
 
@@ -307,13 +348,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(t) => t,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -330,16 +372,29 @@ async fn keys(command: KeysCommand) -> Result<u8, Failure> {
             println!("{}", key.encode().expose_secret());
             Ok(0)
         }
-        KeysCommand::Create { target, role, label, json } => {
-            let role = Role::parse(&role)
-                .ok_or_else(|| anyhow::anyhow!("unknown role '{role}': use admin, analyst, auditor or integration"))?;
+        KeysCommand::Create {
+            target,
+            role,
+            label,
+            json,
+        } => {
+            let role = Role::parse(&role).ok_or_else(|| {
+                anyhow::anyhow!("unknown role '{role}': use admin, analyst, auditor or integration")
+            })?;
             let config = load_config(&target, None)?;
             let inst = open(&config).await?;
-            let (row, token) = cip_server::auth::create_api_key(inst.store.as_ref(), role, label, "cli:keys-create")
-                .await
-                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let (row, token) = cip_server::auth::create_api_key(
+                inst.store.as_ref(),
+                role,
+                label,
+                "cli:keys-create",
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
             if json {
-                print_json(&serde_json::json!({"id": row.id, "role": row.role, "token": token.expose_secret()}));
+                print_json(
+                    &serde_json::json!({"id": row.id, "role": row.role, "token": token.expose_secret()}),
+                );
             } else {
                 println!("{}", token.expose_secret());
             }
@@ -348,7 +403,13 @@ async fn keys(command: KeysCommand) -> Result<u8, Failure> {
         KeysCommand::Revoke { target, id, json } => {
             let config = load_config(&target, None)?;
             let inst = open(&config).await?;
-            let id = id.trim().trim_start_matches("cip_").split('_').next().unwrap_or("").to_string();
+            let id = id
+                .trim()
+                .trim_start_matches("cip_")
+                .split('_')
+                .next()
+                .unwrap_or("")
+                .to_string();
             let audit = cip_store::AuditDraft {
                 at: cip_server::time::now_micros(),
                 actor: "cli:keys-revoke".into(),
@@ -379,7 +440,11 @@ async fn keys(command: KeysCommand) -> Result<u8, Failure> {
         KeysCommand::List { target, json } => {
             let config = load_config(&target, None)?;
             let inst = open(&config).await?;
-            let keys = inst.store.list_api_keys().await.map_err(anyhow::Error::from)?;
+            let keys = inst
+                .store
+                .list_api_keys()
+                .await
+                .map_err(anyhow::Error::from)?;
             if json {
                 print_json(&serde_json::Value::Array(
                     keys.iter()
@@ -393,33 +458,50 @@ async fn keys(command: KeysCommand) -> Result<u8, Failure> {
                         .collect(),
                 ));
             } else {
-                println!("{:<18} {:<12} {:<28} {:<28} LABEL", "ID", "ROLE", "CREATED", "REVOKED");
+                println!(
+                    "{:<18} {:<12} {:<28} {:<28} LABEL",
+                    "ID", "ROLE", "CREATED", "REVOKED"
+                );
                 for k in keys {
                     println!(
                         "{:<18} {:<12} {:<28} {:<28} {}",
                         k.id,
                         k.role,
                         cip_server::time::to_rfc3339(k.created_at),
-                        k.revoked_at.map(cip_server::time::to_rfc3339).unwrap_or_else(|| "-".into()),
+                        k.revoked_at
+                            .map(cip_server::time::to_rfc3339)
+                            .unwrap_or_else(|| "-".into()),
                         k.label.unwrap_or_default()
                     );
                 }
             }
             Ok(0)
         }
-        KeysCommand::RotateDataKey { target, no_reencrypt, json } => {
+        KeysCommand::RotateDataKey {
+            target,
+            no_reencrypt,
+            json,
+        } => {
             let config = load_config(&target, None)?;
             let inst = open(&config).await?;
-            let new_id = install::rotate_data_key(inst.store.as_ref(), &inst.master, "cli:rotate-data-key")
-                .await
-                .map_err(anyhow::Error::from)?;
+            let new_id =
+                install::rotate_data_key(inst.store.as_ref(), &inst.master, "cli:rotate-data-key")
+                    .await
+                    .map_err(anyhow::Error::from)?;
             let mut resealed = 0u64;
             if !no_reencrypt {
                 let state = cip_server::app::state_from(&inst, &config);
-                let total = inst.store.count_customers().await.map_err(anyhow::Error::from)?;
+                let total = inst
+                    .store
+                    .count_customers()
+                    .await
+                    .map_err(anyhow::Error::from)?;
                 let bar = bench::progress_bar(total, "re-encrypting");
                 loop {
-                    match cip_server::jobs::rotation_run_once(&state, 500).await.map_err(|e| anyhow::anyhow!(e))? {
+                    match cip_server::jobs::rotation_run_once(&state, 500)
+                        .await
+                        .map_err(|e| anyhow::anyhow!(e))?
+                    {
                         cip_server::jobs::Ran::Idle => break,
                         cip_server::jobs::Ran::Did(n) => {
                             resealed += n;
@@ -430,7 +512,9 @@ async fn keys(command: KeysCommand) -> Result<u8, Failure> {
                 bar.finish_and_clear();
             }
             if json {
-                print_json(&serde_json::json!({"active_data_key": new_id, "reencrypted": resealed}));
+                print_json(
+                    &serde_json::json!({"active_data_key": new_id, "reencrypted": resealed}),
+                );
             } else {
                 println!("data key {new_id} is active; {resealed} customer record(s) re-encrypted");
             }

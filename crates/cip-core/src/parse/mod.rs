@@ -152,7 +152,10 @@ impl Email {
     pub fn parse(s: &str) -> Result<Self, FieldError> {
         let t = s.trim();
         if t.len() > 254 {
-            return Err(err("too_long", "an email address has at most 254 characters"));
+            return Err(err(
+                "too_long",
+                "an email address has at most 254 characters",
+            ));
         }
         if !email_address::EmailAddress::is_valid(t) || !t.contains('@') {
             return Err(err(
@@ -160,9 +163,14 @@ impl Email {
                 format!("'{}' is not an email address", shown(t)),
             ));
         }
-        let (local, domain) = t.rsplit_once('@').ok_or_else(|| err("invalid_email", "missing @"))?;
+        let (local, domain) = t
+            .rsplit_once('@')
+            .ok_or_else(|| err("invalid_email", "missing @"))?;
         if !domain.contains('.') && domain != "localhost" {
-            return Err(err("invalid_email", format!("'{}' has no domain", shown(t))));
+            return Err(err(
+                "invalid_email",
+                format!("'{}' has no domain", shown(t)),
+            ));
         }
         Ok(Email(format!("{local}@{}", domain.to_ascii_lowercase())))
     }
@@ -199,11 +207,22 @@ impl Phone {
                 "phone numbers must be in international form starting with + and the country code",
             ));
         }
-        if t.len() > 32 || !t[1..].chars().all(|c| c.is_ascii_digit() || " -().".contains(c)) {
-            return Err(err("invalid_phone", format!("'{}' is not a phone number", shown(t))));
+        if t.len() > 32
+            || !t[1..]
+                .chars()
+                .all(|c| c.is_ascii_digit() || " -().".contains(c))
+        {
+            return Err(err(
+                "invalid_phone",
+                format!("'{}' is not a phone number", shown(t)),
+            ));
         }
-        let number = phonenumber::parse(None, t)
-            .map_err(|_| err("invalid_phone", format!("'{}' is not a phone number", shown(t))))?;
+        let number = phonenumber::parse(None, t).map_err(|_| {
+            err(
+                "invalid_phone",
+                format!("'{}' is not a phone number", shown(t)),
+            )
+        })?;
         if !phonenumber::is_valid(&number) {
             return Err(err(
                 "invalid_phone",
@@ -246,7 +265,11 @@ pub struct Iban {
 impl Iban {
     pub fn parse(s: &str) -> Result<Self, FieldError> {
         use iban::IbanLike;
-        let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_uppercase();
+        let compact: String = s
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_ascii_uppercase();
         let parsed: iban::Iban = compact.parse().map_err(|e: iban::ParseIbanError| {
             let code = match e {
                 iban::ParseIbanError::InvalidBaseIban {
@@ -344,7 +367,12 @@ impl CardBrand {
 
     /// The brand from the issuer identification number ranges.
     pub fn detect(digits: &str) -> Self {
-        let p = |n: usize| digits.get(..n).and_then(|s| s.parse::<u32>().ok()).unwrap_or(0);
+        let p = |n: usize| {
+            digits
+                .get(..n)
+                .and_then(|s| s.parse::<u32>().ok())
+                .unwrap_or(0)
+        };
         let (p1, p2, p3, p4, p6) = (p(1), p(2), p(3), p(4), p(6));
         if p1 == 4 {
             CardBrand::Visa
@@ -354,7 +382,11 @@ impl CardBrand {
             CardBrand::Amex
         } else if (2200..=2204).contains(&p4) {
             CardBrand::Mir
-        } else if p4 == 6011 || p2 == 65 || (644..=649).contains(&p3) || (622_126..=622_925).contains(&p6) {
+        } else if p4 == 6011
+            || p2 == 65
+            || (644..=649).contains(&p3)
+            || (622_126..=622_925).contains(&p6)
+        {
             CardBrand::Discover
         } else if (3528..=3589).contains(&p4) {
             CardBrand::Jcb
@@ -390,15 +422,27 @@ impl fmt::Debug for CardNumber {
 impl CardNumber {
     pub fn parse(s: &str) -> Result<Self, FieldError> {
         let t = s.trim();
-        if !t.chars().all(|c| c.is_ascii_digit() || c == ' ' || c == '-') {
-            return Err(err("invalid_card_number", "a card number has only digits, spaces and dashes"));
+        if !t
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == ' ' || c == '-')
+        {
+            return Err(err(
+                "invalid_card_number",
+                "a card number has only digits, spaces and dashes",
+            ));
         }
         let digits = Zeroizing::new(t.chars().filter(char::is_ascii_digit).collect::<String>());
         if !(12..=19).contains(&digits.len()) {
-            return Err(err("invalid_card_number", "a card number has 12 to 19 digits"));
+            return Err(err(
+                "invalid_card_number",
+                "a card number has 12 to 19 digits",
+            ));
         }
         if !luhn::valid(&digits) {
-            return Err(err("checksum_mismatch", "the card number fails the Luhn check"));
+            return Err(err(
+                "checksum_mismatch",
+                "the card number fails the Luhn check",
+            ));
         }
         Ok(CardNumber(digits))
     }
@@ -474,11 +518,15 @@ impl WalletChain {
             "ethereum" | "eth" => Ok(WalletChain::Ethereum),
             _ if !t.is_empty()
                 && t.len() <= 32
-                && t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') =>
+                && t.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') =>
             {
                 Ok(WalletChain::Other(t))
             }
-            _ => Err(err("invalid_chain", "chain must be bitcoin, ethereum or a lowercase chain name")),
+            _ => Err(err(
+                "invalid_chain",
+                "chain must be bitcoin, ethereum or a lowercase chain name",
+            )),
         }
     }
 
@@ -508,8 +556,14 @@ impl WalletAddress {
             WalletChain::Bitcoin => parse_btc(t)?,
             WalletChain::Ethereum => parse_eth(t)?,
             WalletChain::Other(_) => {
-                if !t.bytes().all(|b| b.is_ascii_alphanumeric() || b":_-".contains(&b)) {
-                    return Err(err("invalid_address", "an address has only letters, digits, ':', '_' and '-'"));
+                if !t
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b":_-".contains(&b))
+                {
+                    return Err(err(
+                        "invalid_address",
+                        "an address has only letters, digits, ':', '_' and '-'",
+                    ));
                 }
                 t.to_string()
             }
@@ -541,30 +595,46 @@ impl WalletAddress {
 }
 
 fn is_base58(s: &str) -> bool {
-    s.starts_with('1') || s.starts_with('3') || s.starts_with('m') || s.starts_with('n') || s.starts_with('2')
+    s.starts_with('1')
+        || s.starts_with('3')
+        || s.starts_with('m')
+        || s.starts_with('n')
+        || s.starts_with('2')
 }
 
 fn parse_btc(t: &str) -> Result<String, FieldError> {
     let lower = t.to_ascii_lowercase();
     if lower.starts_with("bc1") || lower.starts_with("tb1") {
         if t != lower && t != t.to_ascii_uppercase() {
-            return Err(err("invalid_address", "a bech32 address must not mix upper and lower case"));
+            return Err(err(
+                "invalid_address",
+                "a bech32 address must not mix upper and lower case",
+            ));
         }
         return match bech32::segwit::decode(&lower) {
             Ok(_) => Ok(lower),
-            Err(e) => Err(err("checksum_mismatch", format!("not a valid segwit address: {e}"))),
+            Err(e) => Err(err(
+                "checksum_mismatch",
+                format!("not a valid segwit address: {e}"),
+            )),
         };
     }
     let bytes = bs58::decode(t)
         .with_check(None)
         .into_vec()
         .map_err(|e| match e {
-            bs58::decode::Error::InvalidChecksum { .. } => err("checksum_mismatch", "the Base58Check checksum does not match"),
+            bs58::decode::Error::InvalidChecksum { .. } => err(
+                "checksum_mismatch",
+                "the Base58Check checksum does not match",
+            ),
             _ => err("invalid_address", "not a Bitcoin address"),
         })?;
     match (bytes.first(), bytes.len()) {
         (Some(0x00 | 0x05 | 0x6f | 0xc4), 21) => Ok(t.to_string()),
-        _ => Err(err("invalid_address", "not a Bitcoin P2PKH or P2SH address")),
+        _ => Err(err(
+            "invalid_address",
+            "not a Bitcoin P2PKH or P2SH address",
+        )),
     }
 }
 
@@ -575,7 +645,10 @@ fn parse_eth(t: &str) -> Result<String, FieldError> {
         .or_else(|| t.strip_prefix("0X"))
         .ok_or_else(|| err("invalid_address", "an Ethereum address starts with 0x"))?;
     if hex_part.len() != 40 || !hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(err("invalid_address", "an Ethereum address is 0x and 40 hex digits"));
+        return Err(err(
+            "invalid_address",
+            "an Ethereum address is 0x and 40 hex digits",
+        ));
     }
     let lower = hex_part.to_ascii_lowercase();
     let mixed = hex_part != lower && hex_part != hex_part.to_ascii_uppercase();
@@ -586,7 +659,10 @@ fn parse_eth(t: &str) -> Result<String, FieldError> {
             if c.is_ascii_alphabetic() {
                 let nibble = (hash[i / 2] >> (if i % 2 == 0 { 4 } else { 0 })) & 0x0f;
                 if (nibble >= 8) != c.is_ascii_uppercase() {
-                    return Err(err("checksum_mismatch", "the EIP-55 mixed-case checksum does not match"));
+                    return Err(err(
+                        "checksum_mismatch",
+                        "the EIP-55 mixed-case checksum does not match",
+                    ));
                 }
             }
         }
@@ -617,7 +693,10 @@ impl NationalIdNumber {
             return Err(err("too_long", "at most 64 characters"));
         }
         if !n.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(err("invalid_format", "only letters, digits and the separators space - . / are allowed"));
+            return Err(err(
+                "invalid_format",
+                "only letters, digits and the separators space - . / are allowed",
+            ));
         }
         Ok(NationalIdNumber(n))
     }
@@ -628,14 +707,25 @@ impl NationalIdNumber {
 
 fn clean_text(s: &str, max: usize, what: &str) -> Result<String, FieldError> {
     if s.chars().any(|c| c.is_control()) {
-        return Err(err("control_character", format!("{what} must not contain control characters")));
+        return Err(err(
+            "control_character",
+            format!("{what} must not contain control characters"),
+        ));
     }
-    let collapsed = s.nfc().collect::<String>().split_whitespace().collect::<Vec<_>>().join(" ");
+    let collapsed = s
+        .nfc()
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     if collapsed.is_empty() {
         return Err(err("empty", format!("{what} is empty")));
     }
     if collapsed.chars().count() > max {
-        return Err(err("too_long", format!("{what} has at most {max} characters")));
+        return Err(err(
+            "too_long",
+            format!("{what} has at most {max} characters"),
+        ));
     }
     Ok(collapsed)
 }
@@ -686,22 +776,34 @@ pub fn parse_date(s: &str) -> Result<Date, FieldError> {
     let shape = b.len() == 10
         && b[4] == b'-'
         && b[7] == b'-'
-        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
     if !shape {
         return Err(err("invalid_date", "dates are written YYYY-MM-DD"));
     }
-    t.parse::<Date>()
-        .map_err(|_| err("invalid_date", format!("'{}' is not a real calendar date", shown(t))))
+    t.parse::<Date>().map_err(|_| {
+        err(
+            "invalid_date",
+            format!("'{}' is not a real calendar date", shown(t)),
+        )
+    })
 }
 
 /// A birth date: a real date, not in the future, not before 1900.
 pub fn parse_birth_date(s: &str, today: Date) -> Result<Date, FieldError> {
     let d = parse_date(s)?;
     if d > today {
-        return Err(err("date_in_future", "a birth date cannot be in the future"));
+        return Err(err(
+            "date_in_future",
+            "a birth date cannot be in the future",
+        ));
     }
     if d < jiff::civil::date(1900, 1, 1) {
-        return Err(err("out_of_range", "a birth date before 1900 is not plausible"));
+        return Err(err(
+            "out_of_range",
+            "a birth date before 1900 is not plausible",
+        ));
     }
     Ok(d)
 }
@@ -713,7 +815,10 @@ pub struct OwnershipPercent(u16);
 impl OwnershipPercent {
     pub fn from_f64(v: f64) -> Result<Self, FieldError> {
         if !v.is_finite() || !(0.0..=100.0).contains(&v) {
-            return Err(err("out_of_range", "ownership is a percentage from 0 to 100"));
+            return Err(err(
+                "out_of_range",
+                "ownership is a percentage from 0 to 100",
+            ));
         }
         let bp = (v * 100.0).round();
         if ((v * 100.0) - bp).abs() > 1e-6 {

@@ -4,7 +4,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cip_core::model::{AccountStatus, AccountType, Permission};
 use cip_core::parse;
-use cip_store::{AccountFilter, AccountRow, AccountWrite, AuditDraft, IdempotencyRecord, PageRequest, StoreError};
+use cip_store::{
+    AccountFilter, AccountRow, AccountWrite, AuditDraft, IdempotencyRecord, PageRequest, StoreError,
+};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
@@ -17,7 +19,13 @@ use crate::records::dto::*;
 use crate::state::AppState;
 use crate::time::{now_micros, parse_rfc3339, to_rfc3339};
 
-fn audit(principal: &Principal, headers: &HeaderMap, action: &str, id: Uuid, fields: Vec<String>) -> AuditDraft {
+fn audit(
+    principal: &Principal,
+    headers: &HeaderMap,
+    action: &str,
+    id: Uuid,
+    fields: Vec<String>,
+) -> AuditDraft {
     AuditDraft {
         at: now_micros(),
         actor: principal.key_id.clone(),
@@ -70,7 +78,11 @@ fn parse_fields(
 ) -> Result<Fields, ApiError> {
     let mut problems = Vec::new();
     let mut add = |field: &str, code: &str, message: String| {
-        problems.push(FieldProblem { field: format!("/{field}"), code: code.into(), message });
+        problems.push(FieldProblem {
+            field: format!("/{field}"),
+            code: code.into(),
+            message,
+        });
     };
     let external_id = match external_id {
         None => None,
@@ -100,7 +112,11 @@ fn parse_fields(
         None => None,
         Some(t) if AccountType::parse(t).is_some() => Some(t.clone()),
         Some(_) => {
-            add("account_type", "invalid_enum", "must be standard, trial or reseller_account".into());
+            add(
+                "account_type",
+                "invalid_enum",
+                "must be standard, trial or reseller_account".into(),
+            );
             None
         }
     };
@@ -108,7 +124,11 @@ fn parse_fields(
         None => None,
         Some(s) if AccountStatus::parse(s).is_some() => Some(s.clone()),
         Some(_) => {
-            add("status", "invalid_enum", "must be applied, pending_verification, active, restricted or closed".into());
+            add(
+                "status",
+                "invalid_enum",
+                "must be applied, pending_verification, active, restricted or closed".into(),
+            );
             None
         }
     };
@@ -126,21 +146,29 @@ fn parse_fields(
     let closed_at = time("closed_at", closed_at);
     let last_accessed_at = time("last_accessed_at", last_accessed_at);
     if problems.is_empty() {
-        Ok(Fields { external_id, product, account_type, status, opened_at, closed_at, last_accessed_at })
+        Ok(Fields {
+            external_id,
+            product,
+            account_type,
+            status,
+            opened_at,
+            closed_at,
+            last_accessed_at,
+        })
     } else {
         Err(ApiError::Validation(problems))
     }
 }
 
 fn check_consistency(r: &AccountRow) -> Result<(), ApiError> {
-    if let (Some(o), Some(c)) = (r.opened_at, r.closed_at) {
-        if c < o {
-            return Err(ApiError::Validation(vec![FieldProblem {
-                field: "/closed_at".into(),
-                code: "inconsistent".into(),
-                message: "closed_at is before opened_at".into(),
-            }]));
-        }
+    if let (Some(o), Some(c)) = (r.opened_at, r.closed_at)
+        && c < o
+    {
+        return Err(ApiError::Validation(vec![FieldProblem {
+            field: "/closed_at".into(),
+            code: "inconsistent".into(),
+            message: "closed_at is before opened_at".into(),
+        }]));
     }
     if r.status == "closed" && r.closed_at.is_none() {
         return Err(ApiError::Validation(vec![FieldProblem {
@@ -200,7 +228,13 @@ pub async fn create_account(
     let response = serde_json::to_vec(&dto).map_err(|e| ApiError::Internal(e.to_string()))?;
     let write = AccountWrite {
         row,
-        audit: audit(&principal, &headers, "account.create", id, vec!["/*".into()]),
+        audit: audit(
+            &principal,
+            &headers,
+            "account.create",
+            id,
+            vec!["/*".into()],
+        ),
         idempotency: idem.as_ref().map(|i| IdempotencyRecord {
             principal: principal.key_id.clone(),
             key: i.key.clone(),
@@ -223,7 +257,13 @@ pub async fn create_account(
     }
     Ok((
         StatusCode::CREATED,
-        [(header::ETAG, etag(1)), (header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"))],
+        [
+            (header::ETAG, etag(1)),
+            (
+                header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            ),
+        ],
         response,
     )
         .into_response())
@@ -238,7 +278,11 @@ pub async fn get_account(
     Path(id): Path<Uuid>,
 ) -> Result<Response, ApiError> {
     principal.require(Permission::ReadPersonalData)?;
-    let row = state.store.get_account(id).await?.ok_or(ApiError::NotFound("account"))?;
+    let row = state
+        .store
+        .get_account(id)
+        .await?
+        .ok_or(ApiError::NotFound("account"))?;
     let version = row.version;
     Ok(([(header::ETAG, etag(version))], Json(to_dto(row))).into_response())
 }
@@ -258,10 +302,24 @@ pub async fn update_account(
     principal.require(Permission::WriteRecords)?;
     let expected = if_match(&headers)?;
     let b = &body.value;
-    let f = parse_fields(&b.external_id, &b.product, &b.account_type, &b.status, &b.opened_at, &b.closed_at, &b.last_accessed_at)?;
-    let current = state.store.get_account(id).await?.ok_or(ApiError::NotFound("account"))?;
+    let f = parse_fields(
+        &b.external_id,
+        &b.product,
+        &b.account_type,
+        &b.status,
+        &b.opened_at,
+        &b.closed_at,
+        &b.last_accessed_at,
+    )?;
+    let current = state
+        .store
+        .get_account(id)
+        .await?
+        .ok_or(ApiError::NotFound("account"))?;
     if current.version != expected {
-        return Err(ApiError::VersionConflict { current: current.version });
+        return Err(ApiError::VersionConflict {
+            current: current.version,
+        });
     }
     let mut changed = Vec::new();
     let mut row = current.clone();
@@ -299,7 +357,11 @@ pub async fn update_account(
     state
         .store
         .update_account(
-            AccountWrite { row: row.clone(), audit: audit(&principal, &headers, "account.update", id, changed), idempotency: None },
+            AccountWrite {
+                row: row.clone(),
+                audit: audit(&principal, &headers, "account.update", id, changed),
+                idempotency: None,
+            },
             expected,
         )
         .await?;
@@ -326,19 +388,41 @@ pub async fn list_accounts(
 ) -> Result<Json<AccountPage>, ApiError> {
     principal.require(Permission::ListRecords)?;
     let limit = page_limit(q.limit)?;
-    if q.status.as_deref().is_some_and(|s| AccountStatus::parse(s).is_none()) {
+    if q.status
+        .as_deref()
+        .is_some_and(|s| AccountStatus::parse(s).is_none())
+    {
         return Err(ApiError::BadQuery("status: unknown account status".into()));
     }
-    if q.account_type.as_deref().is_some_and(|s| AccountType::parse(s).is_none()) {
-        return Err(ApiError::BadQuery("account_type: must be standard, trial or reseller_account".into()));
+    if q.account_type
+        .as_deref()
+        .is_some_and(|s| AccountType::parse(s).is_none())
+    {
+        return Err(ApiError::BadQuery(
+            "account_type: must be standard, trial or reseller_account".into(),
+        ));
     }
     let rows = state
         .store
         .list_accounts(
-            &AccountFilter { customer_id: q.customer_id, status: q.status.clone(), account_type: q.account_type.clone() },
-            &PageRequest { after: q.after, limit },
+            &AccountFilter {
+                customer_id: q.customer_id,
+                status: q.status.clone(),
+                account_type: q.account_type.clone(),
+            },
+            &PageRequest {
+                after: q.after,
+                limit,
+            },
         )
         .await?;
-    let next_cursor = if rows.len() == limit as usize { rows.last().map(|r| r.id.to_string()) } else { None };
-    Ok(Json(AccountPage { items: rows.into_iter().map(to_dto).collect(), next_cursor }))
+    let next_cursor = if rows.len() == limit as usize {
+        rows.last().map(|r| r.id.to_string())
+    } else {
+        None
+    };
+    Ok(Json(AccountPage {
+        items: rows.into_iter().map(to_dto).collect(),
+        next_cursor,
+    }))
 }

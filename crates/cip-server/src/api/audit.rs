@@ -60,9 +60,20 @@ pub async fn list_audit(
     let limit = super::page_limit(q.limit)?;
     let rows = state
         .store
-        .list_audit(&AuditFilter { record_id: q.record_id, actor: q.actor, after_seq: q.after }, limit)
+        .list_audit(
+            &AuditFilter {
+                record_id: q.record_id,
+                actor: q.actor,
+                after_seq: q.after,
+            },
+            limit,
+        )
         .await?;
-    let next_cursor = if rows.len() == limit as usize { rows.last().map(|r| r.seq) } else { None };
+    let next_cursor = if rows.len() == limit as usize {
+        rows.last().map(|r| r.seq)
+    } else {
+        None
+    };
     Ok(Json(AuditPage {
         items: rows
             .into_iter()
@@ -89,7 +100,12 @@ pub async fn list_audit(
 #[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
     responses((status = 200, body = VerifyReport), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn verify_audit(State(state): State<AppState>, principal: Principal) -> Result<Json<VerifyReport>, ApiError> {
+pub async fn verify_audit(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<VerifyReport>, ApiError> {
     principal.require(Permission::ReadAudit)?;
-    Ok(Json(crate::audit::verify(state.store.as_ref(), |_| {}).await?))
+    Ok(Json(
+        crate::audit::verify(state.store.as_ref(), |_| {}).await?,
+    ))
 }

@@ -109,7 +109,14 @@ pub async fn create_customer(
     let write = CustomerWrite {
         row,
         terms,
-        audit: audit(&principal, &headers, "customer.create", Some(id.to_string()), fields, None),
+        audit: audit(
+            &principal,
+            &headers,
+            "customer.create",
+            Some(id.to_string()),
+            fields,
+            None,
+        ),
         idempotency: idem.as_ref().map(|i| IdempotencyRecord {
             principal: principal.key_id.clone(),
             key: i.key.clone(),
@@ -266,14 +273,22 @@ pub async fn update_customer(
             message: format!("a customer's kind cannot change (it is `{}`)", current.kind),
         }]));
     }
-    let (row, terms, fields) = prepare_customer(&state, &body.value, id, expected + 1, current.created_at)?;
+    let (row, terms, fields) =
+        prepare_customer(&state, &body.value, id, expected + 1, current.created_at)?;
     state
         .store
         .update_customer(
             CustomerWrite {
                 row,
                 terms,
-                audit: audit(&principal, &headers, "customer.update", Some(id.to_string()), fields, None),
+                audit: audit(
+                    &principal,
+                    &headers,
+                    "customer.update",
+                    Some(id.to_string()),
+                    fields,
+                    None,
+                ),
                 idempotency: None,
             },
             expected,
@@ -317,10 +332,12 @@ pub async fn list_customers(
 ) -> Result<Json<CustomerPage>, ApiError> {
     principal.require(Permission::ListRecords)?;
     let limit = page_limit(q.limit)?;
-    if let Some(k) = &q.kind {
-        if cip_core::model::CustomerKind::parse(k).is_none() {
-            return Err(ApiError::BadQuery("kind must be individual or entity".into()));
-        }
+    if let Some(k) = &q.kind
+        && cip_core::model::CustomerKind::parse(k).is_none()
+    {
+        return Err(ApiError::BadQuery(
+            "kind must be individual or entity".into(),
+        ));
     }
     let country = match &q.country {
         None => None,
@@ -344,7 +361,13 @@ pub async fn list_customers(
     };
     let rows = state
         .store
-        .list_customers(&filter, &PageRequest { after: q.after, limit })
+        .list_customers(
+            &filter,
+            &PageRequest {
+                after: q.after,
+                limit,
+            },
+        )
         .await?;
     let next_cursor = if rows.len() == limit as usize {
         rows.last().map(|r| r.id.to_string())
@@ -413,36 +436,84 @@ pub async fn lookup_customers(
     };
     let mut asked: Vec<(BlindIndexKind, String, &str)> = Vec::new();
     if let Some(v) = &q.email {
-        asked.push((BlindIndexKind::Email, parse::Email::parse(v).map_err(|e| problem("email", e))?.index_key(), "email"));
+        asked.push((
+            BlindIndexKind::Email,
+            parse::Email::parse(v)
+                .map_err(|e| problem("email", e))?
+                .index_key(),
+            "email",
+        ));
     }
     if let Some(v) = &q.phone {
-        asked.push((BlindIndexKind::Phone, parse::Phone::parse(v).map_err(|e| problem("phone", e))?.as_str().into(), "phone"));
+        asked.push((
+            BlindIndexKind::Phone,
+            parse::Phone::parse(v)
+                .map_err(|e| problem("phone", e))?
+                .as_str()
+                .into(),
+            "phone",
+        ));
     }
     if let Some(n) = &q.national_id {
-        let c = parse::CountryCode::parse(&n.issuing_country).map_err(|e| problem("national_id/issuing_country", e))?;
-        let num = parse::NationalIdNumber::parse(&n.number).map_err(|e| problem("national_id/number", e))?;
-        asked.push((BlindIndexKind::NationalId, seal::national_id_key(c.as_str(), num.as_str()), "national_id"));
+        let c = parse::CountryCode::parse(&n.issuing_country)
+            .map_err(|e| problem("national_id/issuing_country", e))?;
+        let num = parse::NationalIdNumber::parse(&n.number)
+            .map_err(|e| problem("national_id/number", e))?;
+        asked.push((
+            BlindIndexKind::NationalId,
+            seal::national_id_key(c.as_str(), num.as_str()),
+            "national_id",
+        ));
     }
     if let Some(v) = &q.card_fingerprint {
         let fp = cip_vault::CardFingerprint::parse_hex(v.trim()).map_err(|_| {
-            problem("card_fingerprint", parse::FieldError { code: "invalid_format", message: "must be 64 hex characters".into() })
+            problem(
+                "card_fingerprint",
+                parse::FieldError {
+                    code: "invalid_format",
+                    message: "must be 64 hex characters".into(),
+                },
+            )
         })?;
-        asked.push((BlindIndexKind::CardFingerprint, fp.to_hex(), "card_fingerprint"));
+        asked.push((
+            BlindIndexKind::CardFingerprint,
+            fp.to_hex(),
+            "card_fingerprint",
+        ));
     }
     if let Some(v) = &q.card_number {
         let pan = parse::CardNumber::parse(v).map_err(|e| problem("card_number", e))?;
-        asked.push((BlindIndexKind::CardFingerprint, keyring.card_fingerprint(pan.digits()).to_hex(), "card_number"));
+        asked.push((
+            BlindIndexKind::CardFingerprint,
+            keyring.card_fingerprint(pan.digits()).to_hex(),
+            "card_number",
+        ));
     }
     if let Some(v) = &q.iban {
-        asked.push((BlindIndexKind::BankAccount, parse::Iban::parse(v).map_err(|e| problem("iban", e))?.as_str().into(), "iban"));
+        asked.push((
+            BlindIndexKind::BankAccount,
+            parse::Iban::parse(v)
+                .map_err(|e| problem("iban", e))?
+                .as_str()
+                .into(),
+            "iban",
+        ));
     }
     if let Some(w) = &q.wallet {
         let chain = parse::WalletChain::parse(&w.chain).map_err(|e| problem("wallet/chain", e))?;
-        let addr = parse::WalletAddress::parse(&chain, &w.address).map_err(|e| problem("wallet/address", e))?;
+        let addr = parse::WalletAddress::parse(&chain, &w.address)
+            .map_err(|e| problem("wallet/address", e))?;
         asked.push((BlindIndexKind::WalletAddress, addr.index_key(), "wallet"));
     }
     if let Some(v) = &q.external_id {
-        asked.push((BlindIndexKind::ExternalId, parse::ShortText::parse(v).map_err(|e| problem("external_id", e))?.as_str().into(), "external_id"));
+        asked.push((
+            BlindIndexKind::ExternalId,
+            parse::ShortText::parse(v)
+                .map_err(|e| problem("external_id", e))?
+                .as_str()
+                .into(),
+            "external_id",
+        ));
     }
     if asked.len() != 1 {
         return Err(ApiError::Validation(vec![FieldProblem {
@@ -453,7 +524,10 @@ pub async fn lookup_customers(
     }
     let (kind, value, by) = &asked[0];
     let hash = keyring.blind_index(*kind, value);
-    let ids = state.store.find_customers_by_term(kind.as_str(), &hash).await?;
+    let ids = state
+        .store
+        .find_customers_by_term(kind.as_str(), &hash)
+        .await?;
     state
         .store
         .append_audit(vec![audit(

@@ -115,10 +115,10 @@ pub async fn check_replay(
     principal: &str,
     asked: &Option<Idempotency>,
 ) -> Result<Option<Response>, ApiError> {
-    if let Some(asked) = asked {
-        if let Some(stored) = store.get_idempotency(principal, &asked.key).await? {
-            return Ok(Some(replay(&stored, asked)));
-        }
+    if let Some(asked) = asked
+        && let Some(stored) = store.get_idempotency(principal, &asked.key).await?
+    {
+        return Ok(Some(replay(&stored, asked)));
     }
     Ok(None)
 }

@@ -20,7 +20,10 @@ pub struct Health {
 /// Liveness: the process answers. No authentication.
 #[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok", backend: None })
+    Json(Health {
+        status: "ok",
+        backend: None,
+    })
 }
 
 /// Readiness: the database answers. No authentication.
@@ -29,8 +32,19 @@ pub async fn healthz() -> Json<Health> {
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let backend = Some(state.store.backend().as_str());
     match state.store.ping().await {
-        Ok(()) => Json(Health { status: "ready", backend }).into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "unavailable", backend })).into_response(),
+        Ok(()) => Json(Health {
+            status: "ready",
+            backend,
+        })
+        .into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "unavailable",
+                backend,
+            }),
+        )
+            .into_response(),
     }
 }
 
@@ -38,8 +52,18 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "system",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain"), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn metrics_endpoint(State(state): State<AppState>, principal: Principal) -> Result<Response, ApiError> {
+pub async fn metrics_endpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
     principal.require(Permission::ReadAudit)?;
     let body = crate::telemetry::render(state.store.as_ref()).await;
-    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
+        .into_response())
 }

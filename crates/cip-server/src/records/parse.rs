@@ -23,13 +23,15 @@ impl Problems {
     }
 
     fn pointer(&self, leaf: &str) -> String {
+        // Segments are field names and indices chosen by this module, never user input, so
+        // they need no RFC 6901 escaping; a leaf may name several segments ("emails/0").
         let mut p = String::new();
-        for seg in self.path.iter().map(String::as_str).chain(std::iter::once(leaf)) {
+        for seg in self.path.iter().map(String::as_str).chain(leaf.split('/')) {
             if seg.is_empty() {
                 continue;
             }
             p.push('/');
-            p.push_str(&seg.replace('~', "~0").replace('/', "~1"));
+            p.push_str(seg);
         }
         p
     }
@@ -103,7 +105,10 @@ pub struct ParseContext<'a> {
     pub card_fingerprint: &'a dyn Fn(&str) -> String,
 }
 
-pub fn customer(input: &CustomerIn, ctx: &ParseContext<'_>) -> Result<CustomerRecord, Vec<FieldProblem>> {
+pub fn customer(
+    input: &CustomerIn,
+    ctx: &ParseContext<'_>,
+) -> Result<CustomerRecord, Vec<FieldProblem>> {
     let mut p = Problems::new();
     let kind = match CustomerKind::parse(&input.kind) {
         Some(k) => Some(k),
@@ -114,30 +119,43 @@ pub fn customer(input: &CustomerIn, ctx: &ParseContext<'_>) -> Result<CustomerRe
     };
     let external_id = p.opt("external_id", &input.external_id, parse::ShortText::parse);
     p.enter("identity");
-    let main_identity = identity(&mut p, &input.identity, ctx, kind == Some(CustomerKind::Entity));
+    let main_identity = identity(
+        &mut p,
+        &input.identity,
+        ctx,
+        kind == Some(CustomerKind::Entity),
+    );
     p.leave();
 
     let entity = match (&input.entity, kind) {
         (Some(_), Some(CustomerKind::Individual)) => {
-            p.add("entity", "not_allowed", "only entity customers have entity details");
+            p.add(
+                "entity",
+                "not_allowed",
+                "only entity customers have entity details",
+            );
             None
         }
         (Some(e), _) => {
             p.enter("entity");
-            let place = p.opt("place_of_organization", &e.place_of_organization, parse::CountryCode::parse);
+            let place = p.opt(
+                "place_of_organization",
+                &e.place_of_organization,
+                parse::CountryCode::parse,
+            );
             let sub = p.opt(
                 "organization_subdivision",
                 &e.organization_subdivision,
                 parse::Subdivision::parse,
             );
-            if let (Some(place), Some(sub)) = (place, &sub) {
-                if sub.country() != place {
-                    p.add(
-                        "organization_subdivision",
-                        "inconsistent",
-                        format!("subdivision {} is not in {}", sub.as_str(), place.as_str()),
-                    );
-                }
+            if let (Some(place), Some(sub)) = (place, &sub)
+                && sub.country() != place
+            {
+                p.add(
+                    "organization_subdivision",
+                    "inconsistent",
+                    format!("subdivision {} is not in {}", sub.as_str(), place.as_str()),
+                );
             }
             let entity_type = p.opt("entity_type", &e.entity_type, parse::ShortText::parse);
             p.leave();
@@ -225,10 +243,14 @@ pub fn customer(input: &CustomerIn, ctx: &ParseContext<'_>) -> Result<CustomerRe
     }
     let mut seen = std::collections::HashSet::new();
     for (i, bo) in input.beneficial_owners.iter().enumerate() {
-        if let Some(id) = bo.id {
-            if !seen.insert(id) {
-                p.add(&format!("beneficial_owners/{i}/id"), "duplicate", "the same owner id is given twice");
-            }
+        if let Some(id) = bo.id
+            && !seen.insert(id)
+        {
+            p.add(
+                &format!("beneficial_owners/{i}/id"),
+                "duplicate",
+                "the same owner id is given twice",
+            );
         }
     }
 
@@ -245,7 +267,12 @@ pub fn customer(input: &CustomerIn, ctx: &ParseContext<'_>) -> Result<CustomerRe
     }
 }
 
-fn identity(p: &mut Problems, d: &IdentityDto, ctx: &ParseContext<'_>, is_entity: bool) -> Identity {
+fn identity(
+    p: &mut Problems,
+    d: &IdentityDto,
+    ctx: &ParseContext<'_>,
+    is_entity: bool,
+) -> Identity {
     let mut out = Identity::default();
     if d.names.is_empty() {
         p.add("names", "required", "at least one name is required");
@@ -259,7 +286,11 @@ fn identity(p: &mut Problems, d: &IdentityDto, ctx: &ParseContext<'_>, is_entity
             "other" => Some(NameKind::Other),
             "former" => Some(NameKind::Former),
             _ => {
-                p.add("kind", "invalid_enum", "must be `legal`, `other` or `former`");
+                p.add(
+                    "kind",
+                    "invalid_enum",
+                    "must be `legal`, `other` or `former`",
+                );
                 None
             }
         };
@@ -301,7 +332,10 @@ fn identity(p: &mut Problems, d: &IdentityDto, ctx: &ParseContext<'_>, is_entity
             }
         };
         let number = p.field("number", parse::NationalIdNumber::parse(&n.number));
-        let country = p.field("issuing_country", parse::CountryCode::parse(&n.issuing_country));
+        let country = p.field(
+            "issuing_country",
+            parse::CountryCode::parse(&n.issuing_country),
+        );
         if let (Some(id_type), Some(number), Some(issuing_country)) = (id_type, number, country) {
             out.national_ids.push(NationalId {
                 id_type,
@@ -344,7 +378,11 @@ fn address(p: &mut Problems, a: &AddressDto) -> Option<Address> {
         "mailing" => Some(AddressKind::Mailing),
         "registered" => Some(AddressKind::Registered),
         _ => {
-            p.add("kind", "invalid_enum", "must be residential, business, mailing or registered");
+            p.add(
+                "kind",
+                "invalid_enum",
+                "must be residential, business, mailing or registered",
+            );
             None
         }
     };
@@ -361,14 +399,14 @@ fn address(p: &mut Problems, a: &AddressDto) -> Option<Address> {
     let postal_code = p.opt("postal_code", &a.postal_code, parse::ShortText::parse);
     let subdivision = p.opt("subdivision", &a.subdivision, parse::Subdivision::parse);
     let country = p.field("country", parse::CountryCode::parse(&a.country));
-    if let (Some(sub), Some(c)) = (&subdivision, country) {
-        if sub.country() != c {
-            p.add(
-                "subdivision",
-                "inconsistent",
-                format!("subdivision {} is not in {}", sub.as_str(), c.as_str()),
-            );
-        }
+    if let (Some(sub), Some(c)) = (&subdivision, country)
+        && sub.country() != c
+    {
+        p.add(
+            "subdivision",
+            "inconsistent",
+            format!("subdivision {} is not in {}", sub.as_str(), c.as_str()),
+        );
     }
     Some(Address {
         kind: kind?,
@@ -380,7 +418,11 @@ fn address(p: &mut Problems, a: &AddressDto) -> Option<Address> {
     })
 }
 
-fn payment_method(p: &mut Problems, pm: &PaymentMethodIn, ctx: &ParseContext<'_>) -> Option<PaymentMethod> {
+fn payment_method(
+    p: &mut Problems,
+    pm: &PaymentMethodIn,
+    ctx: &ParseContext<'_>,
+) -> Option<PaymentMethod> {
     let given: Vec<&str> = [
         ("card", pm.card.is_some()),
         ("bank_account", pm.bank_account.is_some()),
@@ -394,7 +436,11 @@ fn payment_method(p: &mut Problems, pm: &PaymentMethodIn, ctx: &ParseContext<'_>
     let instrument = match pm.method_type.as_str() {
         "card" | "bank_account" | "crypto_wallet" | "other" => {
             for extra in given.iter().filter(|g| **g != pm.method_type) {
-                p.add(extra, "not_allowed", format!("type is `{}`; remove `{extra}`", pm.method_type));
+                p.add(
+                    extra,
+                    "not_allowed",
+                    format!("type is `{}`; remove `{extra}`", pm.method_type),
+                );
             }
             match pm.method_type.as_str() {
                 "card" => match &pm.card {
@@ -411,23 +457,35 @@ fn payment_method(p: &mut Problems, pm: &PaymentMethodIn, ctx: &ParseContext<'_>
                 },
                 "bank_account" => match &pm.bank_account {
                     None => {
-                        p.add("bank_account", "required", "type `bank_account` needs a `bank_account` object");
+                        p.add(
+                            "bank_account",
+                            "required",
+                            "type `bank_account` needs a `bank_account` object",
+                        );
                         None
                     }
                     Some(b) => {
                         p.enter("bank_account");
-                        let institution = p.opt("institution", &b.institution, parse::ShortText::parse);
+                        let institution =
+                            p.opt("institution", &b.institution, parse::ShortText::parse);
                         let iban = p.opt("iban", &b.iban, parse::Iban::parse);
-                        let account_reference =
-                            p.opt("account_reference", &b.account_reference, parse::ShortText::parse);
+                        let account_reference = p.opt(
+                            "account_reference",
+                            &b.account_reference,
+                            parse::ShortText::parse,
+                        );
                         let country = p.opt("country", &b.country, parse::CountryCode::parse);
                         if b.iban.is_none() && b.account_reference.is_none() {
                             p.add("", "required", "give `iban` or `account_reference`");
                         }
-                        if let (Some(iban), Some(c)) = (&iban, country) {
-                            if iban.country() != c {
-                                p.add("country", "inconsistent", format!("the IBAN is from {}", iban.country().as_str()));
-                            }
+                        if let (Some(iban), Some(c)) = (&iban, country)
+                            && iban.country() != c
+                        {
+                            p.add(
+                                "country",
+                                "inconsistent",
+                                format!("the IBAN is from {}", iban.country().as_str()),
+                            );
                         }
                         p.leave();
                         Some(PaymentInstrument::BankAccount(BankAccount {
@@ -440,13 +498,19 @@ fn payment_method(p: &mut Problems, pm: &PaymentMethodIn, ctx: &ParseContext<'_>
                 },
                 "crypto_wallet" => match &pm.crypto_wallet {
                     None => {
-                        p.add("crypto_wallet", "required", "type `crypto_wallet` needs a `crypto_wallet` object");
+                        p.add(
+                            "crypto_wallet",
+                            "required",
+                            "type `crypto_wallet` needs a `crypto_wallet` object",
+                        );
                         None
                     }
                     Some(w) => {
                         p.enter("crypto_wallet");
                         let chain = p.field("chain", parse::WalletChain::parse(&w.chain));
-                        let addr = chain.and_then(|c| p.field("address", parse::WalletAddress::parse(&c, &w.address)));
+                        let addr = chain.and_then(|c| {
+                            p.field("address", parse::WalletAddress::parse(&c, &w.address))
+                        });
                         p.leave();
                         addr.map(PaymentInstrument::CryptoWallet)
                     }
@@ -466,12 +530,20 @@ fn payment_method(p: &mut Problems, pm: &PaymentMethodIn, ctx: &ParseContext<'_>
             }
         }
         _ => {
-            p.add("type", "invalid_enum", "must be card, bank_account, crypto_wallet or other");
+            p.add(
+                "type",
+                "invalid_enum",
+                "must be card, bank_account, crypto_wallet or other",
+            );
             None
         }
     };
     let source = p.opt("source", &pm.source, parse::ShortText::parse);
-    let external_customer_id = p.opt("external_customer_id", &pm.external_customer_id, parse::ShortText::parse);
+    let external_customer_id = p.opt(
+        "external_customer_id",
+        &pm.external_customer_id,
+        parse::ShortText::parse,
+    );
     check_len(p, "transaction_ids", &pm.transaction_ids);
     let mut transaction_ids = Vec::new();
     for (i, t) in pm.transaction_ids.iter().enumerate() {
@@ -488,19 +560,31 @@ fn payment_method(p: &mut Problems, pm: &PaymentMethodIn, ctx: &ParseContext<'_>
 }
 
 fn card(p: &mut Problems, c: &CardIn, ctx: &ParseContext<'_>) -> Option<CardFacts> {
-    let issuing_country = p.opt("issuing_country", &c.issuing_country, parse::CountryCode::parse);
+    let issuing_country = p.opt(
+        "issuing_country",
+        &c.issuing_country,
+        parse::CountryCode::parse,
+    );
     let stated_brand = p.opt("brand", &c.brand, parse::CardBrand::parse);
     match &c.number {
         Some(number) => {
             if c.bin.is_some() || c.last4.is_some() {
-                p.add("number", "not_allowed", "give either `number` or `bin` + `last4`, not both");
+                p.add(
+                    "number",
+                    "not_allowed",
+                    "give either `number` or `bin` + `last4`, not both",
+                );
             }
             let pan = p.field("number", parse::CardNumber::parse(number))?;
             let brand = pan.brand();
-            if let Some(stated) = stated_brand {
-                if stated != brand {
-                    p.add("brand", "inconsistent", format!("the number is a {} card", brand.as_str()));
-                }
+            if let Some(stated) = stated_brand
+                && stated != brand
+            {
+                p.add(
+                    "brand",
+                    "inconsistent",
+                    format!("the number is a {} card", brand.as_str()),
+                );
             }
             let bin = p.field("number", parse::CardBin::parse(&pan.bin()))?;
             let last4 = p.field("number", parse::CardLast4::parse(&pan.last4()))?;

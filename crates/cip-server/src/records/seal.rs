@@ -32,10 +32,20 @@ const CLEAR_KEYS: &[&str] = &[
 ];
 
 /// Seals every personal-data leaf of `doc` in place. Returns the JSON bytes to store.
-pub fn seal_document(keyring: &Keyring, id: Uuid, doc: &CustomerDoc) -> Result<Vec<u8>, VaultError> {
+pub fn seal_document(
+    keyring: &Keyring,
+    id: Uuid,
+    doc: &CustomerDoc,
+) -> Result<Vec<u8>, VaultError> {
     let mut value = serde_json::to_value(doc).map_err(|_| VaultError::Malformed("document"))?;
     let mut pointer = String::new();
-    seal_value(keyring, &format!("customer/{id}"), &mut value, None, &mut pointer)?;
+    seal_value(
+        keyring,
+        &format!("customer/{id}"),
+        &mut value,
+        None,
+        &mut pointer,
+    )?;
     serde_json::to_vec(&value).map_err(|_| VaultError::Malformed("document"))
 }
 
@@ -115,7 +125,13 @@ pub fn open_document(
     }
     let mut fields = std::collections::BTreeSet::new();
     let mut pointer = String::new();
-    open_value(keyring, &format!("customer/{id}"), &mut value, &mut pointer, &mut fields)?;
+    open_value(
+        keyring,
+        &format!("customer/{id}"),
+        &mut value,
+        &mut pointer,
+        &mut fields,
+    )?;
     Ok((value, fields.into_iter().collect()))
 }
 
@@ -204,7 +220,10 @@ pub fn index_terms(keyring: &Keyring, r: &CustomerRecord) -> Vec<IndexTerm> {
             add(BlindIndexKind::Phone, ph.as_str());
         }
         for n in &ident.national_ids {
-            add(BlindIndexKind::NationalId, &national_id_key(n.issuing_country.as_str(), n.number.as_str()));
+            add(
+                BlindIndexKind::NationalId,
+                &national_id_key(n.issuing_country.as_str(), n.number.as_str()),
+            );
         }
     }
     for pm in &r.payment_methods {
@@ -219,7 +238,9 @@ pub fn index_terms(keyring: &Keyring, r: &CustomerRecord) -> Vec<IndexTerm> {
                     add(BlindIndexKind::BankAccount, iban.as_str());
                 }
             }
-            PaymentInstrument::CryptoWallet(w) => add(BlindIndexKind::WalletAddress, &w.index_key()),
+            PaymentInstrument::CryptoWallet(w) => {
+                add(BlindIndexKind::WalletAddress, &w.index_key())
+            }
             PaymentInstrument::Other { .. } => {}
         }
     }
@@ -241,7 +262,10 @@ pub fn to_doc(r: &CustomerRecord) -> CustomerDoc {
         identity: identity_dto(&r.identity),
         entity: r.entity.as_ref().map(|e| EntityDto {
             place_of_organization: e.place_of_organization.map(|c| c.as_str().into()),
-            organization_subdivision: e.organization_subdivision.as_ref().map(|s| s.as_str().into()),
+            organization_subdivision: e
+                .organization_subdivision
+                .as_ref()
+                .map(|s| s.as_str().into()),
             entity_type: e.entity_type.as_ref().map(|t| t.as_str().into()),
         }),
         payment_methods: r.payment_methods.iter().map(payment_dto).collect(),
@@ -325,7 +349,11 @@ fn payment_dto(pm: &PaymentMethod) -> PaymentMethodOut {
         other: None,
         source: pm.source.as_ref().map(|s| s.as_str().into()),
         external_customer_id: pm.external_customer_id.as_ref().map(|s| s.as_str().into()),
-        transaction_ids: pm.transaction_ids.iter().map(|t| t.as_str().into()).collect(),
+        transaction_ids: pm
+            .transaction_ids
+            .iter()
+            .map(|t| t.as_str().into())
+            .collect(),
     };
     match &pm.instrument {
         PaymentInstrument::Card(c) => {

@@ -24,45 +24,108 @@ async fn create_read_update_round_trip(b: Backend) {
     assert_eq!(resp.headers()["etag"], "\"1\"");
     let c: Value = resp.json().await.unwrap();
     assert_eq!(c["identity"]["names"][0]["full"], "Zelda Quixotea1");
-    assert_eq!(c["identity"]["emails"][0], "Zelda.a1@example.com", "domain lowercased, local part kept");
-    assert_eq!(c["identity"]["phones"][0], "+4930901820", "phone stored as E.164");
+    assert_eq!(
+        c["identity"]["emails"][0], "Zelda.a1@example.com",
+        "domain lowercased, local part kept"
+    );
+    assert_eq!(
+        c["identity"]["phones"][0], "+4930901820",
+        "phone stored as E.164"
+    );
     assert_eq!(c["identity"]["birth_date"], "1987-02-03");
     let card = &c["payment_methods"][0]["card"];
     assert_eq!(card["brand"], "visa");
     assert_eq!(card["bin"], "41111111");
     assert_eq!(card["last4"], "1111");
     assert_eq!(card["fingerprint"].as_str().unwrap().len(), 64);
-    assert!(!c.to_string().contains("4111111111111111"), "the full card number is never returned");
-    assert_eq!(c["payment_methods"][1]["bank_account"]["iban"], "DE89370400440532013000");
+    assert!(
+        !c.to_string().contains("4111111111111111"),
+        "the full card number is never returned"
+    );
+    assert_eq!(
+        c["payment_methods"][1]["bank_account"]["iban"],
+        "DE89370400440532013000"
+    );
     assert_eq!(c["payment_methods"][1]["bank_account"]["country"], "DE");
 
     // Update with the right version.
     let mut body = individual("a1");
     body["identity"]["emails"] = json!(["new@example.org"]);
-    let resp = app.client.put(app.url(&format!("/v1/customers/{id}"))).bearer_auth(&app.admin).header("if-match", "\"1\"").json(&body).send().await.unwrap();
+    let resp = app
+        .client
+        .put(app.url(&format!("/v1/customers/{id}")))
+        .bearer_auth(&app.admin)
+        .header("if-match", "\"1\"")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
-    let c: Value = app.get(&format!("/v1/customers/{id}"), &app.admin).await.json().await.unwrap();
+    let c: Value = app
+        .get(&format!("/v1/customers/{id}"), &app.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(c["version"], 2);
     assert_eq!(c["identity"]["emails"][0], "new@example.org");
 
     // Stale version: 409, and nothing changes.
     body["identity"]["emails"] = json!(["stale@example.org"]);
-    let resp = app.client.put(app.url(&format!("/v1/customers/{id}"))).bearer_auth(&app.admin).header("if-match", "\"1\"").json(&body).send().await.unwrap();
+    let resp = app
+        .client
+        .put(app.url(&format!("/v1/customers/{id}")))
+        .bearer_auth(&app.admin)
+        .header("if-match", "\"1\"")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 409);
     let err: Value = resp.json().await.unwrap();
     assert_eq!(err["code"], "CIP-CONFLICT-0001");
     // No If-Match: 428.
-    let resp = app.client.put(app.url(&format!("/v1/customers/{id}"))).bearer_auth(&app.admin).json(&body).send().await.unwrap();
+    let resp = app
+        .client
+        .put(app.url(&format!("/v1/customers/{id}")))
+        .bearer_auth(&app.admin)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 428);
-    let c: Value = app.get(&format!("/v1/customers/{id}"), &app.admin).await.json().await.unwrap();
+    let c: Value = app
+        .get(&format!("/v1/customers/{id}"), &app.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(c["identity"]["emails"][0], "new@example.org");
 
     // Projection: only the asked sections are returned.
-    let c: Value = app.get(&format!("/v1/customers/{id}?fields=payment_methods"), &app.admin).await.json().await.unwrap();
-    assert!(c.get("identity").is_none() && c.get("payment_methods").is_some(), "{c}");
-    let resp = app.get(&format!("/v1/customers/{id}?fields=shoe"), &app.admin).await;
+    let c: Value = app
+        .get(
+            &format!("/v1/customers/{id}?fields=payment_methods"),
+            &app.admin,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        c.get("identity").is_none() && c.get("payment_methods").is_some(),
+        "{c}"
+    );
+    let resp = app
+        .get(&format!("/v1/customers/{id}?fields=shoe"), &app.admin)
+        .await;
     assert_eq!(resp.status(), 400);
-    let resp = app.get(&format!("/v1/customers/{}", uuid::Uuid::now_v7()), &app.admin).await;
+    let resp = app
+        .get(
+            &format!("/v1/customers/{}", uuid::Uuid::now_v7()),
+            &app.admin,
+        )
+        .await;
     assert_eq!(resp.status(), 404);
     app.cleanup().await;
 }
@@ -70,7 +133,12 @@ async fn create_read_update_round_trip(b: Backend) {
 async fn entity_with_owners(b: Backend) {
     let app = spawn_app(b).await;
     let (id, _) = app.create_customer(&entity("e1")).await;
-    let c: Value = app.get(&format!("/v1/customers/{id}"), &app.admin).await.json().await.unwrap();
+    let c: Value = app
+        .get(&format!("/v1/customers/{id}"), &app.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
     let owners = c["beneficial_owners"].as_array().unwrap();
     assert_eq!(owners.len(), 2);
     assert_eq!(owners[0]["ownership_percent"], 60.0);
@@ -79,9 +147,22 @@ async fn entity_with_owners(b: Backend) {
     // Owner ids are kept when sent back on update.
     let mut body = entity("e1");
     body["beneficial_owners"][0]["id"] = owners[0]["id"].clone();
-    let resp = app.client.put(app.url(&format!("/v1/customers/{id}"))).bearer_auth(&app.admin).header("if-match", "1").json(&body).send().await.unwrap();
+    let resp = app
+        .client
+        .put(app.url(&format!("/v1/customers/{id}")))
+        .bearer_auth(&app.admin)
+        .header("if-match", "1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
-    let c2: Value = app.get(&format!("/v1/customers/{id}"), &app.admin).await.json().await.unwrap();
+    let c2: Value = app
+        .get(&format!("/v1/customers/{id}"), &app.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(c2["beneficial_owners"][0]["id"], owners[0]["id"]);
     app.cleanup().await;
 }
@@ -103,7 +184,10 @@ async fn list_and_paginate(b: Backend) {
         };
         let page: Value = app.get(&path, &app.admin).await.json().await.unwrap();
         for item in page["items"].as_array().unwrap() {
-            assert!(item.get("identity").is_none(), "lists carry no personal data");
+            assert!(
+                item.get("identity").is_none(),
+                "lists carry no personal data"
+            );
             seen.push(item["id"].as_str().unwrap().to_string());
         }
         match page["next_cursor"].as_str() {
@@ -115,7 +199,12 @@ async fn list_and_paginate(b: Backend) {
     let mut sorted = seen.clone();
     sorted.sort();
     assert_eq!(seen, sorted, "oldest first");
-    let page: Value = app.get("/v1/customers?kind=entity&country=us", &app.admin).await.json().await.unwrap();
+    let page: Value = app
+        .get("/v1/customers?kind=entity&country=us", &app.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(page["items"].as_array().unwrap().len(), 3);
     let resp = app.get("/v1/customers?limit=0", &app.admin).await;
     assert_eq!(resp.status(), 400);
@@ -134,23 +223,65 @@ async fn lookups_find_by_blind_index(b: Backend) {
             let resp = app.post("/v1/customers/lookup", &app.admin, &body).await;
             assert_eq!(resp.status(), 200, "{body}");
             let v: Value = resp.json().await.unwrap();
-            v["customer_ids"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect::<Vec<_>>()
+            v["customer_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
         }
     };
-    assert_eq!(look(json!({"email": "zelda.k1@EXAMPLE.com"})).await, vec![a.clone()], "email lookup ignores case");
-    assert_eq!(look(json!({"phone": "+49 (30) 901-820"})).await, vec![a.clone()]);
+    assert_eq!(
+        look(json!({"email": "zelda.k1@EXAMPLE.com"})).await,
+        vec![a.clone()],
+        "email lookup ignores case"
+    );
+    assert_eq!(
+        look(json!({"phone": "+49 (30) 901-820"})).await,
+        vec![a.clone()]
+    );
     assert_eq!(look(json!({"national_id": {"type": "passport", "number": "c01x-k1-t47", "issuing_country": "de"}})).await, vec![a.clone()]);
-    assert_eq!(look(json!({"card_number": "4111-1111-1111-1111"})).await, vec![a.clone()]);
-    assert_eq!(look(json!({"iban": "de89370400440532013000"})).await, vec![a.clone()]);
+    assert_eq!(
+        look(json!({"card_number": "4111-1111-1111-1111"})).await,
+        vec![a.clone()]
+    );
+    assert_eq!(
+        look(json!({"iban": "de89370400440532013000"})).await,
+        vec![a.clone()]
+    );
     assert_eq!(look(json!({"wallet": {"chain": "eth", "address": "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed"}})).await, vec![a.clone()]);
-    assert_eq!(look(json!({"external_id": "ext-k1"})).await, vec![a.clone()]);
+    assert_eq!(
+        look(json!({"external_id": "ext-k1"})).await,
+        vec![a.clone()]
+    );
     // A beneficial owner's phone finds the entity.
-    assert_eq!(look(json!({"phone": "+12025550143"})).await, vec![e.clone()]);
-    let c: Value = app.get(&format!("/v1/customers/{a}"), &app.admin).await.json().await.unwrap();
-    let fp = c["payment_methods"][0]["card"]["fingerprint"].as_str().unwrap().to_string();
+    assert_eq!(
+        look(json!({"phone": "+12025550143"})).await,
+        vec![e.clone()]
+    );
+    let c: Value = app
+        .get(&format!("/v1/customers/{a}"), &app.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let fp = c["payment_methods"][0]["card"]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(look(json!({"card_fingerprint": fp})).await, vec![a.clone()]);
-    assert!(look(json!({"email": "nobody@example.com"})).await.is_empty());
-    let resp = app.post("/v1/customers/lookup", &app.admin, &json!({"email": "a@b.example", "phone": "+4930901820"})).await;
+    assert!(
+        look(json!({"email": "nobody@example.com"}))
+            .await
+            .is_empty()
+    );
+    let resp = app
+        .post(
+            "/v1/customers/lookup",
+            &app.admin,
+            &json!({"email": "a@b.example", "phone": "+4930901820"}),
+        )
+        .await;
     assert_eq!(resp.status(), 422, "exactly one criterion");
     app.cleanup().await;
 }
@@ -161,7 +292,14 @@ async fn idempotent_creation(b: Backend) {
     let send = |key: &'static str, body: Value| {
         let app = &app;
         async move {
-            app.client.post(app.url("/v1/customers")).bearer_auth(&app.admin).header("idempotency-key", key).json(&body).send().await.unwrap()
+            app.client
+                .post(app.url("/v1/customers"))
+                .bearer_auth(&app.admin)
+                .header("idempotency-key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
         }
     };
     let r1 = send("key-1", body.clone()).await;
@@ -175,15 +313,33 @@ async fn idempotent_creation(b: Backend) {
     assert_eq!(app.customer_count().await, 1);
     let r3 = send("key-1", individual("other")).await;
     assert_eq!(r3.status(), 422);
-    assert_eq!(r3.json::<Value>().await.unwrap()["code"], "CIP-IDEMPOTENCY-0001");
+    assert_eq!(
+        r3.json::<Value>().await.unwrap()["code"],
+        "CIP-IDEMPOTENCY-0001"
+    );
     assert_eq!(app.customer_count().await, 1);
     // Concurrent retries of one request create one customer.
     let mut tasks = Vec::new();
     for _ in 0..8 {
-        let (client, url, admin, body) = (app.client.clone(), app.url("/v1/customers"), app.admin.clone(), individual("i2"));
+        let (client, url, admin, body) = (
+            app.client.clone(),
+            app.url("/v1/customers"),
+            app.admin.clone(),
+            individual("i2"),
+        );
         tasks.push(tokio::spawn(async move {
-            let r = client.post(url).bearer_auth(admin).header("idempotency-key", "key-2").json(&body).send().await.unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap()["id"].clone())
+            let r = client
+                .post(url)
+                .bearer_auth(admin)
+                .header("idempotency-key", "key-2")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap()["id"].clone(),
+            )
         }));
     }
     let mut ids = std::collections::HashSet::new();
@@ -202,11 +358,24 @@ async fn concurrent_updates_one_wins(b: Backend) {
     let (id, _) = app.create_customer(&individual("c1")).await;
     let mut tasks = Vec::new();
     for n in 0..6 {
-        let (client, url, admin) = (app.client.clone(), app.url(&format!("/v1/customers/{id}")), app.admin.clone());
+        let (client, url, admin) = (
+            app.client.clone(),
+            app.url(&format!("/v1/customers/{id}")),
+            app.admin.clone(),
+        );
         let mut body = individual("c1");
         body["identity"]["emails"] = json!([format!("writer{n}@example.com")]);
         tasks.push(tokio::spawn(async move {
-            client.put(url).bearer_auth(admin).header("if-match", "\"1\"").json(&body).send().await.unwrap().status().as_u16()
+            client
+                .put(url)
+                .bearer_auth(admin)
+                .header("if-match", "\"1\"")
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
         }));
     }
     let mut statuses = Vec::new();
@@ -214,7 +383,11 @@ async fn concurrent_updates_one_wins(b: Backend) {
         statuses.push(t.await.unwrap());
     }
     statuses.sort();
-    assert_eq!(statuses, vec![200, 409, 409, 409, 409, 409], "exactly one update wins; none is lost silently");
+    assert_eq!(
+        statuses,
+        vec![200, 409, 409, 409, 409, 409],
+        "exactly one update wins; none is lost silently"
+    );
     app.cleanup().await;
 }
 
@@ -233,8 +406,16 @@ async fn accounts_lifecycle_basics(b: Backend) {
     let resp = app.post("/v1/accounts", &app.admin, &json!({"customer_id": cid, "product": "compute", "account_type": "gold", "opened_at": "yesterday"})).await;
     assert_eq!(resp.status(), 422);
     let v: Value = resp.json().await.unwrap();
-    let fields: Vec<&str> = v["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
-    assert!(fields.contains(&"/account_type") && fields.contains(&"/opened_at"), "{v}");
+    let fields: Vec<&str> = v["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert!(
+        fields.contains(&"/account_type") && fields.contains(&"/opened_at"),
+        "{v}"
+    );
     let resp = app.client.patch(app.url(&format!("/v1/accounts/{aid}"))).bearer_auth(&app.admin).header("if-match", "\"1\"")
         .json(&json!({"status": "active", "opened_at": "2026-01-02T03:04:05Z", "last_accessed_at": "2026-01-03T00:00:00+01:00"})).send().await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -242,10 +423,25 @@ async fn accounts_lifecycle_basics(b: Backend) {
     assert_eq!(a["version"], 2);
     assert_eq!(a["opened_at"], "2026-01-02T03:04:05Z");
     assert_eq!(a["last_accessed_at"], "2026-01-02T23:00:00Z");
-    let resp = app.client.patch(app.url(&format!("/v1/accounts/{aid}"))).bearer_auth(&app.admin).header("if-match", "\"2\"")
-        .json(&json!({"status": "closed"})).send().await.unwrap();
+    let resp = app
+        .client
+        .patch(app.url(&format!("/v1/accounts/{aid}")))
+        .bearer_auth(&app.admin)
+        .header("if-match", "\"2\"")
+        .json(&json!({"status": "closed"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 422, "a closed account needs closed_at");
-    let page: Value = app.get(&format!("/v1/accounts?customer_id={cid}&status=active"), &app.admin).await.json().await.unwrap();
+    let page: Value = app
+        .get(
+            &format!("/v1/accounts?customer_id={cid}&status=active"),
+            &app.admin,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
     let integration = app.key(Role::Integration).await;
     let resp = app.get(&format!("/v1/accounts/{aid}"), &integration).await;
@@ -259,25 +455,57 @@ async fn key_rotation_reencrypts_everything(b: Backend) {
     for i in 0..12 {
         ids.push(app.create_customer(&individual(&format!("r{i}"))).await.0);
     }
-    let before: Value = app.get(&format!("/v1/customers/{}", ids[0]), &app.admin).await.json().await.unwrap();
-    let new_id = cip_server::install::rotate_data_key(app.state.store.as_ref(), &app.state.master, "test").await.unwrap();
+    let before: Value = app
+        .get(&format!("/v1/customers/{}", ids[0]), &app.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let new_id =
+        cip_server::install::rotate_data_key(app.state.store.as_ref(), &app.state.master, "test")
+            .await
+            .unwrap();
     assert_eq!(new_id, 2);
     let mut passes = 0;
     loop {
-        match cip_server::jobs::rotation_run_once(&app.state, 5).await.unwrap() {
+        match cip_server::jobs::rotation_run_once(&app.state, 5)
+            .await
+            .unwrap()
+        {
             cip_server::jobs::Ran::Idle => break,
             cip_server::jobs::Ran::Did(n) => assert!(n > 0),
         }
         passes += 1;
         assert!(passes < 10, "rotation must finish");
     }
-    assert!(app.state.store.customers_with_stale_key(2, 100).await.unwrap().is_empty());
+    assert!(
+        app.state
+            .store
+            .customers_with_stale_key(2, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Reads still work, and new writes use the new key.
-    let after: Value = app.get(&format!("/v1/customers/{}", ids[0]), &app.admin).await.json().await.unwrap();
+    let after: Value = app
+        .get(&format!("/v1/customers/{}", ids[0]), &app.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(before["identity"], after["identity"]);
-    assert_eq!(before["version"], after["version"], "re-encryption is not a change of the record");
+    assert_eq!(
+        before["version"], after["version"],
+        "re-encryption is not a change of the record"
+    );
     let (newer, _) = app.create_customer(&individual("post")).await;
-    let row = app.state.store.get_customer(newer.parse().unwrap()).await.unwrap().unwrap();
+    let row = app
+        .state
+        .store
+        .get_customer(newer.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(row.key_id, 2);
     app.cleanup().await;
 }

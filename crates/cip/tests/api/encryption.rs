@@ -7,10 +7,30 @@ both_backends!(no_plaintext_at_rest);
 
 /// Distinctive values written through the API; none may appear in the database's bytes.
 const NEEDLES: &[&str] = &[
-    "Quixote", "Zelda Quixote", "Xylophonweg", "Quedlinburg", "06484", "C01XPTT47", "+4930901820", "4930901820",
-    "1987-02-03", "example.com", "DE89370400440532013000", "370400440532013000", "4111111111111111",
-    "41111111", "5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", "5aaeb6053f3e94c9b9a09f33669435e7ef1beaed",
-    "Quirky Bank", "psp-PT", "ext-PT", "Ursula", "Yarrow", "Watanabe", "TK9988776", "Vortex Quasar",
+    "Quixote",
+    "Zelda Quixote",
+    "Xylophonweg",
+    "Quedlinburg",
+    "06484",
+    "C01XPTT47",
+    "+4930901820",
+    "4930901820",
+    "1987-02-03",
+    "example.com",
+    "DE89370400440532013000",
+    "370400440532013000",
+    "4111111111111111",
+    "41111111",
+    "5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+    "5aaeb6053f3e94c9b9a09f33669435e7ef1beaed",
+    "Quirky Bank",
+    "psp-PT",
+    "ext-PT",
+    "Ursula",
+    "Yarrow",
+    "Watanabe",
+    "TK9988776",
+    "Vortex Quasar",
     "DE-ST",
 ];
 
@@ -20,7 +40,9 @@ fn find_needles(haystack: &[u8]) -> Vec<&'static str> {
         .iter()
         .filter(|n| {
             let n_lower = n.to_ascii_lowercase();
-            lower.windows(n_lower.len()).any(|w| w == n_lower.as_bytes())
+            lower
+                .windows(n_lower.len())
+                .any(|w| w == n_lower.as_bytes())
         })
         .copied()
         .collect()
@@ -31,8 +53,19 @@ async fn no_plaintext_at_rest(b: Backend) {
     let (id, _) = app.create_customer(&individual("PT")).await;
     app.create_customer(&entity("PT")).await;
     // A read, a lookup and an update too, so every write path has run.
-    assert_eq!(app.get(&format!("/v1/customers/{id}"), &app.admin).await.status(), 200);
-    let r = app.post("/v1/customers/lookup", &app.admin, &serde_json::json!({"email": "zelda.pt@example.com"})).await;
+    assert_eq!(
+        app.get(&format!("/v1/customers/{id}"), &app.admin)
+            .await
+            .status(),
+        200
+    );
+    let r = app
+        .post(
+            "/v1/customers/lookup",
+            &app.admin,
+            &serde_json::json!({"email": "zelda.pt@example.com"}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     app.stop().await;
 
@@ -51,14 +84,17 @@ async fn no_plaintext_at_rest(b: Backend) {
             assert!(!find_needles(b"...Quixote...").is_empty());
         }
         Backend::Postgres => {
-            let mut c = sqlx::PgConnection::connect(app.database_url.as_ref().unwrap()).await.unwrap();
-            let tables: Vec<String> = sqlx::query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-                .fetch_all(&mut c)
+            let mut c = sqlx::PgConnection::connect(app.database_url.as_ref().unwrap())
                 .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get::<String, _>("tablename"))
-                .collect();
+                .unwrap();
+            let tables: Vec<String> =
+                sqlx::query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get::<String, _>("tablename"))
+                    .collect();
             assert!(tables.iter().any(|t| t == "customers"));
             for t in tables {
                 // Every column of every row, bytea as raw bytes (encode(...,'escape') keeps
@@ -66,7 +102,10 @@ async fn no_plaintext_at_rest(b: Backend) {
                 let sql = format!(
                     "SELECT string_agg(x, '') AS all_text FROM (SELECT regexp_replace(row_to_json(t)::text, '\\\\x([0-9a-f]+)', '', 'g') AS x FROM {t} t) s"
                 );
-                let row = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_one(&mut c).await.unwrap();
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap();
                 if let Some(text) = row.get::<Option<String>, _>("all_text") {
                     haystack.extend(text.into_bytes());
                 }
@@ -79,7 +118,11 @@ async fn no_plaintext_at_rest(b: Backend) {
                     .map(|r| r.get::<String, _>("column_name"))
                     .collect();
                 for col in cols {
-                    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {col} AS b FROM {t}"))).fetch_all(&mut c).await.unwrap();
+                    let rows =
+                        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {col} AS b FROM {t}")))
+                            .fetch_all(&mut c)
+                            .await
+                            .unwrap();
                     for r in rows {
                         haystack.extend(r.get::<Vec<u8>, _>("b"));
                     }
@@ -89,6 +132,9 @@ async fn no_plaintext_at_rest(b: Backend) {
         }
     }
     let found = find_needles(&haystack);
-    assert!(found.is_empty(), "plaintext personal data found at rest: {found:?}");
+    assert!(
+        found.is_empty(),
+        "plaintext personal data found at rest: {found:?}"
+    );
     app.cleanup().await;
 }

@@ -1,5 +1,5 @@
-use std::process::{Command, Stdio};
 use serde_json::Value;
+use std::process::{Command, Stdio};
 
 use crate::helpers::*;
 
@@ -21,25 +21,44 @@ async fn wrong_master_key_refuses_to_start_and_touches_nothing() {
     // Let SQLite fold its WAL into the file so the hash below covers everything.
     {
         use sqlx::Connection;
-        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.display())).await.unwrap();
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut c).await.unwrap();
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut c)
+            .await
+            .unwrap();
     }
     let before = sha256_file(&db);
     let other = cip_vault::MasterKey::generate().unwrap();
     let out = cip()
         .args(["keys", "list", "--data-dir"])
         .arg(&app.data_dir)
-        .env("CIP_MASTER_KEY", secrecy::ExposeSecret::expose_secret(&other.encode()))
+        .env(
+            "CIP_MASTER_KEY",
+            secrecy::ExposeSecret::expose_secret(&other.encode()),
+        )
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(4), "exit code 4 = security refusal");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("master key does not match"), "{stderr}");
-    assert!(!stderr.contains(secrecy::ExposeSecret::expose_secret(&other.encode())), "the key is never printed");
+    assert!(
+        !stderr.contains(secrecy::ExposeSecret::expose_secret(&other.encode())),
+        "the key is never printed"
+    );
     assert_eq!(before, sha256_file(&db), "no data touched");
     // The right key still works.
-    let out = cip().args(["keys", "list", "--json", "--data-dir"]).arg(&app.data_dir).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cip()
+        .args(["keys", "list", "--json", "--data-dir"])
+        .arg(&app.data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     app.cleanup().await;
 }
 
@@ -47,9 +66,18 @@ async fn wrong_master_key_refuses_to_start_and_touches_nothing() {
 /// (read from its stderr, so no sleeping or polling).
 fn start_binary(dir: &std::path::Path) -> (std::process::Child, String) {
     use std::io::BufRead;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut child = cip()
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(dir)
         .env("CIP_LOG_LEVEL", "warn")
         .stdout(Stdio::null())
@@ -58,7 +86,10 @@ fn start_binary(dir: &std::path::Path) -> (std::process::Child, String) {
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
     loop {
-        let line = lines.next().expect("cip serve exited before listening").unwrap();
+        let line = lines
+            .next()
+            .expect("cip serve exited before listening")
+            .unwrap();
         if line.contains("cip listening on") {
             break;
         }
@@ -72,10 +103,21 @@ fn start_binary(dir: &std::path::Path) -> (std::process::Child, String) {
 async fn kill_during_writes_loses_no_acknowledged_customer() {
     let dir = tempfile::tempdir().unwrap();
     // Make the admin key through the CLI (prints only the token).
-    let out = cip().args(["keys", "create", "--role", "integration", "--data-dir"]).arg(dir.path()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cip()
+        .args(["keys", "create", "--role", "integration", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    assert!(token.starts_with("cip_") && !token.contains('\n'), "stdout is only the token: {token}");
+    assert!(
+        token.starts_with("cip_") && !token.contains('\n'),
+        "stdout is only the token: {token}"
+    );
     let client = reqwest::Client::new();
     let mut acknowledged: Vec<String> = Vec::new();
     for round in 0..3 {
@@ -83,13 +125,23 @@ async fn kill_during_writes_loses_no_acknowledged_customer() {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         let mut writers = Vec::new();
         for w in 0..8 {
-            let (client, base, token, tx) = (client.clone(), base.clone(), token.clone(), tx.clone());
+            let (client, base, token, tx) =
+                (client.clone(), base.clone(), token.clone(), tx.clone());
             writers.push(tokio::spawn(async move {
                 for i in 0.. {
                     let body = entity(&format!("k{round}w{w}n{i}"));
-                    match client.post(format!("{base}/v1/customers")).bearer_auth(&token).json(&body).send().await {
+                    match client
+                        .post(format!("{base}/v1/customers"))
+                        .bearer_auth(&token)
+                        .json(&body)
+                        .send()
+                        .await
+                    {
                         Ok(r) if r.status().as_u16() == 201 => {
-                            let v: Value = match r.json().await { Ok(v) => v, Err(_) => break };
+                            let v: Value = match r.json().await {
+                                Ok(v) => v,
+                                Err(_) => break,
+                            };
                             let _ = tx.send(v["id"].as_str().unwrap().to_string());
                         }
                         _ => break,
@@ -117,28 +169,62 @@ async fn kill_during_writes_loses_no_acknowledged_customer() {
     // Restart: every acknowledged customer is there, whole; the audit chain verifies.
     let (mut child, base) = start_binary(dir.path());
     let admin = {
-        let out = cip().args(["keys", "create", "--role", "admin", "--data-dir"]).arg(dir.path()).output().unwrap();
+        let out = cip()
+            .args(["keys", "create", "--role", "admin", "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
     for id in &acknowledged {
-        let r = client.get(format!("{base}/v1/customers/{id}")).bearer_auth(&admin).send().await.unwrap();
+        let r = client
+            .get(format!("{base}/v1/customers/{id}"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "acknowledged customer {id} is missing");
         let v: Value = r.json().await.unwrap();
-        assert_eq!(v["beneficial_owners"].as_array().unwrap().len(), 2, "no half-written customer");
+        assert_eq!(
+            v["beneficial_owners"].as_array().unwrap().len(),
+            2,
+            "no half-written customer"
+        );
     }
     child.kill().unwrap();
     let _ = child.wait();
-    let out = cip().args(["audit", "verify", "--json", "--data-dir"]).arg(dir.path()).output().unwrap();
+    let out = cip()
+        .args(["audit", "verify", "--json", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(0), "{report}");
     assert_eq!(report["ok"], true);
     // Every customer in the database has its creation in the audit trail.
     let count = {
         use sqlx::{Connection, Row};
-        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{}", dir.path().join("cip.sqlite").display())).await.unwrap();
-        let customers: i64 = sqlx::query("SELECT COUNT(*) AS n FROM customers").fetch_one(&mut c).await.unwrap().get("n");
-        let creations: i64 = sqlx::query("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'customer.create'").fetch_one(&mut c).await.unwrap().get("n");
-        assert_eq!(customers, creations, "every stored customer has exactly its audit entry");
+        let mut c = sqlx::SqliteConnection::connect(&format!(
+            "sqlite:{}",
+            dir.path().join("cip.sqlite").display()
+        ))
+        .await
+        .unwrap();
+        let customers: i64 = sqlx::query("SELECT COUNT(*) AS n FROM customers")
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+            .get("n");
+        let creations: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'customer.create'")
+                .fetch_one(&mut c)
+                .await
+                .unwrap()
+                .get("n");
+        assert_eq!(
+            customers, creations,
+            "every stored customer has exactly its audit entry"
+        );
         customers
     };
     assert!(count as usize >= acknowledged.len());

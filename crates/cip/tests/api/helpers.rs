@@ -15,7 +15,8 @@ pub enum Backend {
 }
 
 pub fn pg_admin_url() -> String {
-    std::env::var("CIP_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("CIP_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub struct TestApp {
@@ -76,12 +77,18 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Boots a server over `data_dir` (and, for PostgreSQL, a new scratch database unless one
 /// is given).
-pub async fn spawn_app_in(backend: Backend, data_dir: PathBuf, pg: Option<(String, String)>) -> TestApp {
+pub async fn spawn_app_in(
+    backend: Backend,
+    data_dir: PathBuf,
+    pg: Option<(String, String)>,
+) -> TestApp {
     let (database_url, pg_name) = match (backend, pg) {
         (Backend::Sqlite, _) => (None, None),
         (Backend::Postgres, Some((url, name))) => (Some(url), Some(name)),
         (Backend::Postgres, None) => {
-            let (url, name) = cip_store::postgres::create_scratch_database(&pg_admin_url()).await.unwrap();
+            let (url, name) = cip_store::postgres::create_scratch_database(&pg_admin_url())
+                .await
+                .unwrap();
             (Some(url), Some(name))
         }
     };
@@ -95,14 +102,23 @@ pub async fn spawn_app_in(backend: Backend, data_dir: PathBuf, pg: Option<(Strin
     };
     let config = config::load(None, ConfigLayer::default(), flags).unwrap();
     let inst = cip_server::install::open(&config).await.unwrap();
-    let (_, token) = cip_server::auth::create_api_key(inst.store.as_ref(), Role::Admin, Some("test".into()), "test").await.unwrap();
+    let (_, token) = cip_server::auth::create_api_key(
+        inst.store.as_ref(),
+        Role::Admin,
+        Some("test".into()),
+        "test",
+    )
+    .await
+    .unwrap();
     let state = state_from(&inst, &config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let cancel = CancellationToken::new();
     let (s2, c2) = (state.clone(), cancel.clone());
     let handle = tokio::spawn(async move {
-        cip_server::app::serve(listener, s2, &config, c2).await.unwrap();
+        cip_server::app::serve(listener, s2, &config, c2)
+            .await
+            .unwrap();
     });
     TestApp {
         base,
@@ -121,7 +137,10 @@ pub async fn spawn_app_in(backend: Backend, data_dir: PathBuf, pg: Option<(Strin
 
 impl TestApp {
     pub async fn key(&self, role: Role) -> String {
-        let (_, token) = cip_server::auth::create_api_key(self.state.store.as_ref(), role, None, "test").await.unwrap();
+        let (_, token) =
+            cip_server::auth::create_api_key(self.state.store.as_ref(), role, None, "test")
+                .await
+                .unwrap();
         token.expose_secret().to_string()
     }
 
@@ -130,11 +149,22 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
-        self.client.post(self.url(path)).bearer_auth(token).json(body).send().await.unwrap()
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).bearer_auth(token).send().await.unwrap()
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn create_customer(&self, body: &Value) -> (String, Value) {
@@ -164,7 +194,9 @@ impl TestApp {
     pub async fn cleanup(mut self) {
         self.stop().await;
         if let Some(name) = self.pg.take() {
-            cip_store::postgres::drop_database(&pg_admin_url(), &name).await.unwrap();
+            cip_store::postgres::drop_database(&pg_admin_url(), &name)
+                .await
+                .unwrap();
         }
     }
 }

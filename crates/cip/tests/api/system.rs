@@ -8,16 +8,41 @@ use crate::helpers::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_docs_health_and_metrics() {
     let app = spawn_app(Backend::Sqlite).await;
-    let spec: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let spec: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
     let paths: Vec<&String> = spec["paths"].as_object().unwrap().keys().collect();
-    for p in ["/v1/customers", "/v1/customers/{id}", "/v1/customers/lookup", "/v1/accounts", "/v1/accounts/{id}", "/v1/audit", "/v1/audit/verify", "/healthz", "/readyz", "/metrics"] {
-        assert!(paths.iter().any(|x| x.as_str() == p), "spec lacks {p}: {paths:?}");
+    for p in [
+        "/v1/customers",
+        "/v1/customers/{id}",
+        "/v1/customers/lookup",
+        "/v1/accounts",
+        "/v1/accounts/{id}",
+        "/v1/audit",
+        "/v1/audit/verify",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(
+            paths.iter().any(|x| x.as_str() == p),
+            "spec lacks {p}: {paths:?}"
+        );
     }
     assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
     let docs = app.client.get(app.url("/docs/")).send().await.unwrap();
     assert_eq!(docs.status(), 200);
-    assert!(docs.text().await.unwrap().contains("swagger"), "Swagger UI is served");
+    assert!(
+        docs.text().await.unwrap().contains("swagger"),
+        "Swagger UI is served"
+    );
     let auditor = app.key(Role::Auditor).await;
     app.create_customer(&individual("m")).await;
     let metrics = app.get("/metrics", &auditor).await;
@@ -28,7 +53,10 @@ async fn openapi_docs_health_and_metrics() {
     assert_eq!(app.get("/metrics", &integration).await.status(), 403);
     let resp = app.get("/v1/nothing-here", &auditor).await;
     assert_eq!(resp.status(), 404);
-    assert_eq!(resp.json::<Value>().await.unwrap()["code"], "CIP-NOT-FOUND-0001");
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["code"],
+        "CIP-NOT-FOUND-0001"
+    );
     app.cleanup().await;
 }
 
@@ -41,7 +69,10 @@ fn openapi_snapshot() {
         std::fs::write(&path, &spec).unwrap();
     }
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(committed == spec, "docs/openapi.json is out of date: run `UPDATE_OPENAPI=1 cargo test -p cip openapi_snapshot` and commit it");
+    assert!(
+        committed == spec,
+        "docs/openapi.json is out of date: run `UPDATE_OPENAPI=1 cargo test -p cip openapi_snapshot` and commit it"
+    );
 }
 
 #[test]
@@ -50,16 +81,33 @@ fn config_print_redacts_secrets() {
     let out = Command::new(env!("CARGO_BIN_EXE_cip"))
         .args(["config", "print", "--data-dir"])
         .arg(dir.path())
-        .env("CIP_DATABASE_URL", "postgres://cip:hunter2@db.internal:5432/cip")
-        .env("CIP_MASTER_KEY", "base64:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        .env(
+            "CIP_DATABASE_URL",
+            "postgres://cip:hunter2@db.internal:5432/cip",
+        )
+        .env(
+            "CIP_MASTER_KEY",
+            "base64:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        )
         .env("CIP_LISTEN", "127.0.0.1:9999")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("127.0.0.1:9999"), "{text}");
-    assert!(!text.contains("hunter2") && !text.contains("AAAAAAAAAA"), "{text}");
-    let bad = Command::new(env!("CARGO_BIN_EXE_cip")).args(["config", "print"]).env("CIP_LISTEN", "nowhere").output().unwrap();
+    assert!(
+        !text.contains("hunter2") && !text.contains("AAAAAAAAAA"),
+        "{text}"
+    );
+    let bad = Command::new(env!("CARGO_BIN_EXE_cip"))
+        .args(["config", "print"])
+        .env("CIP_LISTEN", "nowhere")
+        .output()
+        .unwrap();
     assert_eq!(bad.status.code(), Some(3), "invalid configuration exits 3");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("listen"));
 }
