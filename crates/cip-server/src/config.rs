@@ -366,12 +366,8 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().starts_with("listen:"), "{e}");
-        let e = load(
-            None,
-            env(&[("CIP_MAX_BODY_BYTES", "ten")]),
-            ConfigLayer::default(),
-        )
-        .unwrap_err();
+        let e = ConfigLayer::from_env([("CIP_MAX_BODY_BYTES".to_string(), "ten".to_string())])
+            .unwrap_err();
         assert!(e.to_string().contains("CIP_MAX_BODY_BYTES"), "{e}");
         let e = load(
             None,
