@@ -1,5 +1,10 @@
 //! The SQL of every operation, written once and instantiated for both backends.
 //!
+//! Rule for every write operation: its expected failures (not found, version conflict,
+//! duplicate, idempotency replay) happen before or at its *first* write statement. A failed
+//! statement changes nothing, so such a failure leaves no partial write and the SQLite writer
+//! can commit the rest of a group without savepoints.
+//!
 //! Both SQLite (through sqlx) and PostgreSQL accept `$N` placeholders, and the schemas use the
 //! same column names, so the statements are shared; only the connection type differs. Each
 //! function runs inside a transaction its caller opened and, for changes, appends the audit
@@ -196,16 +201,23 @@ macro_rules! define_ops {
         }
 
         async fn put_terms(conn: &mut $conn, id: Uuid, terms: &[IndexTerm]) -> Result<()> {
-            for t in terms {
-                sqlx::query(
-                    "INSERT INTO customer_terms (kind, hash, customer_id) VALUES ($1,$2,$3) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(t.kind.clone())
-                .bind(t.hash.to_vec())
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
+            // One multi-row statement per chunk: every statement is a round trip to the
+            // database (a thread hop for SQLite), and a customer has a dozen terms.
+            for chunk in terms.chunks(64) {
+                let mut sql = String::from("INSERT INTO customer_terms (kind, hash, customer_id) VALUES ");
+                for i in 0..chunk.len() {
+                    if i > 0 {
+                        sql.push(',');
+                    }
+                    sql.push_str(&format!("(${},${},${})", i * 3 + 1, i * 3 + 2, i * 3 + 3));
+                }
+                sql.push_str(" ON CONFLICT DO NOTHING");
+                // Only placeholders are formatted into the statement, never values.
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for t in chunk {
+                    q = q.bind(t.kind.clone()).bind(t.hash.to_vec()).bind(id);
+                }
+                q.execute(&mut *conn).await?;
             }
             Ok(())
         }

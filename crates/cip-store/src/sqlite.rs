@@ -1,12 +1,12 @@
 //! The embedded default: one SQLite file in WAL mode.
 //!
-//! Writes go through a single writer task per process that commits them in groups: requests that arrive
-//! while a commit is being flushed to disk are applied together in the next transaction, each
-//! inside its own savepoint so that one failing request does not fail its neighbours. With
-//! `synchronous = FULL` every acknowledged write is on disk, and group commit spreads the cost
-//! of that one fsync over all the writes of a group. The writer reads the audit chain's head
-//! once per group, under the write lock, so other processes (the CLI) can append safely. Reads use a separate pool of
-//! connections and never wait for the writer.
+//! Writes go through a single writer task per process that commits them in groups: requests
+//! that arrive while a commit is being flushed to disk are applied together in the next
+//! transaction, and an expected failure of one (a version conflict, a duplicate) does not fail
+//! its neighbours. With `synchronous = FULL` every acknowledged write is on disk, and group
+//! commit spreads the cost of that one fsync over all the writes of a group. The writer reads
+//! the audit chain's head once per group, under the write lock, so other processes (the CLI)
+//! can append safely. Reads use a separate pool of connections and never wait for the writer.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -96,9 +96,32 @@ impl SqliteStore {
         let read = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
-            .connect_with(options.read_only(true))
+            .connect_with(options.clone().read_only(true))
             .await?;
+        // Checkpoint the WAL from a connection of its own, so that copying pages back into
+        // the database file happens on the other core rather than inside a writer's commit.
+        // The writer's own auto-checkpoint stays as a safety net at a high mark.
+        sqlx::query("PRAGMA wal_autocheckpoint = 16000")
+            .execute(&mut conn)
+            .await?;
+        let mut checkpointer = SqliteConnection::connect_with(&options).await?;
         let (tx, rx) = mpsc::channel(4096);
+        let stop = tx.downgrade();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                if stop.upgrade().is_none() {
+                    break;
+                }
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&mut checkpointer)
+                    .await
+                {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+                }
+            }
+        });
         tokio::spawn(writer_loop(conn, rx));
         Ok(SqliteStore { read, writer: tx })
     }
@@ -206,23 +229,45 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
                 continue;
             }
         };
+        // No savepoints: every operation in `ops` meets its expected failures (not found,
+        // version conflict, duplicate, idempotency replay) before or at its first write
+        // statement, and SQLite undoes a failed statement by itself, so such a failure leaves
+        // nothing behind and its neighbours commit. Any other failure (I/O, full disk) may
+        // have left partial writes: then the whole group is rolled back and fails.
         let mut outcomes = Vec::with_capacity(group.len());
+        let mut fatal: Option<StoreError> = None;
         for job in group {
+            if fatal.is_some() {
+                outcomes.push((
+                    job.reply,
+                    Err(StoreError::Unavailable("rolled back".into())),
+                ));
+                continue;
+            }
             let saved = head;
-            let result = match exec(&mut conn, "SAVEPOINT op").await {
-                Err(e) => Err(e),
-                Ok(()) => apply(&mut conn, &mut head, job.op).await,
-            };
-            let result = match result {
-                Ok(out) => exec(&mut conn, "RELEASE op").await.map(|()| out),
-                Err(e) => {
-                    head = saved;
-                    let _ = exec(&mut conn, "ROLLBACK TO op").await;
-                    let _ = exec(&mut conn, "RELEASE op").await;
-                    Err(e)
+            let result = apply(&mut conn, &mut head, job.op).await;
+            if let Err(e) = &result {
+                head = saved;
+                if !is_clean_failure(e) {
+                    fatal = Some(match e {
+                        StoreError::DiskFull => StoreError::DiskFull,
+                        other => StoreError::Unavailable(other.to_string()),
+                    });
                 }
-            };
+            }
             outcomes.push((job.reply, result));
+        }
+        if let Some(e) = fatal {
+            tracing::error!(error = %e, "a write failed unexpectedly; the group was rolled back");
+            let _ = exec(&mut conn, "ROLLBACK").await;
+            for (reply, _) in outcomes {
+                let err = match &e {
+                    StoreError::DiskFull => StoreError::DiskFull,
+                    other => StoreError::Unavailable(other.to_string()),
+                };
+                let _ = reply.send(Err(err));
+            }
+            continue;
         }
         match exec(&mut conn, "COMMIT").await {
             Ok(()) => {
@@ -247,6 +292,17 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
             }
         }
     }
+}
+
+/// Failures that the operations meet before writing anything (see `ops`).
+fn is_clean_failure(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::NotFound
+            | StoreError::VersionConflict { .. }
+            | StoreError::Duplicate { .. }
+            | StoreError::IdempotencyReplay(_)
+    )
 }
 
 fn unit(out: Out) -> Result<()> {

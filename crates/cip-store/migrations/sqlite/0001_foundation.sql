@@ -23,7 +23,8 @@ CREATE TABLE customers (
     country    TEXT,
     key_id     INTEGER NOT NULL,
     document   BLOB NOT NULL
-) WITHOUT ROWID;
+);
+-- A rowid table: documents are several KiB, and WITHOUT ROWID tables suit small rows only.
 CREATE INDEX customers_kind ON customers (kind, id);
 CREATE INDEX customers_country ON customers (country, id);
 CREATE INDEX customers_key_id ON customers (key_id);

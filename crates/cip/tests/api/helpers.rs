@@ -84,7 +84,8 @@ pub async fn spawn_app_in(
 ) -> TestApp {
     let (database_url, pg_name) = match (backend, pg) {
         (Backend::Sqlite, _) => (None, None),
-        (Backend::Postgres, Some((url, name))) => (Some(url), Some(name)),
+        // An empty name: the database belongs to another TestApp, which drops it.
+        (Backend::Postgres, Some((url, name))) => (Some(url), Some(name).filter(|n| !n.is_empty())),
         (Backend::Postgres, None) => {
             let (url, name) = cip_store::postgres::create_scratch_database(&pg_admin_url())
                 .await

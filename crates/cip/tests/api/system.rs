@@ -111,3 +111,52 @@ fn config_print_redacts_secrets() {
     assert_eq!(bad.status.code(), Some(3), "invalid configuration exits 3");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("listen"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_data_loads_through_the_real_parsers() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let made = cip_server::demo::load(&app.state).await.unwrap();
+    assert!(made >= 30, "a few dozen customers, got {made}");
+    assert_eq!(
+        cip_server::demo::load(&app.state).await.unwrap(),
+        0,
+        "loading twice adds nothing"
+    );
+    let page: Value = app
+        .get("/v1/customers?kind=entity&limit=100", &app.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let entities = page["items"].as_array().unwrap();
+    assert!(entities.len() >= 10);
+    let mut us = 0;
+    let mut foreign = 0;
+    for e in entities {
+        let id = e["id"].as_str().unwrap();
+        let c: Value = app
+            .get(&format!("/v1/customers/{id}"), &app.admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(c["beneficial_owners"].as_array().unwrap().len(), 2, "{c}");
+        if e["country"] == "US" {
+            us += 1
+        } else {
+            foreign += 1
+        }
+    }
+    assert!(
+        us >= 2 && foreign >= 2,
+        "both U.S. and foreign entities: {us}/{foreign}"
+    );
+    let accounts: Value = app
+        .get("/v1/accounts?limit=100", &app.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(accounts["items"].as_array().unwrap().len(), made);
+    app.cleanup().await;
+}
