@@ -7,4 +7,5 @@
 //!   `cip-store`) and are converted by hand. A value of a type here is always valid.
 
 pub mod model;
+pub mod mrz;
 pub mod parse;

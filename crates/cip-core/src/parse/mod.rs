@@ -58,8 +58,8 @@ impl CountryCode {
 
     pub fn from_alpha3(s: &str) -> Result<Self, FieldError> {
         let up = s.trim().to_ascii_uppercase();
-        match countries::COUNTRIES.iter().find(|(_, a3, _)| *a3 == up) {
-            Some((a2, _, _)) => Self::parse(a2),
+        match lookup_alpha3(&up) {
+            Some((c, _)) => Ok(c),
             None => Err(err(
                 "invalid_country",
                 format!("'{}' is not an ISO 3166-1 alpha-3 country code", shown(s)),
@@ -97,6 +97,25 @@ impl fmt::Display for CountryCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Finds an uppercase alpha-3 code without allocating (binary search over a sorted index);
+/// returns the country and the code as a static string.
+pub fn lookup_alpha3(code: &str) -> Option<(CountryCode, &'static str)> {
+    static INDEX: std::sync::OnceLock<Vec<(&'static str, &'static str)>> =
+        std::sync::OnceLock::new();
+    let index = INDEX.get_or_init(|| {
+        let mut v: Vec<(&'static str, &'static str)> = countries::COUNTRIES
+            .iter()
+            .map(|(a2, a3, _)| (*a3, *a2))
+            .collect();
+        v.sort_unstable();
+        v
+    });
+    let i = index.binary_search_by(|(a3, _)| (*a3).cmp(code)).ok()?;
+    let (a3, a2) = index[i];
+    let b = a2.as_bytes();
+    Some((CountryCode([b[0], b[1]]), a3))
 }
 
 /// ISO 3166-2 subdivision such as `US-CA`. U.S. codes are checked against the full list;
