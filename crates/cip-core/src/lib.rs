@@ -6,6 +6,7 @@
 //! - No serialisation formats: wire and storage shapes live at the boundary (`cip-server`,
 //!   `cip-store`) and are converted by hand. A value of a type here is always valid.
 
+pub mod determination;
 pub mod model;
 pub mod mrz;
 pub mod parse;

@@ -64,6 +64,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             api::customers::update_customer
         ))
         .routes(routes!(api::customers::lookup_customers))
+        .routes(routes!(api::determination::get_determination))
         .routes(routes!(
             api::accounts::create_account,
             api::accounts::list_accounts

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod customers;
+pub mod determination;
 pub mod system;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};

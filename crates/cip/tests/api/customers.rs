@@ -13,6 +13,7 @@ both_backends!(
     concurrent_updates_one_wins,
     accounts_lifecycle_basics,
     key_rotation_reencrypts_everything,
+    determinations_carry_their_evidence,
 );
 
 async fn create_read_update_round_trip(b: Backend) {
@@ -507,5 +508,76 @@ async fn key_rotation_reencrypts_everything(b: Backend) {
         .unwrap()
         .unwrap();
     assert_eq!(row.key_id, 2);
+    app.cleanup().await;
+}
+
+async fn determinations_carry_their_evidence(b: Backend) {
+    let app = spawn_app(b).await;
+    // A German citizen living in Germany: foreign.
+    let (id, _) = app.create_customer(&individual("dt")).await;
+    let d: Value = app
+        .get(&format!("/v1/customers/{id}/determination"), &app.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d["customer"]["status"], "foreign_person", "{d}");
+    assert_eq!(d["requires_verification"], true);
+    assert!(
+        d["customer"]["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "address_country" && e["country"] == "DE")
+    );
+    assert!(
+        !d.to_string().contains("Quixote"),
+        "determinations carry country codes, not personal data"
+    );
+
+    // A U.S. LLC with one U.S. and one Japanese owner: the entity is a U.S. person, the
+    // account still needs verification because of the foreign owner.
+    let (eid, _) = app.create_customer(&entity("dt")).await;
+    let d: Value = app
+        .get(&format!("/v1/customers/{eid}/determination"), &app.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d["customer"]["status"], "us_person", "{d}");
+    let owners = d["beneficial_owners"].as_array().unwrap();
+    assert_eq!(owners[0]["status"], "us_person");
+    assert_eq!(owners[1]["status"], "foreign_person");
+    assert_eq!(d["requires_verification"], true);
+
+    // Declared U.S. citizen whose address and phone are abroad: U.S. person, conflict surfaced.
+    let mut body = individual("dt2");
+    body["identity"]["citizenships"] = json!(["US"]);
+    body["identity"]["national_ids"] = json!([]);
+    let (cid, _) = app.create_customer(&body).await;
+    let d: Value = app
+        .get(&format!("/v1/customers/{cid}/determination"), &app.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d["customer"]["status"], "us_person");
+    assert!(
+        !d["customer"]["conflicts"].as_array().unwrap().is_empty(),
+        "{d}"
+    );
+    let audit: Value = app
+        .get(&format!("/v1/audit?record_id={cid}"), &app.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "customer.determination")
+    );
     app.cleanup().await;
 }
