@@ -18,6 +18,7 @@ mod ops;
 pub mod postgres;
 pub mod sqlite;
 mod types;
+mod writer;
 
 pub use audit::{AuditDraft, AuditEntry, canonical_audit_body};
 pub use error::StoreError;

@@ -683,6 +683,52 @@ macro_rules! define_ops {
                 })
                 .collect()
         }
+        pub(crate) async fn apply(conn: &mut $conn, head: &mut Head, op: crate::writer::Op) -> Result<crate::writer::Out> {
+                use crate::writer::{Op, Out};
+            Ok(match op {
+                Op::InitMeta(name, value) => Out::Bytes(init_meta(conn, &name, &value).await?),
+                Op::SetMeta(name, value, audit) => {
+                    set_meta(conn, head, &name, &value, audit).await?;
+                    Out::Unit
+                }
+                Op::InsertApiKey(key, audit) => {
+                    insert_api_key(conn, head, &key, audit).await?;
+                    Out::Unit
+                }
+                Op::RevokeApiKey(id, at, audit) => {
+                    Out::Bool(revoke_api_key(conn, head, &id, at, audit).await?)
+                }
+                Op::InsertCustomer(w) => {
+                    insert_customer(conn, head, w).await?;
+                    Out::Unit
+                }
+                Op::UpdateCustomer(w, v) => {
+                    update_customer(conn, head, w, v).await?;
+                    Out::Unit
+                }
+                Op::Reseal(id, version, doc, key_id, audit) => {
+                    Out::Bool(reseal_customer(conn, head, id, version, doc, key_id, audit).await?)
+                }
+                Op::InsertAccount(w) => {
+                    insert_account(conn, head, w).await?;
+                    Out::Unit
+                }
+                Op::UpdateAccount(w, v) => {
+                    update_account(conn, head, w, v).await?;
+                    Out::Unit
+                }
+                Op::AppendAudit(drafts) => {
+                    for d in drafts {
+                        append_audit(conn, head, d).await?;
+                    }
+                    Out::Unit
+                }
+                Op::InsertCheckpoint(cp) => {
+                    insert_checkpoint(conn, cp).await?;
+                    Out::Unit
+                }
+            })
+        }
     };
 }
 

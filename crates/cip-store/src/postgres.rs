@@ -1,16 +1,19 @@
 //! The scale-out path: PostgreSQL, shared by several `cip serve` instances.
 //!
-//! Each write is its own transaction. Writes that append to the audit chain first take a
-//! transaction-scoped advisory lock, so the chain has one total order across every instance;
-//! the lock is released by the commit or rollback, never leaked.
+//! Writes go through one writer task per instance that commits them in groups, each group in
+//! one transaction that first takes a transaction-scoped advisory lock: the audit chain gets
+//! one total order across every instance, the lock is released by the commit or rollback and
+//! never leaked, and one commit (one fsync) serves a whole group.
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 use std::str::FromStr;
 use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use crate::writer::{Job, Op, Out, boolean, unit};
 use crate::*;
 
 mod ops {
@@ -22,6 +25,7 @@ const AUDIT_LOCK: i64 = 0x6369_702d_6175_6474;
 
 pub struct PgStore {
     pool: PgPool,
+    writer: mpsc::Sender<Job>,
 }
 
 impl PgStore {
@@ -38,34 +42,116 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(crate::sqlite::migrate_error)?;
-        Ok(PgStore { pool })
+        let (tx, rx) = mpsc::channel(4096);
+        tokio::spawn(writer_loop(pool.clone(), rx));
+        Ok(PgStore { pool, writer: tx })
+    }
+
+    async fn submit(&self, op: Op) -> Result<Out> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(Job { op, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the PostgreSQL writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the PostgreSQL writer has stopped".into()))?
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
 
-    /// Runs `f` in a transaction holding the audit lock, with the chain head loaded.
-    async fn with_chain<T, F>(&self, f: F) -> Result<T>
-    where
-        F: for<'c> FnOnce(
-                &'c mut sqlx::PgConnection,
-                &'c mut ops::Head,
-            ) -> std::pin::Pin<
-                Box<dyn std::future::Future<Output = Result<T>> + Send + 'c>,
-            > + Send,
-        T: Send,
-    {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(AUDIT_LOCK)
-            .execute(&mut *tx)
-            .await?;
-        let mut head = ops::load_head(&mut tx).await?;
-        let out = f(&mut tx, &mut head).await?;
-        tx.commit().await?;
-        Ok(out)
+/// The most writes committed in one transaction.
+const MAX_GROUP: usize = 256;
+
+async fn exec(conn: &mut sqlx::PgConnection, sql: &'static str) -> Result<()> {
+    sqlx::query(sql).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Commits writes in groups, like the SQLite writer: one transaction, one advisory lock and
+/// one commit (one fsync) per group. PostgreSQL aborts a transaction on any failed statement,
+/// so each write runs inside its own savepoint; a failing write is rolled back to it and its
+/// neighbours commit.
+async fn writer_loop(pool: PgPool, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let fail_all = |group: Vec<Job>, e: &StoreError| {
+            for job in group {
+                let err = match e {
+                    StoreError::DiskFull => StoreError::DiskFull,
+                    other => StoreError::Unavailable(other.to_string()),
+                };
+                let _ = job.reply.send(Err(err));
+            }
+        };
+        let mut conn = match pool.acquire().await {
+            Ok(c) => c,
+            Err(e) => {
+                fail_all(group, &e.into());
+                continue;
+            }
+        };
+        let started = async {
+            exec(&mut conn, "BEGIN").await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(AUDIT_LOCK)
+                .execute(&mut *conn)
+                .await?;
+            ops::load_head(&mut conn).await
+        }
+        .await;
+        let mut head = match started {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = exec(&mut conn, "ROLLBACK").await;
+                fail_all(group, &e);
+                continue;
+            }
+        };
+        let mut outcomes = Vec::with_capacity(group.len());
+        for job in group {
+            let saved = head;
+            let result = match exec(&mut conn, "SAVEPOINT op").await {
+                Err(e) => Err(e),
+                Ok(()) => ops::apply(&mut conn, &mut head, job.op).await,
+            };
+            let result = match result {
+                Ok(out) => exec(&mut conn, "RELEASE SAVEPOINT op").await.map(|()| out),
+                Err(e) => {
+                    head = saved;
+                    let _ = exec(&mut conn, "ROLLBACK TO SAVEPOINT op").await;
+                    let _ = exec(&mut conn, "RELEASE SAVEPOINT op").await;
+                    Err(e)
+                }
+            };
+            outcomes.push((job.reply, result));
+        }
+        match exec(&mut conn, "COMMIT").await {
+            Ok(()) => {
+                for (reply, result) in outcomes {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "group commit failed; the group was rolled back");
+                let _ = exec(&mut conn, "ROLLBACK").await;
+                for (reply, _) in outcomes {
+                    let err = match &e {
+                        StoreError::DiskFull => StoreError::DiskFull,
+                        other => StoreError::Unavailable(other.to_string()),
+                    };
+                    let _ = reply.send(Err(err));
+                }
+            }
+        }
     }
 }
 
@@ -85,22 +171,26 @@ impl Store for PgStore {
     }
 
     async fn init_meta(&self, name: &str, value: &[u8]) -> Result<Vec<u8>> {
-        ops::init_meta(&mut *self.pool.acquire().await?, name, value).await
+        match self
+            .submit(Op::InitMeta(name.to_string(), value.to_vec()))
+            .await?
+        {
+            Out::Bytes(b) => Ok(b),
+            _ => Err(StoreError::Backend(
+                "writer returned an unexpected result".into(),
+            )),
+        }
     }
 
     async fn set_meta(&self, name: &str, value: &[u8], audit: AuditDraft) -> Result<()> {
-        let (name, value) = (name.to_string(), value.to_vec());
-        self.with_chain(move |c, h| {
-            Box::pin(async move { ops::set_meta(c, h, &name, &value, audit).await })
-        })
-        .await
+        unit(
+            self.submit(Op::SetMeta(name.to_string(), value.to_vec(), audit))
+                .await?,
+        )
     }
 
     async fn insert_api_key(&self, key: ApiKeyRow, audit: AuditDraft) -> Result<()> {
-        self.with_chain(move |c, h| {
-            Box::pin(async move { ops::insert_api_key(c, h, &key, audit).await })
-        })
-        .await
+        unit(self.submit(Op::InsertApiKey(key, audit)).await?)
     }
 
     async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRow>> {
@@ -108,11 +198,10 @@ impl Store for PgStore {
     }
 
     async fn revoke_api_key(&self, id: &str, at: i64, audit: AuditDraft) -> Result<bool> {
-        let id = id.to_string();
-        self.with_chain(move |c, h| {
-            Box::pin(async move { ops::revoke_api_key(c, h, &id, at, audit).await })
-        })
-        .await
+        boolean(
+            self.submit(Op::RevokeApiKey(id.to_string(), at, audit))
+                .await?,
+        )
     }
 
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyRow>> {
@@ -120,17 +209,14 @@ impl Store for PgStore {
     }
 
     async fn insert_customer(&self, write: CustomerWrite) -> Result<()> {
-        self.with_chain(move |c, h| {
-            Box::pin(async move { ops::insert_customer(c, h, write).await })
-        })
-        .await
+        unit(self.submit(Op::InsertCustomer(write)).await?)
     }
 
     async fn update_customer(&self, write: CustomerWrite, expected_version: i64) -> Result<()> {
-        self.with_chain(move |c, h| {
-            Box::pin(async move { ops::update_customer(c, h, write, expected_version).await })
-        })
-        .await
+        unit(
+            self.submit(Op::UpdateCustomer(write, expected_version))
+                .await?,
+        )
     }
 
     async fn get_customer(&self, id: Uuid) -> Result<Option<CustomerRow>> {
@@ -165,12 +251,10 @@ impl Store for PgStore {
         key_id: u32,
     ) -> Result<bool> {
         let audit = crate::sqlite::reseal_audit(id, key_id);
-        self.with_chain(move |c, h| {
-            Box::pin(async move {
-                ops::reseal_customer(c, h, id, version, document, key_id, audit).await
-            })
-        })
-        .await
+        boolean(
+            self.submit(Op::Reseal(id, version, document, key_id, audit))
+                .await?,
+        )
     }
 
     async fn count_customers(&self) -> Result<u64> {
@@ -178,15 +262,14 @@ impl Store for PgStore {
     }
 
     async fn insert_account(&self, write: AccountWrite) -> Result<()> {
-        self.with_chain(move |c, h| Box::pin(async move { ops::insert_account(c, h, write).await }))
-            .await
+        unit(self.submit(Op::InsertAccount(write)).await?)
     }
 
     async fn update_account(&self, write: AccountWrite, expected_version: i64) -> Result<()> {
-        self.with_chain(move |c, h| {
-            Box::pin(async move { ops::update_account(c, h, write, expected_version).await })
-        })
-        .await
+        unit(
+            self.submit(Op::UpdateAccount(write, expected_version))
+                .await?,
+        )
     }
 
     async fn get_account(&self, id: Uuid) -> Result<Option<AccountRow>> {
@@ -213,15 +296,7 @@ impl Store for PgStore {
         if drafts.is_empty() {
             return Ok(());
         }
-        self.with_chain(move |c, h| {
-            Box::pin(async move {
-                for d in drafts {
-                    ops::append_audit(c, h, d).await?;
-                }
-                Ok(())
-            })
-        })
-        .await
+        unit(self.submit(Op::AppendAudit(drafts)).await?)
     }
 
     async fn list_audit(&self, filter: &AuditFilter, limit: u32) -> Result<Vec<AuditEntry>> {
@@ -237,7 +312,7 @@ impl Store for PgStore {
     }
 
     async fn insert_checkpoint(&self, checkpoint: CheckpointRow) -> Result<()> {
-        ops::insert_checkpoint(&mut *self.pool.acquire().await?, checkpoint).await
+        unit(self.submit(Op::InsertCheckpoint(checkpoint)).await?)
     }
 
     async fn list_checkpoints(&self) -> Result<Vec<CheckpointRow>> {

@@ -21,6 +21,7 @@ use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use crate::writer::{Job, Op, Out, boolean, is_clean_failure, unit};
 use crate::*;
 
 mod ops {
@@ -29,31 +30,6 @@ mod ops {
 
 /// The most writes committed in one transaction.
 const MAX_GROUP: usize = 512;
-
-enum Op {
-    InitMeta(String, Vec<u8>),
-    SetMeta(String, Vec<u8>, AuditDraft),
-    InsertApiKey(ApiKeyRow, AuditDraft),
-    RevokeApiKey(String, i64, AuditDraft),
-    InsertCustomer(CustomerWrite),
-    UpdateCustomer(CustomerWrite, i64),
-    Reseal(Uuid, i64, Vec<u8>, u32, AuditDraft),
-    InsertAccount(AccountWrite),
-    UpdateAccount(AccountWrite, i64),
-    AppendAudit(Vec<AuditDraft>),
-    InsertCheckpoint(CheckpointRow),
-}
-
-enum Out {
-    Unit,
-    Bool(bool),
-    Bytes(Vec<u8>),
-}
-
-struct Job {
-    op: Op,
-    reply: oneshot::Sender<Result<Out>>,
-}
 
 pub struct SqliteStore {
     read: SqlitePool,
@@ -148,52 +124,6 @@ pub(crate) fn migrate_error(e: sqlx::migrate::MigrateError) -> StoreError {
     }
 }
 
-async fn apply(conn: &mut SqliteConnection, head: &mut ops::Head, op: Op) -> Result<Out> {
-    Ok(match op {
-        Op::InitMeta(name, value) => Out::Bytes(ops::init_meta(conn, &name, &value).await?),
-        Op::SetMeta(name, value, audit) => {
-            ops::set_meta(conn, head, &name, &value, audit).await?;
-            Out::Unit
-        }
-        Op::InsertApiKey(key, audit) => {
-            ops::insert_api_key(conn, head, &key, audit).await?;
-            Out::Unit
-        }
-        Op::RevokeApiKey(id, at, audit) => {
-            Out::Bool(ops::revoke_api_key(conn, head, &id, at, audit).await?)
-        }
-        Op::InsertCustomer(w) => {
-            ops::insert_customer(conn, head, w).await?;
-            Out::Unit
-        }
-        Op::UpdateCustomer(w, v) => {
-            ops::update_customer(conn, head, w, v).await?;
-            Out::Unit
-        }
-        Op::Reseal(id, version, doc, key_id, audit) => {
-            Out::Bool(ops::reseal_customer(conn, head, id, version, doc, key_id, audit).await?)
-        }
-        Op::InsertAccount(w) => {
-            ops::insert_account(conn, head, w).await?;
-            Out::Unit
-        }
-        Op::UpdateAccount(w, v) => {
-            ops::update_account(conn, head, w, v).await?;
-            Out::Unit
-        }
-        Op::AppendAudit(drafts) => {
-            for d in drafts {
-                ops::append_audit(conn, head, d).await?;
-            }
-            Out::Unit
-        }
-        Op::InsertCheckpoint(cp) => {
-            ops::insert_checkpoint(conn, cp).await?;
-            Out::Unit
-        }
-    })
-}
-
 async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<()> {
     sqlx::query(sql).execute(&mut *conn).await?;
     Ok(())
@@ -245,7 +175,7 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
                 continue;
             }
             let saved = head;
-            let result = apply(&mut conn, &mut head, job.op).await;
+            let result = ops::apply(&mut conn, &mut head, job.op).await;
             if let Err(e) = &result {
                 head = saved;
                 if !is_clean_failure(e) {
@@ -291,35 +221,6 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
                 }
             }
         }
-    }
-}
-
-/// Failures that the operations meet before writing anything (see `ops`).
-fn is_clean_failure(e: &StoreError) -> bool {
-    matches!(
-        e,
-        StoreError::NotFound
-            | StoreError::VersionConflict { .. }
-            | StoreError::Duplicate { .. }
-            | StoreError::IdempotencyReplay(_)
-    )
-}
-
-fn unit(out: Out) -> Result<()> {
-    match out {
-        Out::Unit => Ok(()),
-        _ => Err(StoreError::Backend(
-            "writer returned an unexpected result".into(),
-        )),
-    }
-}
-
-fn boolean(out: Out) -> Result<bool> {
-    match out {
-        Out::Bool(b) => Ok(b),
-        _ => Err(StoreError::Backend(
-            "writer returned an unexpected result".into(),
-        )),
     }
 }
 

@@ -1,0 +1,61 @@
+//! What the write paths of both adapters share: the operations a writer task applies, and
+//! how their results travel back.
+
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::*;
+
+pub(crate) enum Op {
+    InitMeta(String, Vec<u8>),
+    SetMeta(String, Vec<u8>, AuditDraft),
+    InsertApiKey(ApiKeyRow, AuditDraft),
+    RevokeApiKey(String, i64, AuditDraft),
+    InsertCustomer(CustomerWrite),
+    UpdateCustomer(CustomerWrite, i64),
+    Reseal(Uuid, i64, Vec<u8>, u32, AuditDraft),
+    InsertAccount(AccountWrite),
+    UpdateAccount(AccountWrite, i64),
+    AppendAudit(Vec<AuditDraft>),
+    InsertCheckpoint(CheckpointRow),
+}
+
+pub(crate) enum Out {
+    Unit,
+    Bool(bool),
+    Bytes(Vec<u8>),
+}
+
+pub(crate) struct Job {
+    pub(crate) op: Op,
+    pub(crate) reply: oneshot::Sender<Result<Out>>,
+}
+
+/// Failures that the operations meet before writing anything (see `ops`).
+pub(crate) fn is_clean_failure(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::NotFound
+            | StoreError::VersionConflict { .. }
+            | StoreError::Duplicate { .. }
+            | StoreError::IdempotencyReplay(_)
+    )
+}
+
+pub(crate) fn unit(out: Out) -> Result<()> {
+    match out {
+        Out::Unit => Ok(()),
+        _ => Err(StoreError::Backend(
+            "writer returned an unexpected result".into(),
+        )),
+    }
+}
+
+pub(crate) fn boolean(out: Out) -> Result<bool> {
+    match out {
+        Out::Bool(b) => Ok(b),
+        _ => Err(StoreError::Backend(
+            "writer returned an unexpected result".into(),
+        )),
+    }
+}
