@@ -27,6 +27,7 @@ use crate::state::AppState;
     tags((name = "customers", description = "Identity records of customers and their beneficial owners"),
          (name = "accounts", description = "IaaS accounts"),
          (name = "audit", description = "The tamper-evident audit trail"),
+         (name = "verification", description = "Checks of identity documents"),
          (name = "system", description = "Health, readiness, metrics")),
 )]
 struct ApiDoc;
@@ -65,6 +66,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(api::customers::lookup_customers))
         .routes(routes!(api::determination::get_determination))
+        .routes(routes!(api::documents::mrz_check))
         .routes(routes!(
             api::accounts::create_account,
             api::accounts::list_accounts

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod audit;
 pub mod customers;
 pub mod determination;
+pub mod documents;
 pub mod system;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};

@@ -14,6 +14,7 @@ both_backends!(
     accounts_lifecycle_basics,
     key_rotation_reencrypts_everything,
     determinations_carry_their_evidence,
+    mrz_check_compares_with_the_record,
 );
 
 async fn create_read_update_round_trip(b: Backend) {
@@ -579,5 +580,72 @@ async fn determinations_carry_their_evidence(b: Backend) {
             .iter()
             .any(|e| e["action"] == "customer.determination")
     );
+    app.cleanup().await;
+}
+
+async fn mrz_check_compares_with_the_record(b: Backend) {
+    let app = spawn_app(b).await;
+    let zone = "P<SWEERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\nL898902C36SWE7408122F3204153ZE184226B<<<<<16";
+    let mut body = individual("mz");
+    body["identity"]["names"] = json!([{"full": "Anna María Eriksson"}]);
+    body["identity"]["birth_date"] = json!("1974-08-12");
+    body["identity"]["citizenships"] = json!(["SE"]);
+    let (id, _) = app.create_customer(&body).await;
+    let resp = app
+        .post(
+            "/v1/documents/mrz-check",
+            &app.admin,
+            &json!({"mrz": zone, "customer_id": id}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let r: Value = resp.json().await.unwrap();
+    assert_eq!(r["valid"], true);
+    assert_eq!(r["expired"], false);
+    assert_eq!(r["fields"]["nationality_country"], "SE");
+    assert_eq!(
+        r["comparison"]["name"], "match",
+        "transliteration-aware: María ~ MARIA, word order free: {r}"
+    );
+    assert_eq!(r["comparison"]["birth_date"], "match");
+    assert_eq!(r["comparison"]["nationality"], "match");
+    // Another person's record: the name does not match.
+    let (other, _) = app.create_customer(&individual("other")).await;
+    let r: Value = app
+        .post(
+            "/v1/documents/mrz-check",
+            &app.admin,
+            &json!({"mrz": zone, "customer_id": other}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["comparison"]["name"], "mismatch");
+    assert_eq!(r["comparison"]["birth_date"], "mismatch");
+    // A wrong check digit: 422 naming the field.
+    let bad = zone.replace("7408122", "7408123");
+    let resp = app
+        .post("/v1/documents/mrz-check", &app.admin, &json!({"mrz": bad}))
+        .await;
+    assert_eq!(resp.status(), 422);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["details"][0]["field"], "/mrz");
+    assert_eq!(v["details"][0]["code"], "checksum_mismatch");
+    assert!(
+        v["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("birth date"),
+        "{v}"
+    );
+    let resp = app
+        .post(
+            "/v1/documents/mrz-check",
+            &app.admin,
+            &json!({"mrz": zone.to_lowercase()}),
+        )
+        .await;
+    assert_eq!(resp.status(), 422);
     app.cleanup().await;
 }
