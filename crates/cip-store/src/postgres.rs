@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::writer::{Job, Op, Out, boolean, unit};
+use crate::writer::{Job, Op, Out, boolean, fail_all, next_group, unit};
 use crate::*;
 
 mod ops {
@@ -76,26 +76,11 @@ async fn exec(conn: &mut sqlx::PgConnection, sql: &'static str) -> Result<()> {
 /// neighbours commit.
 async fn writer_loop(pool: PgPool, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.recv().await {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
-        let fail_all = |group: Vec<Job>, e: &StoreError| {
-            for job in group {
-                let err = match e {
-                    StoreError::DiskFull => StoreError::DiskFull,
-                    other => StoreError::Unavailable(other.to_string()),
-                };
-                let _ = job.reply.send(Err(err));
-            }
-        };
+        let group = next_group(first, &mut rx, MAX_GROUP);
         let mut conn = match pool.acquire().await {
             Ok(c) => c,
             Err(e) => {
-                fail_all(group, &e.into());
+                fail_all(group.into_iter().map(|j| j.reply), &e.into());
                 continue;
             }
         };
@@ -112,7 +97,7 @@ async fn writer_loop(pool: PgPool, mut rx: mpsc::Receiver<Job>) {
             Ok(h) => h,
             Err(e) => {
                 let _ = exec(&mut conn, "ROLLBACK").await;
-                fail_all(group, &e);
+                fail_all(group.into_iter().map(|j| j.reply), &e);
                 continue;
             }
         };
@@ -143,13 +128,7 @@ async fn writer_loop(pool: PgPool, mut rx: mpsc::Receiver<Job>) {
             Err(e) => {
                 tracing::error!(error = %e, "group commit failed; the group was rolled back");
                 let _ = exec(&mut conn, "ROLLBACK").await;
-                for (reply, _) in outcomes {
-                    let err = match &e {
-                        StoreError::DiskFull => StoreError::DiskFull,
-                        other => StoreError::Unavailable(other.to_string()),
-                    };
-                    let _ = reply.send(Err(err));
-                }
+                fail_all(outcomes.into_iter().map(|(reply, _)| reply), &e);
             }
         }
     }

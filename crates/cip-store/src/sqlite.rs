@@ -21,7 +21,9 @@ use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::writer::{Job, Op, Out, boolean, is_clean_failure, unit};
+use crate::writer::{
+    Job, Op, Out, boolean, fail_all, group_error, is_clean_failure, next_group, unit,
+};
 use crate::*;
 
 mod ops {
@@ -113,18 +115,9 @@ async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<()> {
 /// Owns this process's write connection. Ends when every `SqliteStore` handle is dropped.
 async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.recv().await {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
+        let group = next_group(first, &mut rx, MAX_GROUP);
         if let Err(e) = exec(&mut conn, "BEGIN IMMEDIATE").await {
-            let msg = e.to_string();
-            for job in group {
-                let _ = job.reply.send(Err(StoreError::Unavailable(msg.clone())));
-            }
+            fail_all(group.into_iter().map(|j| j.reply), &e);
             continue;
         }
         // Another process (the CLI) may have appended to the chain since our last group:
@@ -133,10 +126,7 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
             Ok(h) => h,
             Err(e) => {
                 let _ = exec(&mut conn, "ROLLBACK").await;
-                let msg = e.to_string();
-                for job in group {
-                    let _ = job.reply.send(Err(StoreError::Unavailable(msg.clone())));
-                }
+                fail_all(group.into_iter().map(|j| j.reply), &e);
                 continue;
             }
         };
@@ -149,10 +139,7 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
         let mut fatal: Option<StoreError> = None;
         for job in group {
             if fatal.is_some() {
-                outcomes.push((
-                    job.reply,
-                    Err(StoreError::Unavailable("rolled back".into())),
-                ));
+                outcomes.push((job.reply, Ok(Out::Unit)));
                 continue;
             }
             let saved = head;
@@ -160,10 +147,7 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
             if let Err(e) = &result {
                 head = saved;
                 if !is_clean_failure(e) {
-                    fatal = Some(match e {
-                        StoreError::DiskFull => StoreError::DiskFull,
-                        other => StoreError::Unavailable(other.to_string()),
-                    });
+                    fatal = Some(group_error(e));
                 }
             }
             outcomes.push((job.reply, result));
@@ -171,13 +155,7 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
         if let Some(e) = fatal {
             tracing::error!(error = %e, "a write failed unexpectedly; the group was rolled back");
             let _ = exec(&mut conn, "ROLLBACK").await;
-            for (reply, _) in outcomes {
-                let err = match &e {
-                    StoreError::DiskFull => StoreError::DiskFull,
-                    other => StoreError::Unavailable(other.to_string()),
-                };
-                let _ = reply.send(Err(err));
-            }
+            fail_all(outcomes.into_iter().map(|(reply, _)| reply), &e);
             continue;
         }
         match exec(&mut conn, "COMMIT").await {
@@ -189,17 +167,7 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
             Err(e) => {
                 tracing::error!(error = %e, "group commit failed; the group was rolled back");
                 let _ = exec(&mut conn, "ROLLBACK").await;
-                let shared = match e {
-                    StoreError::DiskFull => StoreError::DiskFull,
-                    other => StoreError::Unavailable(other.to_string()),
-                };
-                for (reply, _) in outcomes {
-                    let err = match &shared {
-                        StoreError::DiskFull => StoreError::DiskFull,
-                        other => StoreError::Unavailable(other.to_string()),
-                    };
-                    let _ = reply.send(Err(err));
-                }
+                fail_all(outcomes.into_iter().map(|(reply, _)| reply), &e);
             }
         }
     }

@@ -1,7 +1,7 @@
 //! What the write paths of both adapters share: the operations a writer task applies, and
 //! how their results travel back.
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::*;
@@ -57,5 +57,35 @@ pub(crate) fn boolean(out: Out) -> Result<bool> {
         _ => Err(StoreError::Backend(
             "writer returned an unexpected result".into(),
         )),
+    }
+}
+
+/// The next group: `first` plus whatever else is already waiting, up to `max`.
+pub(crate) fn next_group(first: Job, rx: &mut mpsc::Receiver<Job>, max: usize) -> Vec<Job> {
+    let mut group = vec![first];
+    while group.len() < max {
+        match rx.try_recv() {
+            Ok(job) => group.push(job),
+            Err(_) => break,
+        }
+    }
+    group
+}
+
+/// What every member of a failed group is told: a full disk stays a full disk (so the API
+/// can say so), anything else means "unavailable, retry".
+pub(crate) fn group_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::DiskFull => StoreError::DiskFull,
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+pub(crate) fn fail_all(
+    replies: impl IntoIterator<Item = oneshot::Sender<Result<Out>>>,
+    e: &StoreError,
+) {
+    for reply in replies {
+        let _ = reply.send(Err(group_error(e)));
     }
 }
