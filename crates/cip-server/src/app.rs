@@ -93,11 +93,26 @@ async fn request_context(req: Request, next: Next) -> Response {
         .unwrap_or("-")
         .to_string();
     let method = req.method().clone();
+    let has_body = req
+        .headers()
+        .contains_key(axum::http::header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
     let started = std::time::Instant::now();
-    let response = crate::error::REQUEST_ID
+    let mut response = crate::error::REQUEST_ID
         .scope(rid.clone(), next.run(req))
         .await;
     let status = response.status().as_u16();
+    if has_body && status >= 400 {
+        // A refused request's body may be left unread (auth and size checks come first);
+        // closing the connection keeps the client from sending its next request into it.
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            HeaderValue::from_static("close"),
+        );
+    }
     metrics::counter!("cip_http_requests_total", "status" => status.to_string()).increment(1);
     metrics::histogram!("cip_http_request_seconds").record(started.elapsed().as_secs_f64());
     // Paths are not logged: they carry record ids only, but queries could carry more.

@@ -131,6 +131,11 @@ async fn rejected_requests_write_nothing(b: Backend) {
         .unwrap();
     assert_eq!(resp.status(), 413);
     assert_eq!(
+        resp.headers()["connection"],
+        "close",
+        "the unread body must not poison the connection"
+    );
+    assert_eq!(
         resp.json::<Value>().await.unwrap()["code"],
         "CIP-REQUEST-0003"
     );
