@@ -43,6 +43,39 @@ fn audit(
     }
 }
 
+/// Opens a stored customer (only the sections of `projection`) and commits the audit entry
+/// of the read before handing the plaintext back: no audit entry, no data. Every handler
+/// that shows or uses a customer's personal data reads it through here.
+pub(crate) async fn read_audited(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    id: Uuid,
+    projection: &seal::Projection,
+    action: &str,
+    purpose: Option<String>,
+) -> Result<(CustomerRow, serde_json::Value), ApiError> {
+    let row = state
+        .store
+        .get_customer(id)
+        .await?
+        .ok_or(ApiError::NotFound("customer"))?;
+    let (value, fields) = seal::open_document(&state.keyring(), id, &row.document, projection)
+        .map_err(|e| ApiError::Internal(format!("opening customer {id}: {e}")))?;
+    state
+        .store
+        .append_audit(vec![audit(
+            principal,
+            headers,
+            action,
+            Some(id.to_string()),
+            fields,
+            purpose,
+        )])
+        .await?;
+    Ok((row, value))
+}
+
 /// Parses and seals a submitted customer into a store write.
 pub(crate) fn prepare_customer(
     state: &AppState,
@@ -203,26 +236,16 @@ pub async fn get_customer(
             }
         }
     };
-    let row = state
-        .store
-        .get_customer(id)
-        .await?
-        .ok_or(ApiError::NotFound("customer"))?;
-    let keyring = state.keyring();
-    let (value, fields) = seal::open_document(&keyring, id, &row.document, &projection)
-        .map_err(|e| ApiError::Internal(format!("opening customer {id}: {e}")))?;
-    // Fail closed: no audit entry, no data.
-    state
-        .store
-        .append_audit(vec![audit(
-            &principal,
-            &headers,
-            "customer.read",
-            Some(id.to_string()),
-            fields,
-            purpose,
-        )])
-        .await?;
+    let (row, value) = read_audited(
+        &state,
+        &principal,
+        &headers,
+        id,
+        &projection,
+        "customer.read",
+        purpose,
+    )
+    .await?;
     let mut body = serde_json::Map::new();
     body.insert("id".into(), serde_json::Value::String(id.to_string()));
     body.insert("version".into(), row.version.into());

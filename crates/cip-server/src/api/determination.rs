@@ -8,7 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{purpose, request_id};
+use super::purpose;
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::records::dto::{CustomerDoc, IdentityDto};
@@ -192,31 +192,18 @@ pub async fn get_determination(
 ) -> Result<Json<DeterminationDto>, ApiError> {
     principal.require(Permission::ReadPersonalData)?;
     let purpose = purpose(&headers)?;
-    let row = state
-        .store
-        .get_customer(id)
-        .await?
-        .ok_or(ApiError::NotFound("customer"))?;
-    let keyring = state.keyring();
-    let (value, fields) =
-        seal::open_document(&keyring, id, &row.document, &seal::Projection::all())
-            .map_err(|e| ApiError::Internal(format!("opening customer {id}: {e}")))?;
+    let (row, value) = super::customers::read_audited(
+        &state,
+        &principal,
+        &headers,
+        id,
+        &seal::Projection::all(),
+        "customer.determination",
+        purpose,
+    )
+    .await?;
     let doc: CustomerDoc = serde_json::from_value(value)
         .map_err(|e| ApiError::Internal(format!("stored document of {id}: {e}")))?;
-    state
-        .store
-        .append_audit(vec![cip_store::AuditDraft {
-            at: crate::time::now_micros(),
-            actor: principal.key_id.clone(),
-            role: principal.role.as_str().into(),
-            action: "customer.determination".into(),
-            record_type: "customer".into(),
-            record_id: Some(id.to_string()),
-            fields,
-            request_id: request_id(&headers),
-            purpose,
-        }])
-        .await?;
     let (customer, owners) = evidence_of(&doc);
     let d = determination::determine_customer(customer, owners);
     Ok(Json(DeterminationDto {

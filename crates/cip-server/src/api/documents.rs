@@ -8,7 +8,7 @@ use unicode_normalization::UnicodeNormalization;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{purpose, request_id};
+use super::purpose;
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody, FieldProblem};
 use crate::extract::JsonBody;
@@ -171,20 +171,19 @@ pub async fn mrz_check(
             None
         }
         Some(id) => {
-            let row = state
-                .store
-                .get_customer(id)
-                .await?
-                .ok_or(ApiError::NotFound("customer"))?;
-            let (value, fields) = seal::open_document(
-                &state.keyring(),
+            let projection = seal::Projection {
+                sections: Some(vec!["identity".into(), "beneficial_owners".into()]),
+            };
+            let (_, value) = super::customers::read_audited(
+                &state,
+                &principal,
+                &headers,
                 id,
-                &row.document,
-                &seal::Projection {
-                    sections: Some(vec!["identity".into(), "beneficial_owners".into()]),
-                },
+                &projection,
+                "customer.document_check",
+                purpose(&headers)?,
             )
-            .map_err(|e| ApiError::Internal(format!("opening customer {id}: {e}")))?;
+            .await?;
             let doc: CustomerDoc =
                 serde_json::from_value(value).map_err(|e| ApiError::Internal(e.to_string()))?;
             let ident = match q.beneficial_owner_id {
@@ -196,20 +195,6 @@ pub async fn mrz_check(
                     .map(|b| b.identity)
                     .ok_or(ApiError::NotFound("beneficial owner"))?,
             };
-            state
-                .store
-                .append_audit(vec![cip_store::AuditDraft {
-                    at: crate::time::now_micros(),
-                    actor: principal.key_id.clone(),
-                    role: principal.role.as_str().into(),
-                    action: "customer.document_check".into(),
-                    record_type: "customer".into(),
-                    record_id: Some(id.to_string()),
-                    fields,
-                    request_id: request_id(&headers),
-                    purpose: purpose(&headers)?,
-                }])
-                .await?;
             Some(compare(&m, &ident))
         }
     };
