@@ -461,24 +461,21 @@ fn td2_td3(a: &[u8], b: &[u8], format: MrzFormat, year: i16) -> Result<Mrz, MrzE
         &[&b[0..10], &b[13..20], &b[21..composite_end]],
     );
     verify("composite", &composite[..n], b[composite_end])?;
-    let (primary, secondary) = names(&a[5..])?;
-    Ok(Mrz {
-        format,
-        document_code: doc_code(&a[0..2])?,
-        issuing_state: state("issuing state", &a[2..5])?,
-        primary_identifier: primary,
-        secondary_identifier: secondary,
-        document_number: l2.number,
-        nationality: l2.nationality,
-        birth_date: l2.birth,
-        sex: l2.sex,
-        expiry_date: l2.expiry,
-        optional_data: text(optional),
-    })
+    two_line(a, l2, format, text(optional))
 }
 
 fn visa(a: &[u8], b: &[u8], format: MrzFormat, year: i16) -> Result<Mrz, MrzError> {
     let l2 = line2_common(b, year)?;
+    two_line(a, l2, format, text(&b[28..]))
+}
+
+/// Assembles a two-line document (TD2, TD3, visas) from its first line and checked second.
+fn two_line(
+    a: &[u8],
+    l2: Line2,
+    format: MrzFormat,
+    optional_data: String,
+) -> Result<Mrz, MrzError> {
     let (primary, secondary) = names(&a[5..])?;
     Ok(Mrz {
         format,
@@ -491,7 +488,7 @@ fn visa(a: &[u8], b: &[u8], format: MrzFormat, year: i16) -> Result<Mrz, MrzErro
         birth_date: l2.birth,
         sex: l2.sex,
         expiry_date: l2.expiry,
-        optional_data: text(&b[28..]),
+        optional_data,
     })
 }
 

@@ -10,7 +10,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 use std::str::FromStr;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::writer::{Job, Op, Out, boolean, fail_all, next_group, unit};
@@ -48,13 +48,7 @@ impl PgStore {
     }
 
     async fn submit(&self, op: Op) -> Result<Out> {
-        let (reply, rx) = oneshot::channel();
-        self.writer
-            .send(Job { op, reply })
-            .await
-            .map_err(|_| StoreError::Unavailable("the PostgreSQL writer has stopped".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Unavailable("the PostgreSQL writer has stopped".into()))?
+        crate::writer::submit(&self.writer, op, "PostgreSQL").await
     }
 
     pub fn pool(&self) -> &PgPool {

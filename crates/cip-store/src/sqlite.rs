@@ -18,7 +18,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::writer::{
@@ -86,13 +86,7 @@ impl SqliteStore {
     }
 
     async fn submit(&self, op: Op) -> Result<Out> {
-        let (reply, rx) = oneshot::channel();
-        self.writer
-            .send(Job { op, reply })
-            .await
-            .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?
+        crate::writer::submit(&self.writer, op, "SQLite").await
     }
 
     async fn read_conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>> {

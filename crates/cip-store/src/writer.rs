@@ -89,3 +89,14 @@ pub(crate) fn fail_all(
         let _ = reply.send(Err(group_error(e)));
     }
 }
+
+/// Hands `op` to a writer task and waits for its committed (or failed) outcome.
+pub(crate) async fn submit(writer: &mpsc::Sender<Job>, op: Op, backend: &str) -> Result<Out> {
+    let stopped = || StoreError::Unavailable(format!("the {backend} writer has stopped"));
+    let (reply, rx) = oneshot::channel();
+    writer
+        .send(Job { op, reply })
+        .await
+        .map_err(|_| stopped())?;
+    rx.await.map_err(|_| stopped())?
+}
