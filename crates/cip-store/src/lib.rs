@@ -9,14 +9,16 @@
 //! - Every change and its audit entry commit in one transaction: there is never a change
 //!   without its audit entry, or an audit entry for a change that did not happen.
 //! - The audit chain is appended by exactly one writer at a time (SQLite: the single writer
-//!   task; PostgreSQL: a transaction-scoped advisory lock), so sequence numbers have no gaps.
+//!   thread; PostgreSQL: a transaction-scoped advisory lock), so sequence numbers have no gaps.
 
 mod audit;
 pub mod conformance;
 mod error;
 mod ops;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
+mod sqlite_ops;
 mod types;
 mod writer;
 

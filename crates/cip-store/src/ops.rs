@@ -30,7 +30,7 @@ macro_rules! define_ops {
         }
 
         pub(crate) async fn load_head(conn: &mut $conn) -> Result<Head> {
-            let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            let row = sqlx::query(crate::sql::LOAD_HEAD)
                 .fetch_optional(&mut *conn)
                 .await?;
             match row {
@@ -47,11 +47,7 @@ macro_rules! define_ops {
             let entry = seal_entry(head.0, head.1, draft);
             let fields = serde_json::to_string(&entry.draft.fields)
                 .map_err(|e| StoreError::Backend(e.to_string()))?;
-            sqlx::query(
-                "INSERT INTO audit_log (seq, at, actor, role, action, record_type, record_id, \
-                 fields, request_id, purpose, prev_hash, hash) \
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
-            )
+            sqlx::query(crate::sql::INSERT_AUDIT)
             .bind(entry.seq)
             .bind(entry.draft.at)
             .bind(entry.draft.actor)
@@ -71,12 +67,12 @@ macro_rules! define_ops {
         }
 
         pub(crate) async fn init_meta(conn: &mut $conn, name: &str, value: &[u8]) -> Result<Vec<u8>> {
-            sqlx::query("INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            sqlx::query(crate::sql::INIT_META)
                 .bind(name.to_string())
                 .bind(value.to_vec())
                 .execute(&mut *conn)
                 .await?;
-            let row = sqlx::query("SELECT value FROM meta WHERE name = $1")
+            let row = sqlx::query(crate::sql::GET_META)
                 .bind(name.to_string())
                 .fetch_one(&mut *conn)
                 .await?;
@@ -90,10 +86,7 @@ macro_rules! define_ops {
             value: &[u8],
             audit: AuditDraft,
         ) -> Result<()> {
-            sqlx::query(
-                "INSERT INTO meta (name, value) VALUES ($1, $2) \
-                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            )
+            sqlx::query(crate::sql::SET_META)
             .bind(name.to_string())
             .bind(value.to_vec())
             .execute(&mut *conn)
@@ -107,10 +100,7 @@ macro_rules! define_ops {
             key: &ApiKeyRow,
             audit: AuditDraft,
         ) -> Result<()> {
-            let res = sqlx::query(
-                "INSERT INTO api_keys (id, role, secret_hash, label, created_at, revoked_at) \
-                 VALUES ($1,$2,$3,$4,$5,$6)",
-            )
+            let res = sqlx::query(crate::sql::INSERT_API_KEY)
             .bind(key.id.clone())
             .bind(key.role.clone())
             .bind(key.secret_hash.to_vec())
@@ -134,7 +124,7 @@ macro_rules! define_ops {
             at: i64,
             audit: AuditDraft,
         ) -> Result<bool> {
-            let done = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            let done = sqlx::query(crate::sql::REVOKE_API_KEY)
                 .bind(at)
                 .bind(id.to_string())
                 .execute(&mut *conn)
@@ -158,10 +148,7 @@ macro_rules! define_ops {
 
         async fn put_idempotency(conn: &mut $conn, rec: Option<IdempotencyRecord>) -> Result<()> {
             if let Some(rec) = rec {
-                sqlx::query(
-                    "INSERT INTO idempotency (principal, key, request_hash, status, response, created_at) \
-                     VALUES ($1,$2,$3,$4,$5,$6)",
-                )
+                sqlx::query(crate::sql::INSERT_IDEMPOTENCY)
                 .bind(rec.principal)
                 .bind(rec.key)
                 .bind(rec.request_hash.to_vec())
@@ -179,10 +166,7 @@ macro_rules! define_ops {
             principal: &str,
             key: &str,
         ) -> Result<Option<IdempotencyRecord>> {
-            let row = sqlx::query(
-                "SELECT principal, key, request_hash, status, response, created_at FROM idempotency \
-                 WHERE principal = $1 AND key = $2",
-            )
+            let row = sqlx::query(crate::sql::GET_IDEMPOTENCY)
             .bind(principal.to_string())
             .bind(key.to_string())
             .fetch_optional(&mut *conn)
@@ -204,16 +188,8 @@ macro_rules! define_ops {
             // One multi-row statement per chunk: every statement is a round trip to the
             // database (a thread hop for SQLite), and a customer has a dozen terms.
             for chunk in terms.chunks(64) {
-                let mut sql = String::from("INSERT INTO customer_terms (kind, hash, customer_id) VALUES ");
-                for i in 0..chunk.len() {
-                    if i > 0 {
-                        sql.push(',');
-                    }
-                    sql.push_str(&format!("(${},${},${})", i * 3 + 1, i * 3 + 2, i * 3 + 3));
-                }
-                sql.push_str(" ON CONFLICT DO NOTHING");
                 // Only placeholders are formatted into the statement, never values.
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(crate::sql::insert_terms(chunk.len())));
                 for t in chunk {
                     q = q.bind(t.kind.clone()).bind(t.hash.to_vec()).bind(id);
                 }
@@ -229,10 +205,7 @@ macro_rules! define_ops {
         ) -> Result<()> {
             check_idempotency(conn, &w.idempotency).await?;
             let r = &w.row;
-            let res = sqlx::query(
-                "INSERT INTO customers (id, kind, version, created_at, updated_at, country, key_id, document) \
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
-            )
+            let res = sqlx::query(crate::sql::INSERT_CUSTOMER)
             .bind(r.id)
             .bind(r.kind.clone())
             .bind(r.version)
@@ -255,9 +228,9 @@ macro_rules! define_ops {
 
         async fn current_version(conn: &mut $conn, table: &'static str, id: Uuid) -> Result<StoreError> {
             let sql: &'static str = if table == "customers" {
-                "SELECT version FROM customers WHERE id = $1"
+                crate::sql::CUSTOMER_VERSION
             } else {
-                "SELECT version FROM accounts WHERE id = $1"
+                crate::sql::ACCOUNT_VERSION
             };
             let row = sqlx::query(sql).bind(id).fetch_optional(&mut *conn).await?;
             Ok(match row {
@@ -273,10 +246,7 @@ macro_rules! define_ops {
             expected_version: i64,
         ) -> Result<()> {
             let r = &w.row;
-            let n = sqlx::query(
-                "UPDATE customers SET kind = $1, version = $2, updated_at = $3, country = $4, \
-                 key_id = $5, document = $6 WHERE id = $7 AND version = $8",
-            )
+            let n = sqlx::query(crate::sql::UPDATE_CUSTOMER)
             .bind(r.kind.clone())
             .bind(r.version)
             .bind(r.updated_at)
@@ -291,7 +261,7 @@ macro_rules! define_ops {
             if n == 0 {
                 return Err(current_version(conn, "customers", r.id).await?);
             }
-            sqlx::query("DELETE FROM customer_terms WHERE customer_id = $1")
+            sqlx::query(crate::sql::DELETE_TERMS)
                 .bind(r.id)
                 .execute(&mut *conn)
                 .await?;
@@ -308,7 +278,7 @@ macro_rules! define_ops {
             key_id: u32,
             audit: AuditDraft,
         ) -> Result<bool> {
-            let n = sqlx::query("UPDATE customers SET document = $1, key_id = $2 WHERE id = $3 AND version = $4")
+            let n = sqlx::query(crate::sql::RESEAL_CUSTOMER)
                 .bind(document)
                 .bind(i64::from(key_id))
                 .bind(id)
@@ -325,7 +295,7 @@ macro_rules! define_ops {
 
         pub(crate) async fn insert_account(conn: &mut $conn, head: &mut Head, w: AccountWrite) -> Result<()> {
             check_idempotency(conn, &w.idempotency).await?;
-            let exists = sqlx::query("SELECT 1 AS one FROM customers WHERE id = $1")
+            let exists = sqlx::query(crate::sql::CUSTOMER_EXISTS)
                 .bind(w.row.customer_id)
                 .fetch_optional(&mut *conn)
                 .await?;
@@ -333,11 +303,7 @@ macro_rules! define_ops {
                 return Err(StoreError::NotFound);
             }
             let r = &w.row;
-            let res = sqlx::query(
-                "INSERT INTO accounts (id, customer_id, external_id, product, account_type, status, \
-                 opened_at, closed_at, last_accessed_at, version, created_at, updated_at) \
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
-            )
+            let res = sqlx::query(crate::sql::INSERT_ACCOUNT)
             .bind(r.id)
             .bind(r.customer_id)
             .bind(r.external_id.clone())
@@ -368,11 +334,7 @@ macro_rules! define_ops {
             expected_version: i64,
         ) -> Result<()> {
             let r = &w.row;
-            let res = sqlx::query(
-                "UPDATE accounts SET external_id = $1, product = $2, account_type = $3, status = $4, \
-                 opened_at = $5, closed_at = $6, last_accessed_at = $7, version = $8, updated_at = $9 \
-                 WHERE id = $10 AND version = $11",
-            )
+            let res = sqlx::query(crate::sql::UPDATE_ACCOUNT)
             .bind(r.external_id.clone())
             .bind(r.product.clone())
             .bind(r.account_type.clone())
@@ -398,10 +360,7 @@ macro_rules! define_ops {
         }
 
         pub(crate) async fn insert_checkpoint(conn: &mut $conn, cp: CheckpointRow) -> Result<()> {
-            sqlx::query(
-                "INSERT INTO audit_checkpoints (seq, head_hash, at, signature, public_key) VALUES ($1,$2,$3,$4,$5) \
-                 ON CONFLICT (seq) DO NOTHING",
-            )
+            sqlx::query(crate::sql::INSERT_CHECKPOINT)
             .bind(cp.seq)
             .bind(cp.head_hash.to_vec())
             .bind(cp.at)
@@ -485,14 +444,8 @@ macro_rules! define_ops {
             })
         }
 
-        const CUSTOMER_COLS: &str = "id, kind, version, created_at, updated_at, country, key_id, document";
-        const ACCOUNT_COLS: &str = "id, customer_id, external_id, product, account_type, status, opened_at, \
-             closed_at, last_accessed_at, version, created_at, updated_at";
-        const AUDIT_COLS: &str = "seq, at, actor, role, action, record_type, record_id, fields, request_id, \
-             purpose, prev_hash, hash";
-
         pub(crate) async fn get_meta(conn: &mut $conn, name: &str) -> Result<Option<Vec<u8>>> {
-            let row = sqlx::query("SELECT value FROM meta WHERE name = $1")
+            let row = sqlx::query(crate::sql::GET_META)
                 .bind(name.to_string())
                 .fetch_optional(&mut *conn)
                 .await?;
@@ -517,9 +470,7 @@ macro_rules! define_ops {
         }
 
         pub(crate) async fn get_api_key(conn: &mut $conn, id: &str) -> Result<Option<ApiKeyRow>> {
-            let row = sqlx::query(
-                "SELECT id, role, secret_hash, label, created_at, revoked_at FROM api_keys WHERE id = $1",
-            )
+            let row = sqlx::query(crate::sql::GET_API_KEY)
             .bind(id.to_string())
             .fetch_optional(&mut *conn)
             .await?;
@@ -527,18 +478,14 @@ macro_rules! define_ops {
         }
 
         pub(crate) async fn list_api_keys(conn: &mut $conn) -> Result<Vec<ApiKeyRow>> {
-            let rows = sqlx::query(
-                "SELECT id, role, secret_hash, label, created_at, revoked_at FROM api_keys ORDER BY created_at, id",
-            )
+            let rows = sqlx::query(crate::sql::LIST_API_KEYS)
             .fetch_all(&mut *conn)
             .await?;
             rows.iter().map(api_key_from_row).collect()
         }
 
         pub(crate) async fn get_customer(conn: &mut $conn, id: Uuid) -> Result<Option<CustomerRow>> {
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {CUSTOMER_COLS} FROM customers WHERE id = $1"
-            )))
+            let row = sqlx::query(crate::sql::GET_CUSTOMER)
             .bind(id)
             .fetch_optional(&mut *conn)
             .await?;
@@ -552,12 +499,7 @@ macro_rules! define_ops {
         ) -> Result<Vec<CustomerRow>> {
             // Every optional filter is written as "$n IS NULL OR col = $n" so that the statement
             // text is fixed and prepared once.
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {CUSTOMER_COLS} FROM customers \
-                 WHERE ($1 IS NULL OR id > $1) AND ($2 IS NULL OR kind = $2) AND ($3 IS NULL OR country = $3) \
-                 AND ($4 IS NULL OR created_at >= $4) AND ($5 IS NULL OR created_at < $5) \
-                 ORDER BY id LIMIT $6"
-            )))
+            let rows = sqlx::query(crate::sql::LIST_CUSTOMERS)
             .bind(page.after)
             .bind(filter.kind.clone())
             .bind(filter.country.clone())
@@ -574,9 +516,7 @@ macro_rules! define_ops {
             kind: &str,
             hash: &[u8; 32],
         ) -> Result<Vec<Uuid>> {
-            let rows = sqlx::query(
-                "SELECT customer_id FROM customer_terms WHERE kind = $1 AND hash = $2 ORDER BY customer_id LIMIT 1000",
-            )
+            let rows = sqlx::query(crate::sql::FIND_BY_TERM)
             .bind(kind.to_string())
             .bind(hash.to_vec())
             .fetch_all(&mut *conn)
@@ -589,9 +529,7 @@ macro_rules! define_ops {
             active_key_id: u32,
             limit: u32,
         ) -> Result<Vec<CustomerRow>> {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {CUSTOMER_COLS} FROM customers WHERE key_id <> $1 ORDER BY id LIMIT $2"
-            )))
+            let rows = sqlx::query(crate::sql::STALE_KEY_CUSTOMERS)
             .bind(i64::from(active_key_id))
             .bind(i64::from(limit))
             .fetch_all(&mut *conn)
@@ -600,14 +538,12 @@ macro_rules! define_ops {
         }
 
         pub(crate) async fn count_customers(conn: &mut $conn) -> Result<u64> {
-            let row = sqlx::query("SELECT COUNT(*) AS n FROM customers").fetch_one(&mut *conn).await?;
+            let row = sqlx::query(crate::sql::COUNT_CUSTOMERS).fetch_one(&mut *conn).await?;
             Ok(u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0))
         }
 
         pub(crate) async fn get_account(conn: &mut $conn, id: Uuid) -> Result<Option<AccountRow>> {
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {ACCOUNT_COLS} FROM accounts WHERE id = $1"
-            )))
+            let row = sqlx::query(crate::sql::GET_ACCOUNT)
             .bind(id)
             .fetch_optional(&mut *conn)
             .await?;
@@ -619,12 +555,7 @@ macro_rules! define_ops {
             filter: &AccountFilter,
             page: &PageRequest,
         ) -> Result<Vec<AccountRow>> {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {ACCOUNT_COLS} FROM accounts \
-                 WHERE ($1 IS NULL OR id > $1) AND ($2 IS NULL OR customer_id = $2) \
-                 AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR account_type = $4) \
-                 ORDER BY id LIMIT $5"
-            )))
+            let rows = sqlx::query(crate::sql::LIST_ACCOUNTS)
             .bind(page.after)
             .bind(filter.customer_id)
             .bind(filter.status.clone())
@@ -640,11 +571,7 @@ macro_rules! define_ops {
             filter: &AuditFilter,
             limit: u32,
         ) -> Result<Vec<AuditEntry>> {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {AUDIT_COLS} FROM audit_log \
-                 WHERE ($1 IS NULL OR seq > $1) AND ($2 IS NULL OR record_id = $2) AND ($3 IS NULL OR actor = $3) \
-                 ORDER BY seq LIMIT $4"
-            )))
+            let rows = sqlx::query(crate::sql::LIST_AUDIT)
             .bind(filter.after_seq)
             .bind(filter.record_id.clone())
             .bind(filter.actor.clone())
@@ -655,9 +582,7 @@ macro_rules! define_ops {
         }
 
         pub(crate) async fn audit_range(conn: &mut $conn, from_seq: i64, limit: u32) -> Result<Vec<AuditEntry>> {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {AUDIT_COLS} FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2"
-            )))
+            let rows = sqlx::query(crate::sql::AUDIT_RANGE)
             .bind(from_seq)
             .bind(i64::from(limit))
             .fetch_all(&mut *conn)
@@ -666,9 +591,7 @@ macro_rules! define_ops {
         }
 
         pub(crate) async fn list_checkpoints(conn: &mut $conn) -> Result<Vec<CheckpointRow>> {
-            let rows = sqlx::query(
-                "SELECT seq, head_hash, at, signature, public_key FROM audit_checkpoints ORDER BY seq",
-            )
+            let rows = sqlx::query(crate::sql::LIST_CHECKPOINTS)
             .fetch_all(&mut *conn)
             .await?;
             rows.iter()

@@ -8,34 +8,87 @@
 //! the audit chain's head once per group, under the write lock, so other processes (the CLI)
 //! can append safely. Reads use a separate pool of connections and never wait for the writer.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
-};
-use sqlx::{ConnectOptions, Connection};
+use rusqlite::{Connection, OpenFlags};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection as _};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use crate::sqlite_ops as ops;
 use crate::writer::{
     Job, Op, Out, boolean, fail_all, group_error, is_clean_failure, next_group, unit,
 };
 use crate::*;
 
-mod ops {
-    crate::ops::define_ops!(sqlx::SqliteConnection);
-}
-
 /// The most writes committed in one transaction.
 const MAX_GROUP: usize = 512;
+/// Idle read connections kept open.
+const MAX_IDLE_READERS: usize = 8;
+/// Statements kept prepared per connection.
+const STATEMENT_CACHE: usize = 128;
 
 pub struct SqliteStore {
-    read: SqlitePool,
+    reads: Arc<ReadPool>,
     writer: mpsc::Sender<Job>,
+}
+
+/// Read-only connections, taken and given back. Point reads (a key, a customer, a head) run on
+/// the calling task's thread: they take microseconds from SQLite's page cache, and a hop to
+/// another thread would cost more than the read. Scans run under `spawn_blocking`.
+struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let taken = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match taken {
+            Some(c) => c,
+            None => open_reader(&self.path)?,
+        };
+        let result = f(&conn);
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+        result
+    }
+}
+
+fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.execute_batch("PRAGMA mmap_size = 268435456;")?;
+    Ok(conn)
+}
+
+fn open_writer(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // WAL + synchronous=FULL: every acknowledged commit is on disk. SQLite's own
+    // auto-checkpoint (every 1000 WAL pages, inside a commit) is kept: a checkpointer on a
+    // separate connection was tried and made tail latency worse (its fsync of the database
+    // file stalls the writer's WAL fsync).
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+         PRAGMA temp_store = MEMORY;",
+    )?;
+    Ok(conn)
 }
 
 impl SqliteStore {
@@ -43,54 +96,64 @@ impl SqliteStore {
     pub async fn open(path: &Path) -> Result<Self> {
         let options = SqliteConnectOptions::new()
             .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10))
-            .pragma("temp_store", "memory")
-            .disable_statement_logging();
+            .create_if_missing(true);
         Self::open_with(options).await
     }
 
     /// Opens a database from a `sqlite://` URL.
     pub async fn open_url(url: &str) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
+        let options = SqliteConnectOptions::from_str(url)?.create_if_missing(true);
+        Self::open_with(options).await
+    }
+
+    async fn open_with(options: SqliteConnectOptions) -> Result<Self> {
+        // Migrations run through sqlx (its migration table and checksums), on a connection
+        // that is closed before the rusqlite connections take over.
+        let options = options
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
             .disable_statement_logging();
-        Self::open_with(options).await
-    }
-
-    async fn open_with(options: SqliteConnectOptions) -> Result<Self> {
+        let path = options.get_filename().to_path_buf();
         let mut conn = SqliteConnection::connect_with(&options).await?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&mut conn)
             .await
             .map_err(migrate_error)?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(8)
-            .min_connections(1)
-            .connect_with(options.clone().read_only(true))
-            .await?;
-        // SQLite's own auto-checkpoint (every 1000 WAL pages, inside a commit) is kept: a
-        // checkpointer on a separate connection was tried and made tail latency worse (its
-        // fsync of the database file stalls the writer's WAL fsync; half-rate p99 ~20 ms
-        // inline vs 31-108 ms with it).
+        conn.close().await?;
+
+        let writer = open_writer(&path)?;
+        let reads = Arc::new(ReadPool {
+            idle: Mutex::new(vec![open_reader(&path)?]),
+            path,
+        });
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(writer_loop(conn, rx));
-        Ok(SqliteStore { read, writer: tx })
+        std::thread::Builder::new()
+            .name("cip-sqlite-writer".into())
+            .spawn(move || writer_loop(writer, rx))
+            .map_err(|e| StoreError::Backend(format!("cannot start the SQLite writer: {e}")))?;
+        Ok(SqliteStore { reads, writer: tx })
     }
 
     async fn submit(&self, op: Op) -> Result<Out> {
         crate::writer::submit(&self.writer, op, "SQLite").await
     }
 
-    async fn read_conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>> {
-        Ok(self.read.acquire().await?)
+    /// A point read on this thread.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.reads.with(f)
+    }
+
+    /// A scan, on the blocking pool so it does not hold up the async workers.
+    async fn scan<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let reads = self.reads.clone();
+        tokio::task::spawn_blocking(move || reads.with(f))
+            .await
+            .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
     }
 }
 
@@ -101,34 +164,30 @@ pub(crate) fn migrate_error(e: sqlx::migrate::MigrateError) -> StoreError {
     }
 }
 
-async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<()> {
-    sqlx::query(sql).execute(&mut *conn).await?;
-    Ok(())
-}
-
-/// Owns this process's write connection. Ends when every `SqliteStore` handle is dropped.
-async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
-    while let Some(first) = rx.recv().await {
+/// Owns this process's write connection, on its own thread: a whole group of writes runs
+/// here without a thread hop per statement. Ends when every `SqliteStore` handle is dropped.
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.blocking_recv() {
         let group = next_group(first, &mut rx, MAX_GROUP);
-        if let Err(e) = exec(&mut conn, "BEGIN IMMEDIATE").await {
-            fail_all(group.into_iter().map(|j| j.reply), &e);
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            fail_all(group.into_iter().map(|j| j.reply), &e.into());
             continue;
         }
         // Another process (the CLI) may have appended to the chain since our last group:
         // re-read the head now that BEGIN IMMEDIATE holds the database's write lock.
-        let mut head = match ops::load_head(&mut conn).await {
+        let mut head = match ops::load_head(&conn) {
             Ok(h) => h,
             Err(e) => {
-                let _ = exec(&mut conn, "ROLLBACK").await;
+                let _ = conn.execute_batch("ROLLBACK");
                 fail_all(group.into_iter().map(|j| j.reply), &e);
                 continue;
             }
         };
-        // No savepoints: every operation in `ops` meets its expected failures (not found,
-        // version conflict, duplicate, idempotency replay) before or at its first write
-        // statement, and SQLite undoes a failed statement by itself, so such a failure leaves
-        // nothing behind and its neighbours commit. Any other failure (I/O, full disk) may
-        // have left partial writes: then the whole group is rolled back and fails.
+        // No savepoints: every operation meets its expected failures (not found, version
+        // conflict, duplicate, idempotency replay) before or at its first write statement,
+        // and SQLite undoes a failed statement by itself, so such a failure leaves nothing
+        // behind and its neighbours commit. Any other failure (I/O, full disk) may have left
+        // partial writes: then the whole group is rolled back and fails.
         let mut outcomes = Vec::with_capacity(group.len());
         let mut fatal: Option<StoreError> = None;
         for job in group {
@@ -137,7 +196,7 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
                 continue;
             }
             let saved = head;
-            let result = ops::apply(&mut conn, &mut head, job.op).await;
+            let result = ops::apply(&conn, &mut head, job.op);
             if let Err(e) = &result {
                 head = saved;
                 if !is_clean_failure(e) {
@@ -148,19 +207,20 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
         }
         if let Some(e) = fatal {
             tracing::error!(error = %e, "a write failed unexpectedly; the group was rolled back");
-            let _ = exec(&mut conn, "ROLLBACK").await;
+            let _ = conn.execute_batch("ROLLBACK");
             fail_all(outcomes.into_iter().map(|(reply, _)| reply), &e);
             continue;
         }
-        match exec(&mut conn, "COMMIT").await {
+        match conn.execute_batch("COMMIT") {
             Ok(()) => {
                 for (reply, result) in outcomes {
                     let _ = reply.send(result);
                 }
             }
             Err(e) => {
+                let e = StoreError::from(e);
                 tracing::error!(error = %e, "group commit failed; the group was rolled back");
-                let _ = exec(&mut conn, "ROLLBACK").await;
+                let _ = conn.execute_batch("ROLLBACK");
                 fail_all(outcomes.into_iter().map(|(reply, _)| reply), &e);
             }
         }
@@ -174,13 +234,11 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        let mut c = self.read_conn().await?;
-        sqlx::query("SELECT 1").execute(&mut *c).await?;
-        Ok(())
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
     }
 
     async fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        ops::get_meta(&mut *self.read_conn().await?, name).await
+        self.read(|c| ops::get_meta(c, name))
     }
 
     async fn init_meta(&self, name: &str, value: &[u8]) -> Result<Vec<u8>> {
@@ -207,7 +265,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRow>> {
-        ops::get_api_key(&mut *self.read_conn().await?, id).await
+        self.read(|c| ops::get_api_key(c, id))
     }
 
     async fn revoke_api_key(&self, id: &str, at: i64, audit: AuditDraft) -> Result<bool> {
@@ -218,7 +276,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyRow>> {
-        ops::list_api_keys(&mut *self.read_conn().await?).await
+        self.scan(ops::list_api_keys).await
     }
 
     async fn insert_customer(&self, write: CustomerWrite) -> Result<()> {
@@ -233,7 +291,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_customer(&self, id: Uuid) -> Result<Option<CustomerRow>> {
-        ops::get_customer(&mut *self.read_conn().await?, id).await
+        self.read(|c| ops::get_customer(c, id))
     }
 
     async fn list_customers(
@@ -241,11 +299,13 @@ impl Store for SqliteStore {
         filter: &CustomerFilter,
         page: &PageRequest,
     ) -> Result<Vec<CustomerRow>> {
-        ops::list_customers(&mut *self.read_conn().await?, filter, page).await
+        let (filter, page) = (filter.clone(), page.clone());
+        self.scan(move |c| ops::list_customers(c, &filter, &page))
+            .await
     }
 
     async fn find_customers_by_term(&self, kind: &str, hash: &[u8; 32]) -> Result<Vec<Uuid>> {
-        ops::find_customers_by_term(&mut *self.read_conn().await?, kind, hash).await
+        self.read(|c| ops::find_customers_by_term(c, kind, hash))
     }
 
     async fn customers_with_stale_key(
@@ -253,7 +313,8 @@ impl Store for SqliteStore {
         active_key_id: u32,
         limit: u32,
     ) -> Result<Vec<CustomerRow>> {
-        ops::customers_with_stale_key(&mut *self.read_conn().await?, active_key_id, limit).await
+        self.scan(move |c| ops::customers_with_stale_key(c, active_key_id, limit))
+            .await
     }
 
     async fn reseal_customer(
@@ -271,7 +332,7 @@ impl Store for SqliteStore {
     }
 
     async fn count_customers(&self) -> Result<u64> {
-        ops::count_customers(&mut *self.read_conn().await?).await
+        self.scan(ops::count_customers).await
     }
 
     async fn insert_account(&self, write: AccountWrite) -> Result<()> {
@@ -286,7 +347,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_account(&self, id: Uuid) -> Result<Option<AccountRow>> {
-        ops::get_account(&mut *self.read_conn().await?, id).await
+        self.read(|c| ops::get_account(c, id))
     }
 
     async fn list_accounts(
@@ -294,7 +355,9 @@ impl Store for SqliteStore {
         filter: &AccountFilter,
         page: &PageRequest,
     ) -> Result<Vec<AccountRow>> {
-        ops::list_accounts(&mut *self.read_conn().await?, filter, page).await
+        let (filter, page) = (filter.clone(), page.clone());
+        self.scan(move |c| ops::list_accounts(c, &filter, &page))
+            .await
     }
 
     async fn get_idempotency(
@@ -302,7 +365,7 @@ impl Store for SqliteStore {
         principal: &str,
         key: &str,
     ) -> Result<Option<IdempotencyRecord>> {
-        ops::get_idempotency(&mut *self.read_conn().await?, principal, key).await
+        self.read(|c| ops::get_idempotency(c, principal, key))
     }
 
     async fn append_audit(&self, drafts: Vec<AuditDraft>) -> Result<()> {
@@ -313,15 +376,17 @@ impl Store for SqliteStore {
     }
 
     async fn list_audit(&self, filter: &AuditFilter, limit: u32) -> Result<Vec<AuditEntry>> {
-        ops::list_audit(&mut *self.read_conn().await?, filter, limit).await
+        let filter = filter.clone();
+        self.scan(move |c| ops::list_audit(c, &filter, limit)).await
     }
 
     async fn audit_range(&self, from_seq: i64, limit: u32) -> Result<Vec<AuditEntry>> {
-        ops::audit_range(&mut *self.read_conn().await?, from_seq, limit).await
+        self.scan(move |c| ops::audit_range(c, from_seq, limit))
+            .await
     }
 
     async fn audit_head(&self) -> Result<(i64, [u8; 32])> {
-        ops::load_head(&mut *self.read_conn().await?).await
+        self.read(ops::load_head)
     }
 
     async fn insert_checkpoint(&self, checkpoint: CheckpointRow) -> Result<()> {
@@ -329,7 +394,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_checkpoints(&self) -> Result<Vec<CheckpointRow>> {
-        ops::list_checkpoints(&mut *self.read_conn().await?).await
+        self.scan(ops::list_checkpoints).await
     }
 }
 

@@ -510,38 +510,30 @@ async fn plain_insert_baseline(bodies: &[Vec<u8>], postgres: Option<&str>) -> Re
     let ids: Vec<uuid::Uuid> = (0..n).map(|_| uuid::Uuid::now_v7()).collect();
     match postgres {
         None => {
+            // Same driver as the store (rusqlite, prepared statements), same durability.
             let dir = tempfile::tempdir()?;
-            let opts = sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(dir.path().join("baseline.sqlite"))
-                .create_if_missing(true)
-                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                .synchronous(sqlx::sqlite::SqliteSynchronous::Full);
-            let mut conn = sqlx::SqliteConnection::connect_with(&opts).await?;
-            sqlx::query("CREATE TABLE plain (id BLOB PRIMARY KEY, document BLOB NOT NULL)")
-                .execute(&mut conn)
-                .await?;
+            let mut conn = rusqlite::Connection::open(dir.path().join("baseline.sqlite"))?;
+            conn.execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                 CREATE TABLE plain (id BLOB PRIMARY KEY, document BLOB NOT NULL);",
+            )?;
+            let insert = "INSERT INTO plain (id, document) VALUES ($1, $2)";
             let t = Instant::now();
             let per_row = n.min(5_000);
             for i in 0..per_row {
-                sqlx::query("INSERT INTO plain (id, document) VALUES ($1, $2)")
-                    .bind(ids[i])
-                    .bind(bodies[i].clone())
-                    .execute(&mut conn)
-                    .await?;
+                conn.prepare_cached(insert)?
+                    .execute(rusqlite::params![ids[i], bodies[i]])?;
             }
             let per_row_commit = per_row as f64 / t.elapsed().as_secs_f64();
-            sqlx::query("DELETE FROM plain").execute(&mut conn).await?;
+            conn.execute_batch("DELETE FROM plain")?;
             let t = Instant::now();
             for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
-                let mut tx = conn.begin().await?;
+                let tx = conn.transaction()?;
                 for &i in chunk {
-                    sqlx::query("INSERT INTO plain (id, document) VALUES ($1, $2)")
-                        .bind(ids[i])
-                        .bind(bodies[i].clone())
-                        .execute(&mut *tx)
-                        .await?;
+                    tx.prepare_cached(insert)?
+                        .execute(rusqlite::params![ids[i], bodies[i]])?;
                 }
-                tx.commit().await?;
+                tx.commit()?;
             }
             Ok(Baseline {
                 per_row_commit,
