@@ -20,3 +20,7 @@ pub use score::{MatchHow, NameExplanation, TokenAlignment};
 
 /// Default threshold: a candidate at or above it is a potential match for review.
 pub const DEFAULT_THRESHOLD: f32 = 0.8;
+pub mod error;
+pub mod parse;
+
+pub use error::{ParseError, ParseProblem, ScreenError};
