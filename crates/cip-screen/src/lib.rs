@@ -24,3 +24,11 @@ pub mod error;
 pub mod parse;
 
 pub use error::{ParseError, ParseProblem, ScreenError};
+pub mod index;
+pub mod snapshot;
+
+pub use index::{
+    Agreement, Candidate, Explanation, IdentifierEvidence, Index, PreparedQuery, Query,
+    QueryIdentifier,
+};
+pub use snapshot::{ListDiff, ReplacePolicy, Snapshot, diff};
