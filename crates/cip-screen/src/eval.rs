@@ -101,3 +101,75 @@ mod tests {
         assert_eq!((m.f1, m.auc), (0.0, 0.0));
     }
 }
+
+/// A labelled pair read from a Cascade-style CSV
+/// (`case_group,schema,name1,name2,is_match,quality,category,…`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LabelledPair {
+    pub kind: crate::model::EntryKind,
+    pub name1: String,
+    pub name2: String,
+    pub is_match: bool,
+    pub category: String,
+}
+
+/// Reads labelled pairs (columns found by header name: `schema`, `name1`, `name2`,
+/// `is_match`, `category`).
+pub fn read_labelled_pairs(csv_text: &str) -> Result<Vec<LabelledPair>, String> {
+    let mut r = csv::Reader::from_reader(csv_text.as_bytes());
+    let h = r.headers().map_err(|e| e.to_string())?.clone();
+    let col = |n: &str| {
+        h.iter()
+            .position(|x| x == n)
+            .ok_or_else(|| format!("missing column {n}"))
+    };
+    let (schema, n1, n2, m, cat) = (
+        col("schema")?,
+        col("name1")?,
+        col("name2")?,
+        col("is_match")?,
+        col("category")?,
+    );
+    let mut out = Vec::new();
+    for rec in r.records() {
+        let rec = rec.map_err(|e| e.to_string())?;
+        let f = |i: usize| rec.get(i).unwrap_or("").to_owned();
+        out.push(LabelledPair {
+            kind: if f(schema) == "Vessel" {
+                crate::model::EntryKind::Vessel
+            } else if f(schema) == "Person" {
+                crate::model::EntryKind::Person
+            } else {
+                crate::model::EntryKind::Entity
+            },
+            name1: f(n1),
+            name2: f(n2),
+            is_match: f(m) == "true",
+            category: f(cat),
+        });
+    }
+    Ok(out)
+}
+
+/// Scores each pair with the engine's name scorer.
+pub fn score_pairs(pairs: &[LabelledPair]) -> Vec<ScoredPair> {
+    pairs
+        .iter()
+        .map(|p| ScoredPair {
+            score: crate::score::score_names(&p.name1, &p.name2, p.kind),
+            is_match: p.is_match,
+        })
+        .collect()
+}
+
+/// Reads `cross_script_pairs.csv` (`query,expected,min_score,description`, `#` comments)
+/// and returns (query, expected) pairs.
+pub fn read_cross_script_pairs(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut f = l.split(',');
+            Some((f.next()?.trim().to_owned(), f.next()?.trim().to_owned()))
+        })
+        .collect()
+}

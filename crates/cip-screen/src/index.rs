@@ -12,7 +12,7 @@
 
 use crate::error::ScreenError;
 use crate::model::{BirthDate, EntryKind, IdentifierKind, ListEntry, ListId, NameKind};
-use crate::normalize::{NormalizedName, Origin, TokenClass, abjad_skeleton, normalize_name};
+use crate::normalize::{NormalizedName, Origin, TokenClass, normalize_name};
 use crate::score::{NameExplanation, compare};
 use crate::snapshot::{FNV_OFFSET, fnv1a};
 use serde::Serialize;
@@ -40,13 +40,25 @@ impl Hasher for IdentityHasher {
 
 type Map<V> = HashMap<u64, V, BuildHasherDefault<IdentityHasher>>;
 
-const CANDIDATES: usize = 64;
+const CANDIDATES: usize = 24;
 const MAX_DF_SHARE: f64 = 0.05;
 const MAX_NAME_CHARS: usize = 1000;
 const MAX_QUERY_NAMES: usize = 32;
 
+/// Key = FNV-1a of the text, with the tag in the top byte so lookups know the key type.
 fn key(tag: u8, s: &str) -> u64 {
-    fnv1a(s.as_bytes(), fnv1a(&[tag], FNV_OFFSET))
+    (fnv1a(s.as_bytes(), fnv1a(&[tag], FNV_OFFSET)) & 0x00FF_FFFF_FFFF_FFFF)
+        | (u64::from(tag) << 56)
+}
+
+/// Document-frequency ceiling per key type, as a share of indexed names: coarse keys
+/// (skeletons, deletion variants) stop carrying information sooner than exact tokens.
+fn df_share(k: u64) -> f64 {
+    match (k >> 56) as u8 {
+        b't' | b'n' => MAX_DF_SHARE,
+        b'p' => MAX_DF_SHARE / 2.0,
+        _ => MAX_DF_SHARE / 8.0,
+    }
 }
 
 /// Keys of one token; `query` adds the deletion variants used for lookup.
@@ -64,9 +76,8 @@ fn token_keys(name: &NormalizedName, i: usize, out: &mut Vec<u64>) {
     if t.skel.len() >= 3 {
         out.push(key(b's', &t.skel));
     }
-    let a = abjad_skeleton(&t.text);
-    if a.len() >= 2 {
-        out.push(key(b'a', &a));
+    if t.askel.len() >= 2 {
+        out.push(key(b'a', &t.askel));
     }
     if t.text.len() >= 5 && t.origin != Origin::Abjad {
         out.push(key(b'd', &t.text));
@@ -105,6 +116,57 @@ fn name_keys(name: &NormalizedName) -> Vec<Vec<u64>> {
     per_token
 }
 
+/// Per-thread accumulation buffers reused across queries (no per-query allocation of a
+/// name-sized table).
+#[derive(Default)]
+struct Scratch {
+    score: Vec<f32>,
+    last_token: Vec<u32>,
+    touched: Vec<u32>,
+}
+
+impl Scratch {
+    fn reset(&mut self, n: usize) {
+        if self.score.len() < n {
+            self.score.resize(n, 0.0);
+            self.last_token.resize(n, 0);
+        }
+        for &t in &self.touched {
+            if let Some(s) = self.score.get_mut(t as usize) {
+                *s = 0.0;
+            }
+            if let Some(s) = self.last_token.get_mut(t as usize) {
+                *s = 0;
+            }
+        }
+        self.touched.clear();
+    }
+
+    fn add(&mut self, ni: u32, idf: f32, token_no: u32) {
+        let i = ni as usize;
+        if let (Some(s), Some(l)) = (self.score.get_mut(i), self.last_token.get_mut(i))
+            && *l != token_no
+        {
+            if *s == 0.0 {
+                self.touched.push(ni);
+            }
+            *s += idf;
+            *l = token_no;
+        }
+    }
+
+    fn drain(&mut self) -> Vec<(u32, f32)> {
+        self.touched
+            .iter()
+            .map(|&t| (t, self.score.get(t as usize).copied().unwrap_or(0.0)))
+            .collect()
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
 #[derive(Debug)]
 struct IndexedName {
     entry: u32,
@@ -120,7 +182,6 @@ pub struct Index {
     names: Vec<IndexedName>,
     postings: Map<Vec<u32>>,
     identifiers: Map<Vec<u32>>,
-    max_df: usize,
 }
 
 /// A query as the caller gives it.
@@ -356,13 +417,11 @@ impl Index {
                 }
             }
         }
-        let max_df = ((names.len() as f64 * MAX_DF_SHARE) as usize).max(50);
         Self {
             entries,
             names,
             postings,
             identifiers,
-            max_df,
         }
     }
 
@@ -425,10 +484,21 @@ impl Index {
     /// Screens one prepared query: up to `limit` candidates scoring at least `min_score`,
     /// best first.
     pub fn screen(&self, q: &PreparedQuery, limit: usize, min_score: f32) -> Vec<Candidate> {
+        SCRATCH.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            self.screen_with(q, limit, min_score, &mut scratch)
+        })
+    }
+
+    fn screen_with(
+        &self,
+        q: &PreparedQuery,
+        limit: usize,
+        min_score: f32,
+        scratch: &mut Scratch,
+    ) -> Vec<Candidate> {
         let n_names = self.names.len().max(1) as f32;
-        // name id -> (accumulated idf, last query token that counted)
-        let mut acc: HashMap<u32, (f32, u32), BuildHasherDefault<IdentityHasher>> =
-            HashMap::default();
+        scratch.reset(self.names.len());
         let mut token_no: u32 = 0;
         let mut seen_variant_keys: Vec<u64> = Vec::new();
         for (_, names) in &q.variants {
@@ -444,16 +514,12 @@ impl Index {
                         let Some(post) = self.postings.get(k) else {
                             continue;
                         };
-                        if post.len() > self.max_df {
+                        if post.len() as f64 > (self.names.len() as f64 * df_share(*k)).max(8.0) {
                             continue;
                         }
                         let idf = (n_names / post.len() as f32).ln().max(0.1) * weight;
                         for &ni in post {
-                            let slot = acc.entry(ni).or_insert((0.0, 0));
-                            if slot.1 != token_no {
-                                slot.0 += idf;
-                                slot.1 = token_no;
-                            }
+                            scratch.add(ni, idf, token_no);
                         }
                     }
                     if q.variants.len() > 1 {
@@ -462,28 +528,53 @@ impl Index {
                 }
             }
         }
-        let mut cands: Vec<(u32, f32)> = acc.into_iter().map(|(n, (s, _))| (n, s)).collect();
+        let mut cands: Vec<(u32, f32)> = scratch.drain();
+        // Names that share only a sliver of the best candidate's evidence are noise.
+        let best = cands.iter().map(|c| c.1).fold(0.0f32, f32::max);
+        cands.retain(|c| c.1 >= best * 0.3);
         if cands.len() > CANDIDATES {
             cands.select_nth_unstable_by(CANDIDATES, |a, b| b.1.total_cmp(&a.1));
             cands.truncate(CANDIDATES);
         }
-        // Entries to score: from names, plus identifier hits.
-        let mut entry_ids: Vec<u32> = cands
+        // Entries to score, with the names that surfaced them (an entry with 50 aliases is
+        // compared on the few that share evidence with the query), plus identifier hits
+        // (all their names).
+        let mut by_entry: Vec<(u32, Option<u32>)> = cands
             .iter()
-            .filter_map(|(ni, _)| self.names.get(*ni as usize).map(|n| n.entry))
+            .filter_map(|(ni, _)| self.names.get(*ni as usize).map(|n| (n.entry, Some(*ni))))
             .collect();
         for (_, _, h) in &q.identifiers {
             if let Some(list) = self.identifiers.get(h) {
-                entry_ids.extend(list.iter().take(CANDIDATES));
+                by_entry.extend(list.iter().take(CANDIDATES).map(|e| (*e, None)));
             }
         }
-        entry_ids.sort_unstable();
-        entry_ids.dedup();
-        let mut out: Vec<Candidate> = entry_ids
-            .into_iter()
-            .filter_map(|ei| self.score_entry(q, ei))
-            .filter(|c| c.score >= min_score)
-            .collect();
+        by_entry.sort_unstable();
+        by_entry.dedup();
+        let mut out: Vec<Candidate> = Vec::new();
+        let mut i = 0;
+        while i < by_entry.len() {
+            let ei = by_entry.get(i).map_or(0, |x| x.0);
+            let mut j = i;
+            let mut only: Vec<u32> = Vec::new();
+            let mut all = false;
+            while let Some((e, n)) = by_entry.get(j).copied() {
+                if e != ei {
+                    break;
+                }
+                match n {
+                    Some(n) => only.push(n),
+                    None => all = true,
+                }
+                j += 1;
+            }
+            i = j;
+            let names = if all { None } else { Some(only.as_slice()) };
+            if let Some(c) = self.score_entry(q, ei, names)
+                && c.score >= min_score
+            {
+                out.push(c);
+            }
+        }
         out.sort_by(|a, b| {
             b.score
                 .total_cmp(&a.score)
@@ -537,12 +628,23 @@ impl Index {
             .take_while(move |n| n.entry == ei)
     }
 
-    fn score_entry(&self, q: &PreparedQuery, ei: u32) -> Option<Candidate> {
+    fn score_entry(
+        &self,
+        q: &PreparedQuery,
+        ei: u32,
+        only_names: Option<&[u32]>,
+    ) -> Option<Candidate> {
         let e = self.entries.get(ei as usize)?;
         let qnames = q.names_for(e.kind);
         let ck = comparison_kind(e.kind);
         let mut best: Option<(f32, &IndexedName, usize)> = None;
-        for n in self.entry_names(ei) {
+        let start = u32::try_from(self.names.partition_point(|n| n.entry < ei)).unwrap_or(0);
+        for (off, n) in self.entry_names(ei).enumerate() {
+            if let Some(only) = only_names
+                && !only.contains(&(start + u32::try_from(off).unwrap_or(0)))
+            {
+                continue;
+            }
             let factor = match n.kind {
                 NameKind::Weak => 0.9,
                 NameKind::Fka => 0.97,

@@ -53,6 +53,8 @@ pub struct Token {
     pub text: String,
     pub phon: String,
     pub skel: String,
+    /// Abjad consonant skeleton (for Hebrew/Arabic against Latin).
+    pub askel: String,
     pub class: TokenClass,
     pub origin: Origin,
     /// Written as an abbreviation (trailing `.`, or no vowel after the first letter).
@@ -554,10 +556,12 @@ fn tokenize(text: &str, kind: EntryKind, former: bool) -> NormalizedName {
             && (w.dotted || !t.bytes().skip(1).any(is_vowel));
         let phon = phonetic_key(t);
         let skel = skeleton(&phon);
+        let askel = abjad_skeleton(t);
         tokens.push(Token {
             text: t.to_owned(),
             phon,
             skel,
+            askel,
             class,
             origin: w.origin,
             abbrev,

@@ -9,7 +9,7 @@
 //! same string once spaces are removed scores at least 0.95.
 
 use crate::model::EntryKind;
-use crate::normalize::{NormalizedName, Origin, Token, TokenClass, abjad_skeleton};
+use crate::normalize::{NormalizedName, Origin, Token, TokenClass};
 use serde::Serialize;
 
 /// How two tokens were aligned.
@@ -59,8 +59,33 @@ pub struct NameExplanation {
     pub score: f32,
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    strsim::damerau_levenshtein(a, b)
+/// Optimal-string-alignment distance on bytes, without allocation for short tokens.
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    const N: usize = 48;
+    if a.len() >= N || b.len() >= N {
+        return strsim::osa_distance(&String::from_utf8_lossy(a), &String::from_utf8_lossy(b));
+    }
+    let mut prev2 = [0usize; N];
+    let mut prev = [0usize; N];
+    let mut cur = [0usize; N];
+    for (j, p) in prev.iter_mut().enumerate().take(b.len() + 1) {
+        *p = j;
+    }
+    for i in 1..=a.len() {
+        cur[0] = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(prev2[j - 2] + 1);
+            }
+            cur[j] = v;
+        }
+        prev2 = prev;
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// Similarity of two single tokens, and how.
@@ -96,17 +121,24 @@ pub fn token_similarity(a: &Token, b: &Token) -> Option<(f32, MatchHow)> {
     }
     // Abjad transliterations: compare consonant skeletons.
     if a.origin == Origin::Abjad || b.origin == Origin::Abjad {
-        let (sa, sb) = (abjad_skeleton(&a.text), abjad_skeleton(&b.text));
+        let (sa, sb) = (&a.askel, &b.askel);
         if sa.len() >= 2 && sa == sb {
             return Some((0.85, MatchHow::Transliteration));
         }
-        if sa.len().min(sb.len()) >= 3 && edit_distance(&sa, &sb) == 1 {
+        if sa.len().min(sb.len()) >= 3
+            && sa.len().abs_diff(sb.len()) <= 1
+            && edit_distance(sa, sb) == 1
+        {
             return Some((0.7, MatchHow::Transliteration));
         }
         return None;
     }
     // Transliterated alphabets: allow one edit on the skeleton.
-    if cross && short >= 3 && edit_distance(&a.skel, &b.skel) <= 1 {
+    if cross
+        && short >= 3
+        && a.skel.len().abs_diff(b.skel.len()) <= 1
+        && edit_distance(&a.skel, &b.skel) <= 1
+    {
         return Some((0.8, MatchHow::Transliteration));
     }
     // Typos.
@@ -325,8 +357,21 @@ fn compound_pass(
     mut aligned: Option<&mut Vec<TokenAlignment>>,
     swapped: bool,
 ) {
+    if !b_used.iter().any(|u| !*u) {
+        return;
+    }
     for (i, t) in a.iter().enumerate() {
         if a_used.get(i) != Some(&false) || t.text.len() < 4 {
+            continue;
+        }
+        // Only worth trying when the other side's unmatched letters could add up to it.
+        let spare: usize = b
+            .iter()
+            .zip(b_used.iter())
+            .filter(|(_, u)| !**u)
+            .map(|(x, _)| x.text.len())
+            .sum();
+        if spare < t.text.len().saturating_sub(2) {
             continue;
         }
         'start: for j in 0..b.len() {

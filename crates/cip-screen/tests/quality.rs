@@ -4,54 +4,11 @@
 mod common;
 
 use cip_screen::EntryKind;
-use cip_screen::eval::{Metrics, ScoredPair, evaluate};
+use cip_screen::eval::{LabelledPair, Metrics, evaluate, read_labelled_pairs, score_pairs};
 use cip_screen::score::score_names;
 
-struct Row {
-    kind: EntryKind,
-    a: String,
-    b: String,
-    is_match: bool,
-    category: String,
-}
-
-fn read_cascade(path: &std::path::Path) -> Vec<Row> {
-    let mut r = csv::Reader::from_path(path).unwrap();
-    let h = r.headers().unwrap().clone();
-    let col = |n: &str| h.iter().position(|x| x == n).unwrap();
-    let (schema, n1, n2, m, cat) = (
-        col("schema"),
-        col("name1"),
-        col("name2"),
-        col("is_match"),
-        col("category"),
-    );
-    r.records()
-        .map(|rec| {
-            let rec = rec.unwrap();
-            Row {
-                kind: if &rec[schema] == "Vessel" {
-                    EntryKind::Vessel
-                } else {
-                    EntryKind::Entity
-                },
-                a: rec[n1].to_owned(),
-                b: rec[n2].to_owned(),
-                is_match: &rec[m] == "true",
-                category: rec[cat].to_owned(),
-            }
-        })
-        .collect()
-}
-
-fn run(rows: &[Row], show: bool) -> Metrics {
-    let scored: Vec<ScoredPair> = rows
-        .iter()
-        .map(|r| ScoredPair {
-            score: score_names(&r.a, &r.b, r.kind),
-            is_match: r.is_match,
-        })
-        .collect();
+fn run(rows: &[LabelledPair], show: bool) -> Metrics {
+    let scored = score_pairs(rows);
     if show || std::env::var_os("CIP_QUALITY_VERBOSE").is_some() {
         for (r, s) in rows.iter().zip(&scored) {
             let wrong = (s.score >= cip_screen::DEFAULT_THRESHOLD) != r.is_match;
@@ -61,13 +18,17 @@ fn run(rows: &[Row], show: bool) -> Metrics {
                     if r.is_match { "FN" } else { "FP" },
                     s.score,
                     r.category,
-                    r.a,
-                    r.b
+                    r.name1,
+                    r.name2
                 );
             }
         }
     }
     evaluate(&scored, cip_screen::DEFAULT_THRESHOLD)
+}
+
+fn read_cascade(path: &std::path::Path) -> Vec<LabelledPair> {
+    read_labelled_pairs(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn print(name: &str, m: &Metrics) {
