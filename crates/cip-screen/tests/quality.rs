@@ -68,7 +68,10 @@ fn cascade_pairs_lot2() {
     assert_eq!(rows.len(), 185);
     let m = run(&rows, false);
     print("cascade-name-pairs-2", &m);
-    assert!(m.f1 >= 0.0, "F1 {}", m.f1);
+    // Floors measured on this revision (F1 0.609, AUC 0.715): lot 2 is mostly Hebrew and
+    // Burmese script against Latin, which a transliteration-only engine cannot fully bridge.
+    assert!(m.f1 >= 0.58, "F1 {}", m.f1);
+    assert!(m.auc >= 0.70, "AUC {}", m.auc);
 }
 
 #[test]
@@ -97,4 +100,6 @@ fn cross_script_recall() {
         hit as f64 / total as f64
     );
     assert!(total >= 20);
+    // Measured 14/22.
+    assert!(hit * 100 >= total * 60, "cross-script recall {hit}/{total}");
 }
