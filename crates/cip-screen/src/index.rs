@@ -205,13 +205,16 @@ pub struct QueryIdentifier {
     pub value: String,
 }
 
+/// One normalised query name: index of the raw name, the name, its index keys per token.
+type PreparedName = (usize, NormalizedName, Vec<Vec<u64>>);
+
 /// A query normalised once, ready to screen against any index many times.
 #[derive(Debug, Clone)]
 pub struct PreparedQuery {
     raw_names: Vec<String>,
     kind: Option<EntryKind>,
     /// Normalised names per comparison kind (person / entity / vessel).
-    variants: Vec<(EntryKind, Vec<(usize, NormalizedName, Vec<Vec<u64>>)>)>,
+    variants: Vec<(EntryKind, Vec<PreparedName>)>,
     birth_date: Option<BirthDate>,
     countries: Vec<String>,
     identifiers: Vec<(IdentifierKind, String, u64)>,
@@ -311,7 +314,7 @@ impl PreparedQuery {
         })
     }
 
-    fn names_for(&self, k: EntryKind) -> &[(usize, NormalizedName, Vec<Vec<u64>>)] {
+    fn names_for(&self, k: EntryKind) -> &[PreparedName] {
         let ck = comparison_kind(k);
         self.variants
             .iter()

@@ -155,7 +155,7 @@ pub fn parse(list: &ListId, files: &OfacFiles<'_>) -> Result<Vec<ListEntry>, Par
         e.push_name(&display_name(name, kind), NameKind::Primary);
         if let Some(p) = null(field(rec, 3)) {
             e.programs = p
-                .split(|c| c == ';' || c == ']' || c == '[')
+                .split([';', ']', '['])
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)

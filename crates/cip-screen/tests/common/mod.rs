@@ -1,4 +1,4 @@
-#![allow(dead_code)]
+#![allow(dead_code, clippy::panic)]
 //! Finds the shared data directory: env `CIP_SHARED_DATA`, else an ancestor of the crate
 //! holding `shared/data`, else `/work/shared/data`. Missing data fails under `CI`.
 
