@@ -1,0 +1,848 @@
+//! Candidate index and screening.
+//!
+//! Every list name is normalised once. Each non-stop token is posted under several keys:
+//! its text, its phonetic key, its consonant skeleton, its abjad skeleton (so Hebrew and
+//! Arabic queries find Latin names), its 1-deletion neighbourhood (tokens of 5+ letters:
+//! typos), and adjacent token pairs concatenated (missing spaces). Numbers are posted by
+//! value, so `3`, `III` and `three` meet. Identifiers are posted by normalised value.
+//!
+//! A query looks up the same keys, skips keys so common they carry no information
+//! (document frequency above `MAX_DF_SHARE` of the names), and accumulates IDF per
+//! candidate name; only the best `CANDIDATES` names are scored in full. No full scan.
+
+use crate::error::ScreenError;
+use crate::model::{BirthDate, EntryKind, IdentifierKind, ListEntry, ListId, NameKind};
+use crate::normalize::{NormalizedName, Origin, TokenClass, normalize_name};
+use crate::score::{NameExplanation, compare};
+use crate::snapshot::{FNV_OFFSET, fnv1a};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Keys are already hashes: pass them through.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = fnv1a(bytes, self.0 ^ FNV_OFFSET);
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type Map<V> = HashMap<u64, V, BuildHasherDefault<IdentityHasher>>;
+
+const CANDIDATES: usize = 24;
+const MAX_DF_SHARE: f64 = 0.05;
+const MAX_NAME_CHARS: usize = 1000;
+const MAX_QUERY_NAMES: usize = 32;
+
+/// Key = FNV-1a of the text, with the tag in the top byte so lookups know the key type.
+fn key(tag: u8, s: &str) -> u64 {
+    (fnv1a(s.as_bytes(), fnv1a(&[tag], FNV_OFFSET)) & 0x00FF_FFFF_FFFF_FFFF)
+        | (u64::from(tag) << 56)
+}
+
+/// Document-frequency ceiling per key type, as a share of indexed names: coarse keys
+/// (skeletons, deletion variants) stop carrying information sooner than exact tokens.
+fn df_share(k: u64) -> f64 {
+    match (k >> 56) as u8 {
+        b't' | b'n' => MAX_DF_SHARE,
+        b'p' => MAX_DF_SHARE / 2.0,
+        _ => MAX_DF_SHARE / 8.0,
+    }
+}
+
+/// Keys of one token; `query` adds the deletion variants used for lookup.
+fn token_keys(name: &NormalizedName, i: usize, out: &mut Vec<u64>) {
+    let Some(t) = name.tokens.get(i) else { return };
+    if t.class == TokenClass::Stop {
+        return;
+    }
+    if let Some(n) = t.number {
+        out.push(key(b'n', &n.to_string()));
+        return;
+    }
+    out.push(key(b't', &t.text));
+    out.push(key(b'p', &t.phon));
+    if t.skel.len() >= 3 {
+        out.push(key(b's', &t.skel));
+    }
+    if t.askel.len() >= 2 {
+        out.push(key(b'a', &t.askel));
+    }
+    if t.text.len() >= 5 && t.origin != Origin::Abjad {
+        out.push(key(b'd', &t.text));
+        for del in deletions(&t.text) {
+            out.push(key(b'd', &del));
+        }
+    }
+}
+
+fn deletions(s: &str) -> impl Iterator<Item = String> + '_ {
+    (0..s.len()).filter_map(move |i| {
+        let mut d = String::with_capacity(s.len());
+        d.push_str(s.get(..i)?);
+        d.push_str(s.get(i + 1..)?);
+        Some(d)
+    })
+}
+
+fn name_keys(name: &NormalizedName) -> Vec<Vec<u64>> {
+    let mut per_token: Vec<Vec<u64>> = (0..name.tokens.len())
+        .map(|i| {
+            let mut v = Vec::new();
+            token_keys(name, i, &mut v);
+            v
+        })
+        .collect();
+    // Adjacent pairs concatenated, posted under the first token: "wirra long" ~ "wirralong".
+    for i in 0..name.tokens.len().saturating_sub(1) {
+        if let (Some(a), Some(b)) = (name.tokens.get(i), name.tokens.get(i + 1)) {
+            let k = key(b't', &format!("{}{}", a.text, b.text));
+            if let Some(v) = per_token.get_mut(i) {
+                v.push(k);
+            }
+        }
+    }
+    per_token
+}
+
+/// Per-thread accumulation buffers reused across queries (no per-query allocation of a
+/// name-sized table).
+#[derive(Default)]
+struct Scratch {
+    score: Vec<f32>,
+    last_token: Vec<u32>,
+    touched: Vec<u32>,
+}
+
+impl Scratch {
+    fn reset(&mut self, n: usize) {
+        if self.score.len() < n {
+            self.score.resize(n, 0.0);
+            self.last_token.resize(n, 0);
+        }
+        for &t in &self.touched {
+            if let Some(s) = self.score.get_mut(t as usize) {
+                *s = 0.0;
+            }
+            if let Some(s) = self.last_token.get_mut(t as usize) {
+                *s = 0;
+            }
+        }
+        self.touched.clear();
+    }
+
+    fn add(&mut self, ni: u32, idf: f32, token_no: u32) {
+        let i = ni as usize;
+        if let (Some(s), Some(l)) = (self.score.get_mut(i), self.last_token.get_mut(i))
+            && *l != token_no
+        {
+            if *s == 0.0 {
+                self.touched.push(ni);
+            }
+            *s += idf;
+            *l = token_no;
+        }
+    }
+
+    fn drain(&mut self) -> Vec<(u32, f32)> {
+        self.touched
+            .iter()
+            .map(|&t| (t, self.score.get(t as usize).copied().unwrap_or(0.0)))
+            .collect()
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+#[derive(Debug)]
+struct IndexedName {
+    entry: u32,
+    kind: NameKind,
+    text: String,
+    norm: NormalizedName,
+}
+
+/// The candidate index over a set of list entries.
+#[derive(Debug)]
+pub struct Index {
+    entries: Vec<ListEntry>,
+    names: Vec<IndexedName>,
+    postings: Map<Vec<u32>>,
+    identifiers: Map<Vec<u32>>,
+}
+
+/// A query as the caller gives it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, Serialize)]
+pub struct Query {
+    /// One or several names of the party (primary name first).
+    pub names: Vec<String>,
+    pub kind: Option<EntryKind>,
+    /// `1960-01-31`, `1960`, `01 Jan 1960`.
+    pub birth_date: Option<String>,
+    /// Country names or ISO codes.
+    #[serde(default)]
+    pub countries: Vec<String>,
+    #[serde(default)]
+    pub identifiers: Vec<QueryIdentifier>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, Serialize)]
+pub struct QueryIdentifier {
+    pub kind: IdentifierKind,
+    pub value: String,
+}
+
+/// One normalised query name: index of the raw name, the name, its index keys per token.
+type PreparedName = (usize, NormalizedName, Vec<Vec<u64>>);
+
+/// A query normalised once, ready to screen against any index many times.
+#[derive(Debug, Clone)]
+pub struct PreparedQuery {
+    raw_names: Vec<String>,
+    kind: Option<EntryKind>,
+    /// Normalised names per comparison kind (person / entity / vessel).
+    variants: Vec<(EntryKind, Vec<PreparedName>)>,
+    birth_date: Option<BirthDate>,
+    countries: Vec<String>,
+    identifiers: Vec<(IdentifierKind, String, u64)>,
+}
+
+fn comparison_kind(k: EntryKind) -> EntryKind {
+    match k {
+        EntryKind::Person => EntryKind::Person,
+        EntryKind::Vessel => EntryKind::Vessel,
+        _ => EntryKind::Entity,
+    }
+}
+
+impl PreparedQuery {
+    pub fn new(q: &Query) -> Result<Self, ScreenError> {
+        if q.names.len() > MAX_QUERY_NAMES {
+            return Err(ScreenError::TooManyNames {
+                count: q.names.len(),
+                max: MAX_QUERY_NAMES,
+            });
+        }
+        for n in &q.names {
+            let len = n.chars().count();
+            if len > MAX_NAME_CHARS {
+                return Err(ScreenError::NameTooLong {
+                    len,
+                    max: MAX_NAME_CHARS,
+                });
+            }
+            if n.chars().any(char::is_control) {
+                return Err(ScreenError::ControlCharacters);
+            }
+        }
+        let kinds: Vec<EntryKind> = match q.kind {
+            Some(k) => vec![comparison_kind(k)],
+            None => vec![EntryKind::Person, EntryKind::Entity, EntryKind::Vessel],
+        };
+        let mut variants = Vec::new();
+        let mut any = false;
+        for k in kinds {
+            let mut names = Vec::new();
+            for (i, raw) in q.names.iter().enumerate() {
+                for norm in normalize_name(raw, k) {
+                    if norm.tokens.is_empty() {
+                        continue;
+                    }
+                    any = true;
+                    let keys = name_keys(&norm);
+                    names.push((i, norm, keys));
+                }
+            }
+            variants.push((k, names));
+        }
+        let identifiers: Vec<(IdentifierKind, String, u64)> = q
+            .identifiers
+            .iter()
+            .map(|id| {
+                let n = crate::model::normalize_identifier(id.kind, &id.value);
+                let h = key(b'i', &n);
+                (id.kind, n, h)
+            })
+            .filter(|(_, n, _)| !n.is_empty())
+            .collect();
+        if !any && identifiers.is_empty() {
+            return Err(ScreenError::EmptyName);
+        }
+        let birth_date = match &q.birth_date {
+            Some(d) if !d.trim().is_empty() => Some(BirthDate::parse_loose(d).ok_or_else(
+                || ScreenError::InvalidField {
+                    field: "birth_date".into(),
+                    detail: format!("`{d}` is not a date or a year"),
+                },
+            )?),
+            _ => None,
+        };
+        let countries = q
+            .countries
+            .iter()
+            .filter_map(|c| crate::countries::to_alpha2(c).map(str::to_owned))
+            .collect();
+        Ok(Self {
+            raw_names: q.names.clone(),
+            kind: q.kind,
+            variants,
+            birth_date,
+            countries,
+            identifiers,
+        })
+    }
+
+    /// Convenience: a name-only query.
+    pub fn name(name: &str, kind: Option<EntryKind>) -> Result<Self, ScreenError> {
+        Self::new(&Query {
+            names: vec![name.to_owned()],
+            kind,
+            ..Query::default()
+        })
+    }
+
+    fn names_for(&self, k: EntryKind) -> &[PreparedName] {
+        let ck = comparison_kind(k);
+        self.variants
+            .iter()
+            .find(|(vk, _)| *vk == ck)
+            .or_else(|| self.variants.first())
+            .map_or(&[], |(_, v)| v.as_slice())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Agreement {
+    Agree,
+    /// Close but not equal (birth year ±1, same year other day).
+    Near,
+    Conflict,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IdentifierEvidence {
+    pub kind: IdentifierKind,
+    pub query_value: String,
+    pub entry_value: Option<String>,
+    pub agreement: Agreement,
+}
+
+/// Why a candidate scored what it scored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Explanation {
+    /// The best-aligned pair of names and how their tokens aligned.
+    pub name: NameExplanation,
+    /// Which kind of list name matched (primary, aka, fka, weak …).
+    pub entry_name_kind: NameKind,
+    pub name_score: f32,
+    pub identifiers: Vec<IdentifierEvidence>,
+    pub birth_date: Option<Agreement>,
+    /// Query countries that the entry also has (ISO alpha-2).
+    pub countries_in_common: Vec<String>,
+    pub kind_mismatch: bool,
+}
+
+/// One ranked hit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Candidate {
+    pub list: ListId,
+    pub entry_id: String,
+    pub kind: EntryKind,
+    pub entry_name: String,
+    pub score: f32,
+    pub explanation: Explanation,
+}
+
+impl Index {
+    /// Indexes all entries.
+    pub fn build(entries: &[ListEntry]) -> Self {
+        Self::build_owned(entries.to_vec())
+    }
+
+    /// Indexes only the entries with the given ids (e.g. the changed entries of a diff), so
+    /// re-screening customers against a small change is cheap.
+    pub fn build_subset(entries: &[ListEntry], entry_ids: &[&str]) -> Self {
+        let wanted: std::collections::HashSet<&str> = entry_ids.iter().copied().collect();
+        Self::build_owned(
+            entries
+                .iter()
+                .filter(|e| wanted.contains(e.entry_id.as_str()))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    pub fn build_owned(entries: Vec<ListEntry>) -> Self {
+        let mut names = Vec::new();
+        let mut postings: Map<Vec<u32>> = Map::default();
+        let mut identifiers: Map<Vec<u32>> = Map::default();
+        for (ei, e) in entries.iter().enumerate() {
+            let ei = u32::try_from(ei).unwrap_or(u32::MAX);
+            for n in &e.names {
+                for norm in normalize_name(&n.text, comparison_kind(e.kind)) {
+                    if norm.tokens.is_empty() {
+                        continue;
+                    }
+                    let ni = u32::try_from(names.len()).unwrap_or(u32::MAX);
+                    let mut keys: Vec<u64> = name_keys(&norm).into_iter().flatten().collect();
+                    keys.sort_unstable();
+                    keys.dedup();
+                    for k in keys {
+                        postings.entry(k).or_default().push(ni);
+                    }
+                    let kind = if norm.former { NameKind::Fka } else { n.kind };
+                    names.push(IndexedName {
+                        entry: ei,
+                        kind,
+                        text: n.text.clone(),
+                        norm,
+                    });
+                }
+            }
+            for id in &e.identifiers {
+                let list = identifiers.entry(key(b'i', &id.normalized)).or_default();
+                if list.last() != Some(&ei) {
+                    list.push(ei);
+                }
+            }
+        }
+        Self {
+            entries,
+            names,
+            postings,
+            identifiers,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn name_count(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn entries(&self) -> &[ListEntry] {
+        &self.entries
+    }
+
+    /// Approximate heap bytes held by the index (strings, vectors, maps).
+    pub fn heap_bytes(&self) -> usize {
+        let s = |x: &String| x.capacity();
+        let entry_bytes: usize = self
+            .entries
+            .iter()
+            .map(|e| {
+                std::mem::size_of::<ListEntry>()
+                    + e.names.iter().map(|n| s(&n.text) + 32).sum::<usize>()
+                    + e.identifiers
+                        .iter()
+                        .map(|i| s(&i.value) + s(&i.normalized) + 96)
+                        .sum::<usize>()
+                    + e.countries.iter().map(|c| s(&c.name) + 64).sum::<usize>()
+                    + e.remarks.as_ref().map_or(0, s)
+                    + e.programs.iter().map(|p| s(p) + 24).sum::<usize>()
+            })
+            .sum();
+        let name_bytes: usize = self
+            .names
+            .iter()
+            .map(|n| {
+                std::mem::size_of::<IndexedName>()
+                    + s(&n.text)
+                    + s(&n.norm.joined)
+                    + n.norm
+                        .tokens
+                        .iter()
+                        .map(|t| s(&t.text) + s(&t.phon) + s(&t.skel) + std::mem::size_of_val(t))
+                        .sum::<usize>()
+                    + n.norm.legal_forms.capacity() * 8
+            })
+            .sum();
+        let map_bytes = |m: &Map<Vec<u32>>| {
+            m.capacity() * (8 + std::mem::size_of::<Vec<u32>>() + 1)
+                + m.values().map(|v| v.capacity() * 4).sum::<usize>()
+        };
+        entry_bytes + name_bytes + map_bytes(&self.postings) + map_bytes(&self.identifiers)
+    }
+
+    /// Screens one prepared query: up to `limit` candidates scoring at least `min_score`,
+    /// best first.
+    pub fn screen(&self, q: &PreparedQuery, limit: usize, min_score: f32) -> Vec<Candidate> {
+        SCRATCH.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            self.screen_with(q, limit, min_score, &mut scratch)
+        })
+    }
+
+    fn screen_with(
+        &self,
+        q: &PreparedQuery,
+        limit: usize,
+        min_score: f32,
+        scratch: &mut Scratch,
+    ) -> Vec<Candidate> {
+        let n_names = self.names.len().max(1) as f32;
+        scratch.reset(self.names.len());
+        let mut token_no: u32 = 0;
+        let mut seen_variant_keys: Vec<u64> = Vec::new();
+        for (_, names) in &q.variants {
+            for (_, norm, keys) in names {
+                for (ti, tkeys) in keys.iter().enumerate() {
+                    token_no += 1;
+                    let weight = norm.tokens.get(ti).map_or(1.0, |t| t.weight());
+                    for k in tkeys {
+                        // The same key from another kind variant adds nothing new.
+                        if seen_variant_keys.contains(k) && q.variants.len() > 1 {
+                            continue;
+                        }
+                        let Some(post) = self.postings.get(k) else {
+                            continue;
+                        };
+                        if post.len() as f64 > (self.names.len() as f64 * df_share(*k)).max(8.0) {
+                            continue;
+                        }
+                        let idf = (n_names / post.len() as f32).ln().max(0.1) * weight;
+                        for &ni in post {
+                            scratch.add(ni, idf, token_no);
+                        }
+                    }
+                    if q.variants.len() > 1 {
+                        seen_variant_keys.extend_from_slice(tkeys);
+                    }
+                }
+            }
+        }
+        let mut cands: Vec<(u32, f32)> = scratch.drain();
+        // Names that share only a sliver of the best candidate's evidence are noise.
+        let best = cands.iter().map(|c| c.1).fold(0.0f32, f32::max);
+        cands.retain(|c| c.1 >= best * 0.3);
+        if cands.len() > CANDIDATES {
+            cands.select_nth_unstable_by(CANDIDATES, |a, b| b.1.total_cmp(&a.1));
+            cands.truncate(CANDIDATES);
+        }
+        // Entries to score, with the names that surfaced them (an entry with 50 aliases is
+        // compared on the few that share evidence with the query), plus identifier hits
+        // (all their names).
+        let mut by_entry: Vec<(u32, Option<u32>)> = cands
+            .iter()
+            .filter_map(|(ni, _)| self.names.get(*ni as usize).map(|n| (n.entry, Some(*ni))))
+            .collect();
+        for (_, _, h) in &q.identifiers {
+            if let Some(list) = self.identifiers.get(h) {
+                by_entry.extend(list.iter().take(CANDIDATES).map(|e| (*e, None)));
+            }
+        }
+        by_entry.sort_unstable();
+        by_entry.dedup();
+        let mut out: Vec<Candidate> = Vec::new();
+        let mut i = 0;
+        while i < by_entry.len() {
+            let ei = by_entry.get(i).map_or(0, |x| x.0);
+            let mut j = i;
+            let mut only: Vec<u32> = Vec::new();
+            let mut all = false;
+            while let Some((e, n)) = by_entry.get(j).copied() {
+                if e != ei {
+                    break;
+                }
+                match n {
+                    Some(n) => only.push(n),
+                    None => all = true,
+                }
+                j += 1;
+            }
+            i = j;
+            let names = if all { None } else { Some(only.as_slice()) };
+            if let Some(c) = self.score_entry(q, ei, names)
+                && c.score >= min_score
+            {
+                out.push(c);
+            }
+        }
+        out.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| a.entry_id.cmp(&b.entry_id))
+        });
+        out.truncate(limit);
+        out
+    }
+
+    /// Screens many prepared queries on `threads` threads (std scoped threads; no runtime).
+    pub fn screen_batch(
+        &self,
+        queries: &[PreparedQuery],
+        limit: usize,
+        min_score: f32,
+        threads: usize,
+    ) -> Vec<Vec<Candidate>> {
+        let threads = threads.max(1);
+        if threads == 1 || queries.len() < 64 {
+            return queries
+                .iter()
+                .map(|q| self.screen(q, limit, min_score))
+                .collect();
+        }
+        let chunk = queries.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = queries
+                .chunks(chunk)
+                .map(|c| {
+                    s.spawn(move || {
+                        c.iter()
+                            .map(|q| self.screen(q, limit, min_score))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
+    }
+
+    fn entry_names(&self, ei: u32) -> impl Iterator<Item = &IndexedName> {
+        // Names of one entry are contiguous; find them by binary search.
+        let start = self.names.partition_point(|n| n.entry < ei);
+        self.names
+            .get(start..)
+            .unwrap_or(&[])
+            .iter()
+            .take_while(move |n| n.entry == ei)
+    }
+
+    fn score_entry(
+        &self,
+        q: &PreparedQuery,
+        ei: u32,
+        only_names: Option<&[u32]>,
+    ) -> Option<Candidate> {
+        let e = self.entries.get(ei as usize)?;
+        let qnames = q.names_for(e.kind);
+        let ck = comparison_kind(e.kind);
+        let mut best: Option<(f32, &IndexedName, usize)> = None;
+        let start = u32::try_from(self.names.partition_point(|n| n.entry < ei)).unwrap_or(0);
+        for (off, n) in self.entry_names(ei).enumerate() {
+            if let Some(only) = only_names
+                && !only.contains(&(start + u32::try_from(off).unwrap_or(0)))
+            {
+                continue;
+            }
+            let factor = match n.kind {
+                NameKind::Weak => 0.9,
+                NameKind::Fka => 0.97,
+                _ => 1.0,
+            };
+            for (qi, (_, qn, _)) in qnames.iter().enumerate() {
+                let (s, _) = compare(qn, &n.norm, ck, false);
+                let s = s * factor;
+                if best.is_none_or(|(b, _, _)| s > b) {
+                    best = Some((s, n, qi));
+                }
+            }
+        }
+        let (name_score, name, qi) = match best {
+            Some((s, n, qi)) => (s, Some(n), qi),
+            None => (0.0, None, 0),
+        };
+        let name_expl = match (name, qnames.get(qi)) {
+            (Some(n), Some((raw_i, qn, _))) => {
+                let (_, ex) = compare(qn, &n.norm, ck, true);
+                let mut ex = ex.unwrap_or_default();
+                ex.query_name = q.raw_names.get(*raw_i).cloned().unwrap_or_default();
+                ex.entry_name = n.text.clone();
+                ex
+            }
+            _ => NameExplanation::default(),
+        };
+        let mut score = name_score;
+        // Identifiers.
+        let mut ids = Vec::new();
+        let mut id_match = false;
+        let mut id_conflict = false;
+        for (kind, value, _) in &q.identifiers {
+            let same_kind: Vec<_> = e.identifiers.iter().filter(|i| i.kind == *kind).collect();
+            if let Some(hit) = e.identifiers.iter().find(|i| &i.normalized == value) {
+                id_match = true;
+                ids.push(IdentifierEvidence {
+                    kind: *kind,
+                    query_value: value.clone(),
+                    entry_value: Some(hit.value.clone()),
+                    agreement: Agreement::Agree,
+                });
+            } else if !same_kind.is_empty()
+                && matches!(
+                    kind,
+                    IdentifierKind::Passport
+                        | IdentifierKind::NationalId
+                        | IdentifierKind::Imo
+                        | IdentifierKind::Tax
+                )
+            {
+                id_conflict = true;
+                ids.push(IdentifierEvidence {
+                    kind: *kind,
+                    query_value: value.clone(),
+                    entry_value: same_kind.first().map(|i| i.value.clone()),
+                    agreement: Agreement::Conflict,
+                });
+            }
+        }
+        if id_match {
+            score = score.max(0.85 + 0.15 * score);
+        } else if id_conflict {
+            score *= 0.75;
+        }
+        // Birth date.
+        let birth_date = match (&q.birth_date, e.birth_dates.is_empty()) {
+            (Some(qd), false) => Some(date_agreement(qd, &e.birth_dates)),
+            _ => None,
+        };
+        match birth_date {
+            Some(Agreement::Agree) => score = (score + 0.03).min(1.0),
+            Some(Agreement::Near) => score *= 0.95,
+            Some(Agreement::Conflict) if !id_match => score *= 0.7,
+            _ => {}
+        }
+        // Countries: agreement is mild evidence; disagreement is not evidence (people move).
+        let countries_in_common: Vec<String> = q
+            .countries
+            .iter()
+            .filter(|c| {
+                e.countries
+                    .iter()
+                    .any(|ec| ec.code.as_deref() == Some(c.as_str()))
+            })
+            .cloned()
+            .collect();
+        if !countries_in_common.is_empty() {
+            score = (score + 0.02).min(1.0);
+        }
+        let kind_mismatch = q.kind.is_some_and(|k| {
+            k != EntryKind::Unknown
+                && e.kind != EntryKind::Unknown
+                && comparison_kind(k) != comparison_kind(e.kind)
+        });
+        if kind_mismatch && !id_match {
+            score *= 0.8;
+        }
+        Some(Candidate {
+            list: e.list.clone(),
+            entry_id: e.entry_id.clone(),
+            kind: e.kind,
+            entry_name: name.map_or_else(|| e.primary_name().to_owned(), |n| n.text.clone()),
+            score: score.clamp(0.0, 1.0),
+            explanation: Explanation {
+                name: name_expl,
+                entry_name_kind: name.map_or(NameKind::Primary, |n| n.kind),
+                name_score,
+                identifiers: ids,
+                birth_date,
+                countries_in_common,
+                kind_mismatch,
+            },
+        })
+    }
+}
+
+fn date_agreement(q: &BirthDate, entry: &[BirthDate]) -> Agreement {
+    let mut best = Agreement::Conflict;
+    for d in entry {
+        let a = match (q, d) {
+            (BirthDate::Full { .. }, BirthDate::Full { .. }) if q == d => Agreement::Agree,
+            (
+                BirthDate::Full { year, month, .. } | BirthDate::Month { year, month },
+                BirthDate::Full {
+                    year: y2,
+                    month: m2,
+                    ..
+                }
+                | BirthDate::Month {
+                    year: y2,
+                    month: m2,
+                },
+            ) if year == y2 && month == m2 => Agreement::Agree,
+            _ => {
+                let (a0, a1) = q.years();
+                let (b0, b1) = d.years();
+                let exact_both =
+                    matches!(q, BirthDate::Full { .. }) && matches!(d, BirthDate::Full { .. });
+                if a0 <= b1 && b0 <= a1 && !exact_both {
+                    Agreement::Agree
+                } else if a0 <= b1.saturating_add(1) && b0 <= a1.saturating_add(1) {
+                    Agreement::Near
+                } else {
+                    Agreement::Conflict
+                }
+            }
+        };
+        best = match (best, a) {
+            (Agreement::Agree, _) | (_, Agreement::Agree) => Agreement::Agree,
+            (Agreement::Near, _) | (_, Agreement::Near) => Agreement::Near,
+            _ => Agreement::Conflict,
+        };
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, kind: EntryKind, name: &str) -> ListEntry {
+        let mut e = ListEntry::new(ListId::new("t"), id, kind);
+        e.push_name(name, NameKind::Primary);
+        e
+    }
+
+    #[test]
+    fn finds_and_explains() {
+        let entries = vec![
+            entry("1", EntryKind::Person, "Mohammed Ali HASSAN"),
+            entry("2", EntryKind::Entity, "Acme Trading LLC"),
+            entry("3", EntryKind::Vessel, "Sea Star 1"),
+        ];
+        let idx = Index::build(&entries);
+        let q = PreparedQuery::name("Hassan Muhammad Ali", Some(EntryKind::Person)).unwrap();
+        let hits = idx.screen(&q, 5, 0.5);
+        assert_eq!(hits[0].entry_id, "1");
+        assert!(hits[0].score > 0.85);
+        assert!(!hits[0].explanation.name.aligned.is_empty());
+        let q = PreparedQuery::name("Sea Star 2", Some(EntryKind::Vessel)).unwrap();
+        assert!(idx.screen(&q, 5, 0.8).is_empty());
+        assert_eq!(
+            PreparedQuery::name("  ..  ", None).unwrap_err().code(),
+            "CIP-SCREEN-EMPTY-NAME"
+        );
+        assert_eq!(
+            PreparedQuery::name(&"a".repeat(10_000), None)
+                .unwrap_err()
+                .code(),
+            "CIP-SCREEN-NAME-TOO-LONG"
+        );
+        assert_eq!(
+            PreparedQuery::name("a\u{0}b", None).unwrap_err().code(),
+            "CIP-SCREEN-CONTROL-CHARACTERS"
+        );
+    }
+}

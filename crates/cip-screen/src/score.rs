@@ -1,0 +1,477 @@
+//! Name scoring: aligns the tokens of two normalised names and turns the alignment into a
+//! score in [0, 1] with an explanation.
+//!
+//! score = min(cov_a, cov_b) + 0.25 · |cov_a − cov_b|, where cov_x is the weighted share of
+//! x's tokens that aligned (weight: word 1, initial 0.6, generic business word 0.5, stop
+//! word 0.1; times the alignment's similarity). Then multiplicative penalties: numbers that
+//! disagree (sister ships, numbered SPVs) ×0.45; legal forms of disjoint jurisdictions
+//! ×0.7; a vessel name against a name with a company legal form ×0.75. A name that is the
+//! same string once spaces are removed scores at least 0.95.
+
+use crate::model::EntryKind;
+use crate::normalize::{NormalizedName, Origin, Token, TokenClass};
+use serde::Serialize;
+
+/// How two tokens were aligned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchHow {
+    Exact,
+    /// Same phonetic key or consonant skeleton (Mohammed/Muhammad, Khoury/Khouri).
+    Phonetic,
+    /// Across scripts: the transliterated skeletons agree.
+    Transliteration,
+    /// Abbreviation (Bros./Brothers, Mfg/Manufacturing).
+    Abbreviation,
+    /// An initial against a full name (R./Renzo).
+    Initial,
+    /// Typo: small edit distance.
+    Edit,
+    /// One token against several adjacent tokens written without spaces.
+    Compound,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenAlignment {
+    pub query: String,
+    pub entry: String,
+    pub how: MatchHow,
+    pub similarity: f32,
+}
+
+/// Why a name pair scored what it scored.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct NameExplanation {
+    pub query_name: String,
+    pub entry_name: String,
+    pub aligned: Vec<TokenAlignment>,
+    pub unmatched_query: Vec<String>,
+    pub unmatched_entry: Vec<String>,
+    /// Legal forms seen on each side (canonical spellings).
+    pub query_legal_forms: Vec<String>,
+    pub entry_legal_forms: Vec<String>,
+    pub legal_form_conflict: bool,
+    pub number_conflict: bool,
+    /// One side is a vessel name and the other carries a company legal form.
+    pub vessel_vs_company: bool,
+    /// The names are equal once spaces and punctuation are removed.
+    pub spacing_only: bool,
+    pub score: f32,
+}
+
+/// Optimal-string-alignment distance on bytes, without allocation for short tokens.
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    const N: usize = 48;
+    if a.len() >= N || b.len() >= N {
+        return strsim::osa_distance(&String::from_utf8_lossy(a), &String::from_utf8_lossy(b));
+    }
+    let mut prev2 = [0usize; N];
+    let mut prev = [0usize; N];
+    let mut cur = [0usize; N];
+    for (j, p) in prev.iter_mut().enumerate().take(b.len() + 1) {
+        *p = j;
+    }
+    for i in 1..=a.len() {
+        cur[0] = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(prev2[j - 2] + 1);
+            }
+            cur[j] = v;
+        }
+        prev2 = prev;
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Similarity of two single tokens, and how.
+pub fn token_similarity(a: &Token, b: &Token) -> Option<(f32, MatchHow)> {
+    if a.number.is_some() || b.number.is_some() {
+        return (a.number == b.number).then_some((1.0, MatchHow::Exact));
+    }
+    if a.text == b.text {
+        return Some((1.0, MatchHow::Exact));
+    }
+    let cross = a.origin != b.origin && (a.origin != Origin::Latin || b.origin != Origin::Latin);
+    let how_phon = if cross {
+        MatchHow::Transliteration
+    } else {
+        MatchHow::Phonetic
+    };
+    if a.phon == b.phon {
+        return Some((0.95, how_phon));
+    }
+    let short = a.skel.len().min(b.skel.len());
+    if a.skel == b.skel && short >= 3 {
+        return Some((0.9, how_phon));
+    }
+    // Initials (persons) against a name starting with that letter.
+    if (a.class == TokenClass::Initial || b.class == TokenClass::Initial)
+        && a.text.as_bytes().first() == b.text.as_bytes().first()
+    {
+        return Some((0.8, MatchHow::Initial));
+    }
+    // Abbreviations.
+    if let Some(s) = abbreviation(a, b).or_else(|| abbreviation(b, a)) {
+        return Some((s, MatchHow::Abbreviation));
+    }
+    // Abjad transliterations: compare consonant skeletons.
+    if a.origin == Origin::Abjad || b.origin == Origin::Abjad {
+        let (sa, sb) = (&a.askel, &b.askel);
+        if sa.len() >= 2 && sa == sb {
+            return Some((0.85, MatchHow::Transliteration));
+        }
+        if sa.len().min(sb.len()) >= 3
+            && sa.len().abs_diff(sb.len()) <= 1
+            && edit_distance(sa, sb) == 1
+        {
+            return Some((0.7, MatchHow::Transliteration));
+        }
+        return None;
+    }
+    // Transliterated alphabets: allow one edit on the skeleton.
+    if cross
+        && short >= 3
+        && a.skel.len().abs_diff(b.skel.len()) <= 1
+        && edit_distance(&a.skel, &b.skel) <= 1
+    {
+        return Some((0.8, MatchHow::Transliteration));
+    }
+    // Typos.
+    let len = a.text.len().max(b.text.len());
+    if len < 4 || a.text.len().abs_diff(b.text.len()) > 2 {
+        return None;
+    }
+    // Plural/singular (Star/Stars, Espoir/Espoirs) names a different thing.
+    if is_plural_of(&a.text, &b.text) || is_plural_of(&b.text, &a.text) {
+        return Some((0.3, MatchHow::Edit));
+    }
+    let d = edit_distance(&a.text, &b.text);
+    let first_differs = a.text.as_bytes().first() != b.text.as_bytes().first();
+    let s = match d {
+        1 if len >= 7 => 0.8,
+        1 if len >= 5 => 0.7,
+        1 => 0.5,
+        2 if len >= 9 => 0.6,
+        _ => 0.0,
+    };
+    let s = if first_differs { s * 0.7 } else { s };
+    (s > 0.0).then_some((s, MatchHow::Edit))
+}
+
+fn is_plural_of(long: &str, short: &str) -> bool {
+    long.strip_suffix('s').is_some_and(|l| l == short)
+        || long.strip_suffix("es").is_some_and(|l| l == short)
+}
+
+/// `short` abbreviates `long`: a known abbreviation, or written as one (trailing dot or no
+/// vowels) and an ordered subsequence of `long` with the same first letter.
+fn abbreviation(short: &Token, long: &Token) -> Option<f32> {
+    if short.text.len() >= long.text.len() {
+        return None;
+    }
+    if crate::legal::expand_abbreviation(&short.text) == Some(long.text.as_str()) {
+        return Some(0.9);
+    }
+    if !short.abbrev || short.text.len() < 2 {
+        return None;
+    }
+    let (s, l) = (short.text.as_bytes(), long.text.as_bytes());
+    if s.first() != l.first() {
+        return None;
+    }
+    let mut it = l.iter();
+    s.iter().all(|c| it.any(|x| x == c)).then_some(0.85)
+}
+
+/// Compares two normalised names.
+pub fn compare(
+    q: &NormalizedName,
+    e: &NormalizedName,
+    kind: EntryKind,
+    explain: bool,
+) -> (f32, Option<NameExplanation>) {
+    let (n, m) = (q.tokens.len(), e.tokens.len());
+    let mut q_sim = vec![0.0f32; n];
+    let mut e_sim = vec![0.0f32; m];
+    let mut q_used = vec![false; n];
+    let mut e_used = vec![false; m];
+    let mut aligned: Vec<TokenAlignment> = Vec::new();
+
+    // Candidate pairs, best first (greedy alignment: names are short).
+    let mut pairs: Vec<(f32, usize, usize, MatchHow)> = Vec::with_capacity(n * m);
+    for (i, a) in q.tokens.iter().enumerate() {
+        for (j, b) in e.tokens.iter().enumerate() {
+            if let Some((s, how)) = token_similarity(a, b) {
+                // Prefer aligning tokens in the same position on ties.
+                let order_bonus = if i == j { 1e-4 } else { 0.0 };
+                pairs.push((s + order_bonus, i, j, how));
+            }
+        }
+    }
+    pairs.sort_by(|x, y| y.0.total_cmp(&x.0));
+    for (s, i, j, how) in pairs {
+        if q_used.get(i) == Some(&false) && e_used.get(j) == Some(&false) {
+            let s = s.min(1.0);
+            if let (Some(qu), Some(eu), Some(qs), Some(es)) = (
+                q_used.get_mut(i),
+                e_used.get_mut(j),
+                q_sim.get_mut(i),
+                e_sim.get_mut(j),
+            ) {
+                *qu = true;
+                *eu = true;
+                *qs = s;
+                *es = s;
+            }
+            if explain && let (Some(a), Some(b)) = (q.tokens.get(i), e.tokens.get(j)) {
+                aligned.push(TokenAlignment {
+                    query: a.text.clone(),
+                    entry: b.text.clone(),
+                    how,
+                    similarity: s,
+                });
+            }
+        }
+    }
+    // Compounds: one unmatched token equal to several adjacent unmatched tokens of the other.
+    compound_pass(
+        &q.tokens,
+        &e.tokens,
+        &mut q_used,
+        &mut e_used,
+        &mut q_sim,
+        &mut e_sim,
+        explain.then_some(&mut aligned),
+        false,
+    );
+    compound_pass(
+        &e.tokens,
+        &q.tokens,
+        &mut e_used,
+        &mut q_used,
+        &mut e_sim,
+        &mut q_sim,
+        explain.then_some(&mut aligned),
+        true,
+    );
+
+    let person = kind == EntryKind::Person;
+    let cov = |tokens: &[Token], sims: &[f32], other_len: usize| -> f32 {
+        let mut num = 0.0;
+        let mut den = 0.0;
+        for (t, s) in tokens.iter().zip(sims) {
+            let mut w = t.weight();
+            // Persons: an extra middle name on the longer side weighs half.
+            if person && *s == 0.0 && tokens.len() > other_len {
+                w *= 0.5;
+            }
+            num += w * s;
+            den += w;
+        }
+        if den == 0.0 { 0.0 } else { num / den }
+    };
+    let cq = cov(&q.tokens, &q_sim, m);
+    let ce = cov(&e.tokens, &e_sim, n);
+    let mut score = cq.min(ce) + 0.25 * (cq - ce).abs();
+
+    let spacing_only = !q.joined.is_empty() && q.joined == e.joined;
+    if spacing_only {
+        score = score.max(0.95);
+    }
+    // Numbers must agree.
+    let qn: Vec<u32> = q.tokens.iter().filter_map(|t| t.number).collect();
+    let en: Vec<u32> = e.tokens.iter().filter_map(|t| t.number).collect();
+    let number_conflict = !qn.is_empty() && !en.is_empty() && {
+        let (mut a, mut b) = (qn.clone(), en.clone());
+        a.sort_unstable();
+        b.sort_unstable();
+        a != b
+    };
+    if number_conflict {
+        score *= 0.45;
+    }
+    let legal_form_conflict = q
+        .legal_forms
+        .iter()
+        .any(|a| e.legal_forms.iter().any(|b| a.conflicts_with(b)))
+        && !q
+            .legal_forms
+            .iter()
+            .any(|a| e.legal_forms.iter().any(|b| !a.conflicts_with(b)));
+    if legal_form_conflict {
+        score *= 0.7;
+    }
+    let vessel_vs_company =
+        kind == EntryKind::Vessel && (q.legal_forms.is_empty() != e.legal_forms.is_empty());
+    if vessel_vs_company {
+        score *= 0.75;
+    }
+    let score = score.clamp(0.0, 1.0);
+    let explanation = explain.then(|| NameExplanation {
+        query_name: String::new(),
+        entry_name: String::new(),
+        aligned,
+        unmatched_query: unmatched(&q.tokens, &q_used),
+        unmatched_entry: unmatched(&e.tokens, &e_used),
+        query_legal_forms: q
+            .legal_forms
+            .iter()
+            .map(|f| f.canonical.to_owned())
+            .collect(),
+        entry_legal_forms: e
+            .legal_forms
+            .iter()
+            .map(|f| f.canonical.to_owned())
+            .collect(),
+        legal_form_conflict,
+        number_conflict,
+        vessel_vs_company,
+        spacing_only,
+        score,
+    });
+    (score, explanation)
+}
+
+fn unmatched(tokens: &[Token], used: &[bool]) -> Vec<String> {
+    tokens
+        .iter()
+        .zip(used)
+        .filter(|(_, u)| !**u)
+        .map(|(t, _)| t.text.clone())
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compound_pass(
+    a: &[Token],
+    b: &[Token],
+    a_used: &mut [bool],
+    b_used: &mut [bool],
+    a_sim: &mut [f32],
+    b_sim: &mut [f32],
+    mut aligned: Option<&mut Vec<TokenAlignment>>,
+    swapped: bool,
+) {
+    if !b_used.iter().any(|u| !*u) {
+        return;
+    }
+    for (i, t) in a.iter().enumerate() {
+        if a_used.get(i) != Some(&false) || t.text.len() < 4 {
+            continue;
+        }
+        // Only worth trying when the other side's unmatched letters could add up to it.
+        let spare: usize = b
+            .iter()
+            .zip(b_used.iter())
+            .filter(|(_, u)| !**u)
+            .map(|(x, _)| x.text.len())
+            .sum();
+        if spare < t.text.len().saturating_sub(2) {
+            continue;
+        }
+        'start: for j in 0..b.len() {
+            let mut joined = String::new();
+            let mut joined_phon = String::new();
+            for k in j..b.len().min(j + 4) {
+                if b_used.get(k) != Some(&false) {
+                    continue 'start;
+                }
+                let Some(bk) = b.get(k) else { continue 'start };
+                joined.push_str(&bk.text);
+                joined_phon.push_str(&bk.phon);
+                if k > j && (joined == t.text || crate::normalize::phonetic_key(&joined) == t.phon)
+                {
+                    let s = if joined == t.text { 0.95 } else { 0.85 };
+                    if let Some(x) = a_used.get_mut(i) {
+                        *x = true;
+                    }
+                    if let Some(x) = a_sim.get_mut(i) {
+                        *x = s;
+                    }
+                    for kk in j..=k {
+                        if let Some(x) = b_used.get_mut(kk) {
+                            *x = true;
+                        }
+                        if let Some(x) = b_sim.get_mut(kk) {
+                            *x = s;
+                        }
+                    }
+                    if let Some(al) = aligned.as_deref_mut() {
+                        let (qn, en) = if swapped {
+                            (joined.clone(), t.text.clone())
+                        } else {
+                            (t.text.clone(), joined.clone())
+                        };
+                        al.push(TokenAlignment {
+                            query: qn,
+                            entry: en,
+                            how: MatchHow::Compound,
+                            similarity: s,
+                        });
+                    }
+                    break 'start;
+                }
+                if joined.len() >= t.text.len() {
+                    continue 'start;
+                }
+            }
+        }
+    }
+}
+
+/// Best score over all name pairs of two raw names (convenience for evaluation and tests).
+pub fn score_names(a: &str, b: &str, kind: EntryKind) -> f32 {
+    let na = crate::normalize::normalize_name(a, kind);
+    let nb = crate::normalize::normalize_name(b, kind);
+    let mut best = 0.0f32;
+    for x in &na {
+        for y in &nb {
+            best = best.max(compare(x, y, kind, false).0);
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(a: &str, b: &str, k: EntryKind) -> f32 {
+        score_names(a, b, k)
+    }
+
+    #[test]
+    fn basics() {
+        let e = EntryKind::Entity;
+        assert!(
+            s(
+                "Northgate Valve Supply Corp.",
+                "Northgate Valve Supply Corporation",
+                e
+            ) > 0.9
+        );
+        assert!(s("Seif Feeder 12", "Seif Feeder 13", EntryKind::Vessel) < 0.6);
+        assert!(
+            s(
+                "Korvessa Industrial GmbH",
+                "Korvessa Industrial Sdn. Bhd.",
+                e
+            ) < 0.8
+        );
+        assert!(s("Mohammed Ali", "Muhammad Ali", EntryKind::Person) > 0.9);
+        assert!(s("Ali Mohammed", "Muhammad Ali", EntryKind::Person) > 0.9);
+        assert!(s("EtsSanogoetTraore", "Ets Sanogo et Traoré", e) > 0.9);
+        assert!(
+            s(
+                "Amberlo General Trading LLC",
+                "Dirwaz General Trading LLC",
+                e
+            ) < 0.6
+        );
+    }
+}
