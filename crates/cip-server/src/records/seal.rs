@@ -11,13 +11,18 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use cip_core::model::*;
 use cip_store::IndexTerm;
-use cip_vault::{BlindIndexKind, Keyring, VaultError};
+use cip_vault::{BlindIndexKind, Keyring, RecordSealer, VaultError};
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::dto::*;
 
+/// Fields sealed one by one with their own nonce and header (format 1, still read).
 const SEALED_PREFIX: &str = "enc:";
+/// Fields sealed with the record's sealer: `e2:<field index>:<base64 ciphertext‖tag>`.
+const RECORD_SEALED_PREFIX: &str = "e2:";
+/// Top-level member naming the record sealer: `2.<key id>.<base64 nonce prefix>`.
+const SEAL_HEADER: &str = "_seal";
 
 /// Leaf keys kept in clear. Everything else that is a string is sealed.
 const CLEAR_KEYS: &[&str] = &[
@@ -38,58 +43,87 @@ pub fn seal_document(
     doc: &CustomerDoc,
 ) -> Result<Vec<u8>, VaultError> {
     let mut value = serde_json::to_value(doc).map_err(|_| VaultError::Malformed("document"))?;
-    let mut pointer = String::new();
-    seal_value(
-        keyring,
-        &format!("customer/{id}"),
-        &mut value,
-        None,
-        &mut pointer,
-    )?;
+    let sealer = keyring.record_sealer()?;
+    let mut ctx = SealCtx {
+        sealer: &sealer,
+        aad: format!("customer/{id}"),
+        next: 0,
+    };
+    seal_value(&mut ctx, &mut value, None)?;
+    if let Value::Object(map) = &mut value {
+        map.insert(
+            SEAL_HEADER.to_string(),
+            Value::String(format!(
+                "2.{}.{}",
+                sealer.key_id(),
+                STANDARD_NO_PAD.encode(sealer.prefix())
+            )),
+        );
+    }
     serde_json::to_vec(&value).map_err(|_| VaultError::Malformed("document"))
 }
 
-fn seal_value(
-    keyring: &Keyring,
-    aad_prefix: &str,
-    v: &mut Value,
-    key: Option<&str>,
-    pointer: &mut String,
-) -> Result<(), VaultError> {
+struct SealCtx<'a> {
+    sealer: &'a RecordSealer,
+    /// `customer/<id>` followed by the JSON pointer of the current leaf.
+    aad: String,
+    next: u64,
+}
+
+fn seal_value(ctx: &mut SealCtx<'_>, v: &mut Value, key: Option<&str>) -> Result<(), VaultError> {
     match v {
         Value::String(s) => {
             // Strings in arrays (emails, phones, lines, citizenships…) are sealed unless the
             // array itself is a clear key's list.
             let clear = key.is_some_and(|k| CLEAR_KEYS.contains(&k));
             if !clear {
-                let aad = format!("{aad_prefix}{pointer}");
-                let sealed = keyring.seal_str(aad.as_bytes(), s)?;
-                *s = format!("{SEALED_PREFIX}{}", STANDARD_NO_PAD.encode(sealed));
+                let index = ctx.next;
+                ctx.next += 1;
+                let sealed = ctx.sealer.seal(index, ctx.aad.as_bytes(), s.as_bytes())?;
+                *s = format!(
+                    "{RECORD_SEALED_PREFIX}{index}:{}",
+                    STANDARD_NO_PAD.encode(sealed)
+                );
             }
         }
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                let len = pointer.len();
-                pointer.push('/');
-                pointer.push_str(&i.to_string());
+                let len = ctx.aad.len();
+                ctx.aad.push('/');
+                ctx.aad.push_str(&i.to_string());
                 // Citizenships are country codes, but a list of them says more about a person
                 // than one address country, so they stay sealed.
-                seal_value(keyring, aad_prefix, item, None, pointer)?;
-                pointer.truncate(len);
+                seal_value(ctx, item, None)?;
+                ctx.aad.truncate(len);
             }
         }
         Value::Object(map) => {
             for (k, item) in map.iter_mut() {
-                let len = pointer.len();
-                pointer.push('/');
-                pointer.push_str(k);
-                seal_value(keyring, aad_prefix, item, Some(k), pointer)?;
-                pointer.truncate(len);
+                let len = ctx.aad.len();
+                ctx.aad.push('/');
+                ctx.aad.push_str(k);
+                seal_value(ctx, item, Some(k))?;
+                ctx.aad.truncate(len);
             }
         }
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
     Ok(())
+}
+
+fn record_opener(keyring: &Keyring, header: &str) -> Result<RecordSealer, VaultError> {
+    let bad = || VaultError::Malformed("seal header");
+    let mut parts = header.splitn(3, '.');
+    if parts.next() != Some("2") {
+        return Err(bad());
+    }
+    let key_id: u32 = parts.next().and_then(|k| k.parse().ok()).ok_or_else(bad)?;
+    let prefix: [u8; 16] = parts
+        .next()
+        .and_then(|p| STANDARD_NO_PAD.decode(p).ok())
+        .and_then(|p| p.try_into().ok())
+        .ok_or_else(bad)?;
+    keyring.record_opener(key_id, prefix)
 }
 
 /// Which parts of a record a reader asked for (top-level sections of the document).
@@ -120,56 +154,85 @@ pub fn open_document(
 ) -> Result<(Value, Vec<String>), VaultError> {
     let mut value: Value =
         serde_json::from_slice(stored).map_err(|_| VaultError::Malformed("stored document"))?;
+    let mut opener = None;
     if let Value::Object(map) = &mut value {
+        if let Some(Value::String(header)) = map.remove(SEAL_HEADER) {
+            opener = Some(record_opener(keyring, &header)?);
+        }
         map.retain(|k, _| k == "kind" || projection.wants(k));
     }
-    let mut fields = std::collections::BTreeSet::new();
-    let mut pointer = String::new();
-    open_value(
+    let mut ctx = OpenCtx {
         keyring,
-        &format!("customer/{id}"),
-        &mut value,
-        &mut pointer,
-        &mut fields,
-    )?;
-    Ok((value, fields.into_iter().collect()))
+        opener: opener.as_ref(),
+        aad: format!("customer/{id}"),
+        prefix_len: format!("customer/{id}").len(),
+        fields: std::collections::BTreeSet::new(),
+    };
+    open_value(&mut ctx, &mut value)?;
+    Ok((value, ctx.fields.into_iter().collect()))
 }
 
-fn open_value(
-    keyring: &Keyring,
-    aad_prefix: &str,
-    v: &mut Value,
-    pointer: &mut String,
-    fields: &mut std::collections::BTreeSet<String>,
-) -> Result<(), VaultError> {
+struct OpenCtx<'a> {
+    keyring: &'a Keyring,
+    opener: Option<&'a RecordSealer>,
+    aad: String,
+    prefix_len: usize,
+    fields: std::collections::BTreeSet<String>,
+}
+
+fn open_value(ctx: &mut OpenCtx<'_>, v: &mut Value) -> Result<(), VaultError> {
     match v {
         Value::String(s) => {
-            if let Some(b64) = s.strip_prefix(SEALED_PREFIX) {
+            let plain = if let Some(rest) = s.strip_prefix(RECORD_SEALED_PREFIX) {
+                let (index, b64) = rest
+                    .split_once(':')
+                    .ok_or(VaultError::Malformed("sealed field"))?;
+                let index: u64 = index
+                    .parse()
+                    .map_err(|_| VaultError::Malformed("sealed field"))?;
                 let sealed = STANDARD_NO_PAD
                     .decode(b64)
                     .map_err(|_| VaultError::Malformed("sealed field"))?;
-                let aad = format!("{aad_prefix}{pointer}");
-                let plain = keyring.open_str(aad.as_bytes(), &sealed)?;
-                *s = plain.to_string();
-                fields.insert(fold_indices(pointer));
+                let opener = ctx.opener.ok_or(VaultError::Malformed("seal header"))?;
+                let bytes = opener.open(index, ctx.aad.as_bytes(), &sealed)?;
+                Some(
+                    String::from_utf8(bytes.to_vec())
+                        .map_err(|_| VaultError::Malformed("utf-8"))?,
+                )
+            } else if let Some(b64) = s.strip_prefix(SEALED_PREFIX) {
+                let sealed = STANDARD_NO_PAD
+                    .decode(b64)
+                    .map_err(|_| VaultError::Malformed("sealed field"))?;
+                Some(
+                    ctx.keyring
+                        .open_str(ctx.aad.as_bytes(), &sealed)?
+                        .to_string(),
+                )
+            } else {
+                None
+            };
+            if let Some(plain) = plain {
+                *s = plain;
+                let pointer = &ctx.aad[ctx.prefix_len..];
+                ctx.fields.insert(fold_indices(pointer));
             }
         }
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                let len = pointer.len();
-                pointer.push('/');
-                pointer.push_str(&i.to_string());
-                open_value(keyring, aad_prefix, item, pointer, fields)?;
-                pointer.truncate(len);
+                let len = ctx.aad.len();
+                ctx.aad.push('/');
+                ctx.aad.push_str(&i.to_string());
+                open_value(ctx, item)?;
+                ctx.aad.truncate(len);
             }
         }
         Value::Object(map) => {
             for (k, item) in map.iter_mut() {
-                let len = pointer.len();
-                pointer.push('/');
-                pointer.push_str(k);
-                open_value(keyring, aad_prefix, item, pointer, fields)?;
-                pointer.truncate(len);
+                let len = ctx.aad.len();
+                ctx.aad.push('/');
+                ctx.aad.push_str(k);
+                open_value(ctx, item)?;
+                ctx.aad.truncate(len);
             }
         }
         _ => {}
@@ -434,4 +497,90 @@ pub fn field_pointers(doc: &CustomerDoc) -> Vec<String> {
         walk(&v, &mut String::new(), &mut out);
     }
     out.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cip_vault::{DataKey, IndexRootKey};
+
+    fn keyring() -> Keyring {
+        Keyring::new(
+            DataKey::generate(1).unwrap(),
+            vec![],
+            IndexRootKey::from_bytes([9; 32]),
+        )
+    }
+
+    fn doc() -> CustomerDoc {
+        serde_json::from_value(serde_json::json!({
+            "kind": "individual",
+            "identity": {
+                "names": [{"full": "Anna Karenina"}],
+                "birth_date": "1990-02-03",
+                "citizenships": ["RU"],
+                "emails": ["anna@example.org", "a.k@example.org"],
+                "phones": ["+14155552671"]
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn round_trip_seals_every_personal_leaf_and_binds_places() {
+        let k = keyring();
+        let id = Uuid::now_v7();
+        let stored = seal_document(&k, id, &doc()).unwrap();
+        let text = String::from_utf8(stored.clone()).unwrap();
+        for plain in [
+            "Anna Karenina",
+            "1990-02-03",
+            "anna@example.org",
+            "+14155552671",
+        ] {
+            assert!(!text.contains(plain), "{plain} stored in clear");
+        }
+        let (value, fields) = open_document(&k, id, &stored, &Projection::all()).unwrap();
+        assert!(
+            value.get(SEAL_HEADER).is_none(),
+            "the header is not part of the record"
+        );
+        let back: CustomerDoc = serde_json::from_value(value).unwrap();
+        assert_eq!(back, doc());
+        assert!(
+            fields.contains(&"/identity/emails/*".to_string()),
+            "{fields:?}"
+        );
+
+        // Another record id, or swapping two sealed fields, does not open.
+        assert!(open_document(&k, Uuid::now_v7(), &stored, &Projection::all()).is_err());
+        let mut v: Value = serde_json::from_slice(&stored).unwrap();
+        let emails = v["identity"]["emails"].as_array_mut().unwrap();
+        emails.swap(0, 1);
+        let swapped = serde_json::to_vec(&v).unwrap();
+        assert!(open_document(&k, id, &swapped, &Projection::all()).is_err());
+        // A forged header (another nonce prefix) does not open either.
+        let mut v: Value = serde_json::from_slice(&stored).unwrap();
+        v[SEAL_HEADER] = Value::String(format!("2.1.{}", STANDARD_NO_PAD.encode([0u8; 16])));
+        let forged = serde_json::to_vec(&v).unwrap();
+        assert!(open_document(&k, id, &forged, &Projection::all()).is_err());
+    }
+
+    #[test]
+    fn format_one_fields_still_open() {
+        let k = keyring();
+        let id = Uuid::now_v7();
+        let aad = format!("customer/{id}/identity/emails/0");
+        let old = k.seal_str(aad.as_bytes(), "old@example.org").unwrap();
+        let stored = serde_json::to_vec(&serde_json::json!({
+            "kind": "individual",
+            "identity": {
+                "names": [],
+                "emails": [format!("{SEALED_PREFIX}{}", STANDARD_NO_PAD.encode(old))]
+            }
+        }))
+        .unwrap();
+        let (value, _) = open_document(&k, id, &stored, &Projection::all()).unwrap();
+        assert_eq!(value["identity"]["emails"][0], "old@example.org");
+    }
 }
