@@ -7,6 +7,7 @@
 //!   `cip-store`) and are converted by hand. A value of a type here is always valid.
 
 pub mod determination;
+pub mod lifecycle;
 pub mod model;
 pub mod mrz;
 pub mod parse;

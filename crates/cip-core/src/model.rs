@@ -206,35 +206,48 @@ impl AccountType {
     }
 }
 
-/// Where an account stands. The full lifecycle with its transitions builds on this.
+/// Where an account stands. Which status may follow which is `crate::lifecycle`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AccountStatus {
+    /// Application received, not yet opened.
     Applied,
+    /// Verification required and not complete: interim use only, restricted.
     PendingVerification,
+    /// Verified, or verification not required (U.S. person, exempt).
     Active,
+    /// Restricted by an analyst or a policy action.
     Restricted,
+    /// Verification failed: must not be used, must be closed.
+    Failed,
+    /// Verified once; the policy's re-verification interval has elapsed.
+    ReverificationDue,
+    /// Final.
     Closed,
 }
 
 impl AccountStatus {
+    pub const ALL: [AccountStatus; 7] = [
+        AccountStatus::Applied,
+        AccountStatus::PendingVerification,
+        AccountStatus::Active,
+        AccountStatus::Restricted,
+        AccountStatus::Failed,
+        AccountStatus::ReverificationDue,
+        AccountStatus::Closed,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             AccountStatus::Applied => "applied",
             AccountStatus::PendingVerification => "pending_verification",
             AccountStatus::Active => "active",
             AccountStatus::Restricted => "restricted",
+            AccountStatus::Failed => "failed",
+            AccountStatus::ReverificationDue => "reverification_due",
             AccountStatus::Closed => "closed",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "applied" => Some(AccountStatus::Applied),
-            "pending_verification" => Some(AccountStatus::PendingVerification),
-            "active" => Some(AccountStatus::Active),
-            "restricted" => Some(AccountStatus::Restricted),
-            "closed" => Some(AccountStatus::Closed),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
     }
 }
 
@@ -301,13 +314,7 @@ mod tests {
         for r in Role::ALL {
             assert_eq!(Role::parse(r.as_str()), Some(r));
         }
-        for s in [
-            AccountStatus::Applied,
-            AccountStatus::PendingVerification,
-            AccountStatus::Active,
-            AccountStatus::Restricted,
-            AccountStatus::Closed,
-        ] {
+        for s in AccountStatus::ALL {
             assert_eq!(AccountStatus::parse(s.as_str()), Some(s));
         }
         for t in [

@@ -26,6 +26,7 @@ use crate::state::AppState;
     modifiers(&SecurityAddon),
     tags((name = "customers", description = "Identity records of customers and their beneficial owners"),
          (name = "accounts", description = "IaaS accounts"),
+         (name = "webhooks", description = "Signed notifications of account changes"),
          (name = "audit", description = "The tamper-evident audit trail"),
          (name = "verification", description = "Checks of identity documents"),
          (name = "system", description = "Health, readiness, metrics")),
@@ -75,6 +76,17 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             api::accounts::get_account,
             api::accounts::update_account
         ))
+        .routes(routes!(
+            api::lifecycle::transition_account,
+            api::lifecycle::list_transitions
+        ))
+        .routes(routes!(api::lifecycle::account_decision))
+        .routes(routes!(
+            api::lifecycle::create_webhook,
+            api::lifecycle::list_webhooks
+        ))
+        .routes(routes!(api::lifecycle::delete_webhook))
+        .routes(routes!(api::lifecycle::list_deliveries))
         .routes(routes!(api::audit::list_audit))
         .routes(routes!(api::audit::verify_audit))
         .split_for_parts()
@@ -172,6 +184,7 @@ pub fn spawn_jobs(
         }));
     }
     {
+        let state = state.clone();
         let cancel = cancel.clone();
         handles.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(10));
@@ -182,6 +195,32 @@ pub fn spawn_jobs(
                         match crate::jobs::rotation_run_once(&state, 500).await {
                             Ok(_) => {}
                             Err(e) => tracing::warn!(error = %e, "re-encryption pass failed; will retry"),
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    {
+        // Webhook deliveries: claim what is due, send, record. An idle pass costs one small
+        // query; a busy one goes straight on to the next.
+        let cancel = cancel.clone();
+        handles.push(tokio::spawn(async move {
+            let client = crate::webhooks::client();
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => {
+                        loop {
+                            match crate::webhooks::deliver_run_once(&state, &client, crate::time::now_micros(), 50).await {
+                                Ok(crate::jobs::Ran::Did(_)) => continue,
+                                Ok(crate::jobs::Ran::Idle) => break,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "webhook delivery pass failed; will retry");
+                                    break;
+                                }
+                            }
                         }
                     }
                 }

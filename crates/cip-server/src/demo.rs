@@ -598,6 +598,16 @@ pub async fn load(state: &AppState) -> Result<usize, ApiError> {
                 },
                 audit: demo_audit("account.create", "account", aid, vec!["/*".into()]),
                 idempotency: None,
+                transition: Some(cip_store::TransitionRow {
+                    account_id: aid,
+                    version: 1,
+                    from_status: "none".into(),
+                    to_status: status.into(),
+                    reason: "demo data".into(),
+                    actor: "demo".into(),
+                    at: now,
+                }),
+                events: vec![],
             })
             .await?;
         made += 1;

@@ -22,3 +22,4 @@ pub mod records;
 pub mod state;
 pub mod telemetry;
 pub mod time;
+pub mod webhooks;

@@ -38,6 +38,9 @@ pub fn checks() -> Vec<NamedCheck> {
         ("concurrent_updates", |s| Box::pin(concurrent_updates(s))),
         ("reseal", |s| Box::pin(reseal(s))),
         ("audit_chain", |s| Box::pin(audit_chain(s))),
+        ("lifecycle_and_webhooks", |s| {
+            Box::pin(lifecycle_and_webhooks(s))
+        }),
     ]
 }
 
@@ -409,6 +412,8 @@ fn account_write(row: AccountRow) -> AccountWrite {
         row,
         audit: draft("account.create", Some(id)),
         idempotency: None,
+        transition: None,
+        events: vec![],
     }
 }
 
@@ -489,6 +494,218 @@ async fn accounts(s: Arc<dyn Store>) -> Check {
     ensure!(
         all.len() == 1 && all[0].id == b.id,
         "cursor must skip up to and including `after`"
+    );
+    Ok(())
+}
+
+fn endpoint(events: &str) -> WebhookEndpointRow {
+    WebhookEndpointRow {
+        id: Uuid::now_v7(),
+        url: "http://127.0.0.1:9/hook".into(),
+        events: events.into(),
+        secret: vec![7; 40],
+        created_at: 5,
+        disabled_at: None,
+    }
+}
+
+fn event_draft(event_type: &str, at: i64) -> EventDraft {
+    EventDraft {
+        id: Uuid::now_v7(),
+        event_type: event_type.into(),
+        payload: format!("{{\"type\":\"{event_type}\"}}").into_bytes(),
+        created_at: at,
+    }
+}
+
+/// Transitions are stored with their change; events fan out to the enabled endpoints that
+/// subscribed to their type; concurrent claims never hand out one delivery twice; outcomes
+/// and retries land in the delivery log.
+async fn lifecycle_and_webhooks(s: Arc<dyn Store>) -> Check {
+    let all = endpoint("*");
+    let created_only = endpoint("account.created");
+    let changes = endpoint("account.created,account.status_changed");
+    let disabled = endpoint("*");
+    for ep in [&all, &created_only, &changes, &disabled] {
+        s.insert_webhook_endpoint(ep.clone(), draft("webhook.create", Some(ep.id.to_string())))
+            .await
+            .map_err(e("endpoint"))?;
+    }
+    let off = s
+        .disable_webhook_endpoint(disabled.id, 6, draft("webhook.disable", None))
+        .await
+        .map_err(e("disable"))?;
+    let again = s
+        .disable_webhook_endpoint(disabled.id, 7, draft("webhook.disable", None))
+        .await
+        .map_err(e("disable again"))?;
+    ensure!(
+        off && !again,
+        "disable must succeed once, then report false"
+    );
+    let listed = s
+        .list_webhook_endpoints()
+        .await
+        .map_err(e("list endpoints"))?;
+    ensure!(
+        listed.len() == 4
+            && listed
+                .iter()
+                .any(|r| r.id == disabled.id && r.disabled_at == Some(6)),
+        "endpoints must list with their disabled time: {listed:?}"
+    );
+
+    let cid = Uuid::now_v7();
+    s.insert_customer(write(customer_row(cid, 1, "entity", "GB", 1), vec![]))
+        .await
+        .map_err(e("customer"))?;
+    let a = account_row(cid, None);
+    let mut w = account_write(a.clone());
+    w.transition = Some(TransitionRow {
+        account_id: a.id,
+        version: 1,
+        from_status: "none".into(),
+        to_status: "applied".into(),
+        reason: "account created".into(),
+        actor: "k1".into(),
+        at: 10,
+    });
+    w.events = vec![event_draft("account.created", 10)];
+    s.insert_account(w).await.map_err(e("insert account"))?;
+    let mut changed = a.clone();
+    changed.status = "pending_verification".into();
+    changed.version = 2;
+    let mut w = account_write(changed.clone());
+    w.transition = Some(TransitionRow {
+        account_id: a.id,
+        version: 2,
+        from_status: "applied".into(),
+        to_status: "pending_verification".into(),
+        reason: "foreign beneficial owner".into(),
+        actor: "k2".into(),
+        at: 20,
+    });
+    w.events = vec![event_draft("account.status_changed", 20)];
+    s.update_account(w.clone(), 1).await.map_err(e("update"))?;
+    // A refused update writes no transition and no event.
+    let stale = s.update_account(w, 1).await;
+    ensure!(
+        matches!(stale, Err(StoreError::VersionConflict { .. })),
+        "stale update must conflict, got {stale:?}"
+    );
+    let ts = s.list_transitions(a.id).await.map_err(e("transitions"))?;
+    ensure!(
+        ts.len() == 2
+            && ts[0].to_status == "applied"
+            && ts[1].from_status == "applied"
+            && ts[1].to_status == "pending_verification"
+            && ts[1].actor == "k2",
+        "transitions must be stored in order with their change: {ts:?}"
+    );
+
+    // created → all, created_only, changes (3); status_changed → all, changes (2).
+    // Eight claimers at once: each delivery is handed out exactly once.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.claim_deliveries(100, 1_000, 2).await
+        }));
+    }
+    let mut claimed = Vec::new();
+    for t in tasks {
+        claimed.extend(
+            t.await
+                .map_err(|x| format!("claim task: {x}"))?
+                .map_err(e("claim"))?,
+        );
+    }
+    let mut keys: Vec<(Uuid, Uuid)> = claimed
+        .iter()
+        .map(|c| (c.event_id, c.endpoint_id))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    ensure!(
+        claimed.len() == 5 && keys.len() == 5,
+        "5 deliveries must be claimed exactly once each, got {} ({} distinct)",
+        claimed.len(),
+        keys.len()
+    );
+    ensure!(
+        claimed
+            .iter()
+            .all(|c| c.attempts == 1 && c.secret == vec![7; 40] && c.endpoint_id != disabled.id),
+        "claims carry attempt 1 and the endpoint's secret, never a disabled endpoint"
+    );
+    ensure!(
+        !claimed
+            .iter()
+            .any(|c| c.endpoint_id == created_only.id && c.event_type == "account.status_changed"),
+        "an endpoint gets only the event types it subscribed to"
+    );
+    // While leased, nothing more is handed out; after the lease, unfinished ones come back.
+    let none = s
+        .claim_deliveries(500, 1_500, 10)
+        .await
+        .map_err(e("claim leased"))?;
+    ensure!(
+        none.is_empty(),
+        "leased deliveries must not be claimed again: {none:?}"
+    );
+    for c in &claimed {
+        let delivered = c.endpoint_id != all.id;
+        s.finish_delivery(
+            c.event_id,
+            c.endpoint_id,
+            DeliveryOutcome {
+                state: if delivered { "delivered" } else { "pending" }.into(),
+                status: Some(if delivered { 200 } else { 503 }),
+                error: (!delivered).then(|| "receiver answered 503".into()),
+                at: 200,
+                next_attempt_at: if delivered { 200 } else { 5_000 },
+            },
+        )
+        .await
+        .map_err(e("finish"))?;
+    }
+    let early = s
+        .claim_deliveries(4_999, 6_000, 10)
+        .await
+        .map_err(e("claim early"))?;
+    ensure!(
+        early.is_empty(),
+        "a retry must wait for its next attempt time"
+    );
+    let retry = s
+        .claim_deliveries(5_000, 6_000, 10)
+        .await
+        .map_err(e("claim retry"))?;
+    ensure!(
+        retry.len() == 2
+            && retry
+                .iter()
+                .all(|c| c.endpoint_id == all.id && c.attempts == 2),
+        "the two failed deliveries come back as attempt 2: {retry:?}"
+    );
+    let log = s.list_deliveries(all.id, 10).await.map_err(e("log"))?;
+    ensure!(
+        log.len() == 2
+            && log
+                .iter()
+                .all(|d| d.state == "pending" && d.last_status == Some(503) && d.attempts == 2),
+        "the delivery log shows attempts and the last outcome: {log:?}"
+    );
+    let log = s
+        .list_deliveries(changes.id, 10)
+        .await
+        .map_err(e("log 2"))?;
+    ensure!(
+        log.len() == 2
+            && log
+                .iter()
+                .all(|d| d.state == "delivered" && d.delivered_at == Some(200)),
+        "delivered entries carry their time: {log:?}"
     );
     Ok(())
 }

@@ -114,4 +114,33 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_head(&self) -> Result<(i64, [u8; 32])>;
     async fn insert_checkpoint(&self, checkpoint: CheckpointRow) -> Result<()>;
     async fn list_checkpoints(&self) -> Result<Vec<CheckpointRow>>;
+
+    // ---- account lifecycle and webhooks ----
+    /// Every status change of an account, oldest first.
+    async fn list_transitions(&self, account_id: Uuid) -> Result<Vec<TransitionRow>>;
+    async fn insert_webhook_endpoint(
+        &self,
+        endpoint: WebhookEndpointRow,
+        audit: AuditDraft,
+    ) -> Result<()>;
+    /// False when the endpoint does not exist or is already disabled (nothing written).
+    async fn disable_webhook_endpoint(&self, id: Uuid, at: i64, audit: AuditDraft) -> Result<bool>;
+    async fn list_webhook_endpoints(&self) -> Result<Vec<WebhookEndpointRow>>;
+    /// Claims up to `limit` deliveries due at `now` for one attempt each, leased until
+    /// `lease_until`: while the lease runs no other caller (thread, process or instance on
+    /// the same database) claims them.
+    async fn claim_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>>;
+    async fn finish_delivery(
+        &self,
+        event_id: Uuid,
+        endpoint_id: Uuid,
+        outcome: DeliveryOutcome,
+    ) -> Result<()>;
+    /// An endpoint's deliveries, newest first.
+    async fn list_deliveries(&self, endpoint_id: Uuid, limit: u32) -> Result<Vec<DeliveryRow>>;
 }

@@ -324,6 +324,7 @@ macro_rules! define_ops {
                 Ok(_) => {}
             }
             put_idempotency(conn, w.idempotency).await?;
+            write_lifecycle(conn, w.transition, w.events).await?;
             append_audit(conn, head, w.audit).await
         }
 
@@ -356,7 +357,204 @@ macro_rules! define_ops {
             if n == 0 {
                 return Err(current_version(conn, "accounts", r.id).await?);
             }
+            write_lifecycle(conn, w.transition, w.events).await?;
             append_audit(conn, head, w.audit).await
+        }
+
+        async fn write_lifecycle(
+            conn: &mut $conn,
+            transition: Option<TransitionRow>,
+            events: Vec<EventDraft>,
+        ) -> Result<()> {
+            if let Some(t) = transition {
+                sqlx::query(crate::sql::INSERT_TRANSITION)
+                    .bind(t.account_id)
+                    .bind(t.version)
+                    .bind(t.from_status)
+                    .bind(t.to_status)
+                    .bind(t.reason)
+                    .bind(t.actor)
+                    .bind(t.at)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            for e in events {
+                sqlx::query(crate::sql::INSERT_EVENT)
+                    .bind(e.id)
+                    .bind(e.event_type.clone())
+                    .bind(e.payload)
+                    .bind(e.created_at)
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query(crate::sql::FAN_OUT_EVENT)
+                    .bind(e.id)
+                    .bind(e.created_at)
+                    .bind(e.event_type)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(())
+        }
+
+        pub(crate) async fn insert_endpoint(
+            conn: &mut $conn,
+            head: &mut Head,
+            w: WebhookEndpointRow,
+            audit: AuditDraft,
+        ) -> Result<()> {
+            sqlx::query(crate::sql::INSERT_ENDPOINT)
+                .bind(w.id)
+                .bind(w.url)
+                .bind(w.events)
+                .bind(w.secret)
+                .bind(w.created_at)
+                .bind(w.disabled_at)
+                .execute(&mut *conn)
+                .await?;
+            append_audit(conn, head, audit).await
+        }
+
+        pub(crate) async fn disable_endpoint(
+            conn: &mut $conn,
+            head: &mut Head,
+            id: Uuid,
+            at: i64,
+            audit: AuditDraft,
+        ) -> Result<bool> {
+            let n = sqlx::query(crate::sql::DISABLE_ENDPOINT)
+                .bind(at)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            if n == 0 {
+                return Ok(false);
+            }
+            append_audit(conn, head, audit).await?;
+            Ok(true)
+        }
+
+        pub(crate) async fn claim_deliveries(
+            conn: &mut $conn,
+            now: i64,
+            lease_until: i64,
+            limit: u32,
+        ) -> Result<Vec<ClaimedDelivery>> {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(crate::sql::claim_deliveries(
+                "FOR UPDATE SKIP LOCKED",
+            )))
+            .bind(lease_until)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let event_id: Uuid = r.try_get(0)?;
+                let endpoint_id: Uuid = r.try_get(1)?;
+                let attempts: i64 = r.try_get(2)?;
+                let d = sqlx::query(crate::sql::CLAIMED_DETAILS)
+                    .bind(event_id)
+                    .bind(endpoint_id)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                out.push(ClaimedDelivery {
+                    event_id,
+                    endpoint_id,
+                    attempts,
+                    event_type: d.try_get(0)?,
+                    payload: d.try_get(1)?,
+                    url: d.try_get(2)?,
+                    secret: d.try_get(3)?,
+                });
+            }
+            Ok(out)
+        }
+
+        pub(crate) async fn finish_delivery(
+            conn: &mut $conn,
+            event_id: Uuid,
+            endpoint_id: Uuid,
+            o: DeliveryOutcome,
+        ) -> Result<()> {
+            let delivered_at = (o.state == "delivered").then_some(o.at);
+            sqlx::query(crate::sql::FINISH_DELIVERY)
+                .bind(o.state)
+                .bind(o.status)
+                .bind(o.error)
+                .bind(delivered_at)
+                .bind(o.next_attempt_at)
+                .bind(event_id)
+                .bind(endpoint_id)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        }
+
+        pub(crate) async fn list_transitions(conn: &mut $conn, account_id: Uuid) -> Result<Vec<TransitionRow>> {
+            let rows = sqlx::query(crate::sql::LIST_TRANSITIONS)
+                .bind(account_id)
+                .fetch_all(&mut *conn)
+                .await?;
+            rows.into_iter()
+                .map(|r| {
+                    Ok(TransitionRow {
+                        account_id: r.try_get(0)?,
+                        version: r.try_get(1)?,
+                        from_status: r.try_get(2)?,
+                        to_status: r.try_get(3)?,
+                        reason: r.try_get(4)?,
+                        actor: r.try_get(5)?,
+                        at: r.try_get(6)?,
+                    })
+                })
+                .collect()
+        }
+
+        pub(crate) async fn list_endpoints(conn: &mut $conn) -> Result<Vec<WebhookEndpointRow>> {
+            let rows = sqlx::query(crate::sql::LIST_ENDPOINTS)
+                .fetch_all(&mut *conn)
+                .await?;
+            rows.into_iter()
+                .map(|r| {
+                    Ok(WebhookEndpointRow {
+                        id: r.try_get(0)?,
+                        url: r.try_get(1)?,
+                        events: r.try_get(2)?,
+                        secret: r.try_get(3)?,
+                        created_at: r.try_get(4)?,
+                        disabled_at: r.try_get(5)?,
+                    })
+                })
+                .collect()
+        }
+
+        pub(crate) async fn list_deliveries(
+            conn: &mut $conn,
+            endpoint_id: Uuid,
+            limit: u32,
+        ) -> Result<Vec<DeliveryRow>> {
+            let rows = sqlx::query(crate::sql::LIST_DELIVERIES)
+                .bind(endpoint_id)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *conn)
+                .await?;
+            rows.into_iter()
+                .map(|r| {
+                    Ok(DeliveryRow {
+                        event_id: r.try_get(0)?,
+                        endpoint_id: r.try_get(1)?,
+                        event_type: r.try_get(2)?,
+                        state: r.try_get(3)?,
+                        attempts: r.try_get(4)?,
+                        next_attempt_at: r.try_get(5)?,
+                        last_status: r.try_get(6)?,
+                        last_error: r.try_get(7)?,
+                        delivered_at: r.try_get(8)?,
+                        created_at: r.try_get(9)?,
+                    })
+                })
+                .collect()
         }
 
         pub(crate) async fn insert_checkpoint(conn: &mut $conn, cp: CheckpointRow) -> Result<()> {
@@ -648,6 +846,20 @@ macro_rules! define_ops {
                 }
                 Op::InsertCheckpoint(cp) => {
                     insert_checkpoint(conn, cp).await?;
+                    Out::Unit
+                }
+                Op::InsertEndpoint(w, audit) => {
+                    insert_endpoint(conn, head, w, audit).await?;
+                    Out::Unit
+                }
+                Op::DisableEndpoint(id, at, audit) => {
+                    Out::Bool(disable_endpoint(conn, head, id, at, audit).await?)
+                }
+                Op::ClaimDeliveries { now, lease_until, limit } => {
+                    Out::Claimed(claim_deliveries(conn, now, lease_until, limit).await?)
+                }
+                Op::FinishDelivery(event_id, endpoint_id, outcome) => {
+                    finish_delivery(conn, event_id, endpoint_id, outcome).await?;
                     Out::Unit
                 }
             })

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::writer::{Job, Op, Out, boolean, fail_all, next_group, unit};
+use crate::writer::{Job, Op, Out, boolean, claimed, fail_all, next_group, unit};
 use crate::*;
 
 mod ops {
@@ -290,6 +290,58 @@ impl Store for PgStore {
 
     async fn list_checkpoints(&self) -> Result<Vec<CheckpointRow>> {
         ops::list_checkpoints(&mut *self.pool.acquire().await?).await
+    }
+
+    async fn list_transitions(&self, account_id: Uuid) -> Result<Vec<TransitionRow>> {
+        ops::list_transitions(&mut *self.pool.acquire().await?, account_id).await
+    }
+
+    async fn insert_webhook_endpoint(
+        &self,
+        endpoint: WebhookEndpointRow,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        unit(self.submit(Op::InsertEndpoint(endpoint, audit)).await?)
+    }
+
+    async fn disable_webhook_endpoint(&self, id: Uuid, at: i64, audit: AuditDraft) -> Result<bool> {
+        boolean(self.submit(Op::DisableEndpoint(id, at, audit)).await?)
+    }
+
+    async fn list_webhook_endpoints(&self) -> Result<Vec<WebhookEndpointRow>> {
+        ops::list_endpoints(&mut *self.pool.acquire().await?).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>> {
+        claimed(
+            self.submit(Op::ClaimDeliveries {
+                now,
+                lease_until,
+                limit,
+            })
+            .await?,
+        )
+    }
+
+    async fn finish_delivery(
+        &self,
+        event_id: Uuid,
+        endpoint_id: Uuid,
+        outcome: DeliveryOutcome,
+    ) -> Result<()> {
+        unit(
+            self.submit(Op::FinishDelivery(event_id, endpoint_id, outcome))
+                .await?,
+        )
+    }
+
+    async fn list_deliveries(&self, endpoint_id: Uuid, limit: u32) -> Result<Vec<DeliveryRow>> {
+        ops::list_deliveries(&mut *self.pool.acquire().await?, endpoint_id, limit).await
     }
 }
 

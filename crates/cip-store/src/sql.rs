@@ -86,3 +86,41 @@ pub(crate) fn insert_terms(rows: usize) -> String {
     sql.push_str(" ON CONFLICT DO NOTHING");
     sql
 }
+
+// ---- lifecycle: transitions and webhooks ----
+pub(crate) const INSERT_TRANSITION: &str = "INSERT INTO account_transitions (account_id, \
+     version, from_status, to_status, reason, actor, at) VALUES ($1,$2,$3,$4,$5,$6,$7)";
+pub(crate) const LIST_TRANSITIONS: &str = "SELECT account_id, version, from_status, to_status, \
+     reason, actor, at FROM account_transitions WHERE account_id = $1 ORDER BY version";
+pub(crate) const INSERT_EVENT: &str =
+    "INSERT INTO webhook_events (id, event_type, payload, created_at) VALUES ($1,$2,$3,$4)";
+/// One pending delivery per enabled endpoint subscribed to the event's type.
+pub(crate) const FAN_OUT_EVENT: &str = "INSERT INTO webhook_deliveries (event_id, endpoint_id, \
+     state, attempts, next_attempt_at) SELECT $1, id, 'pending', 0, $2 FROM webhook_endpoints \
+     WHERE disabled_at IS NULL AND (events = '*' OR (',' || events || ',') LIKE ('%,' || $3 || ',%'))";
+pub(crate) const INSERT_ENDPOINT: &str = "INSERT INTO webhook_endpoints (id, url, events, secret, \
+     created_at, disabled_at) VALUES ($1,$2,$3,$4,$5,$6)";
+pub(crate) const DISABLE_ENDPOINT: &str =
+    "UPDATE webhook_endpoints SET disabled_at = $1 WHERE id = $2 AND disabled_at IS NULL";
+pub(crate) const LIST_ENDPOINTS: &str = "SELECT id, url, events, secret, created_at, disabled_at \
+     FROM webhook_endpoints ORDER BY id";
+/// Claims due deliveries for one attempt: a lease (`claimed_until`) so that no other
+/// instance takes them until it ends. `{lock}` is `FOR UPDATE SKIP LOCKED` on PostgreSQL.
+pub(crate) fn claim_deliveries(lock: &str) -> String {
+    format!(
+        "UPDATE webhook_deliveries SET claimed_until = $1, attempts = attempts + 1 \
+         WHERE (event_id, endpoint_id) IN (SELECT event_id, endpoint_id FROM webhook_deliveries \
+         WHERE state = 'pending' AND next_attempt_at <= $2 \
+         AND (claimed_until IS NULL OR claimed_until <= $2) \
+         ORDER BY next_attempt_at LIMIT $3 {lock}) RETURNING event_id, endpoint_id, attempts"
+    )
+}
+pub(crate) const CLAIMED_DETAILS: &str = "SELECT e.event_type, e.payload, w.url, w.secret \
+     FROM webhook_events e, webhook_endpoints w WHERE e.id = $1 AND w.id = $2";
+pub(crate) const FINISH_DELIVERY: &str = "UPDATE webhook_deliveries SET state = $1, \
+     last_status = $2, last_error = $3, delivered_at = $4, next_attempt_at = $5, \
+     claimed_until = NULL WHERE event_id = $6 AND endpoint_id = $7";
+pub(crate) const LIST_DELIVERIES: &str = "SELECT d.event_id, d.endpoint_id, e.event_type, \
+     d.state, d.attempts, d.next_attempt_at, d.last_status, d.last_error, d.delivered_at, \
+     e.created_at FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id \
+     WHERE d.endpoint_id = $1 ORDER BY d.event_id DESC LIMIT $2";

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::sqlite_ops as ops;
 use crate::writer::{
-    Job, Op, Out, boolean, fail_all, group_error, is_clean_failure, next_group, unit,
+    Job, Op, Out, boolean, claimed, fail_all, group_error, is_clean_failure, next_group, unit,
 };
 use crate::*;
 
@@ -433,6 +433,59 @@ impl Store for SqliteStore {
 
     async fn list_checkpoints(&self) -> Result<Vec<CheckpointRow>> {
         self.scan(ops::list_checkpoints).await
+    }
+
+    async fn list_transitions(&self, account_id: Uuid) -> Result<Vec<TransitionRow>> {
+        self.read(|c| ops::list_transitions(c, account_id))
+    }
+
+    async fn insert_webhook_endpoint(
+        &self,
+        endpoint: WebhookEndpointRow,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        unit(self.submit(Op::InsertEndpoint(endpoint, audit)).await?)
+    }
+
+    async fn disable_webhook_endpoint(&self, id: Uuid, at: i64, audit: AuditDraft) -> Result<bool> {
+        boolean(self.submit(Op::DisableEndpoint(id, at, audit)).await?)
+    }
+
+    async fn list_webhook_endpoints(&self) -> Result<Vec<WebhookEndpointRow>> {
+        self.read(ops::list_endpoints)
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>> {
+        claimed(
+            self.submit(Op::ClaimDeliveries {
+                now,
+                lease_until,
+                limit,
+            })
+            .await?,
+        )
+    }
+
+    async fn finish_delivery(
+        &self,
+        event_id: Uuid,
+        endpoint_id: Uuid,
+        outcome: DeliveryOutcome,
+    ) -> Result<()> {
+        unit(
+            self.submit(Op::FinishDelivery(event_id, endpoint_id, outcome))
+                .await?,
+        )
+    }
+
+    async fn list_deliveries(&self, endpoint_id: Uuid, limit: u32) -> Result<Vec<DeliveryRow>> {
+        self.scan(move |c| ops::list_deliveries(c, endpoint_id, limit))
+            .await
     }
 }
 

@@ -332,6 +332,7 @@ fn insert_account(conn: &Connection, head: &mut Head, w: AccountWrite) -> Result
         Ok(_) => {}
     }
     put_idempotency(conn, w.idempotency)?;
+    write_lifecycle(conn, w.transition, w.events)?;
     append_audit(conn, head, w.audit)
 }
 
@@ -367,7 +368,183 @@ fn update_account(
     if n == 0 {
         return Err(current_version(conn, sql::ACCOUNT_VERSION, r.id)?);
     }
+    write_lifecycle(conn, w.transition, w.events)?;
     append_audit(conn, head, w.audit)
+}
+
+fn write_lifecycle(
+    conn: &Connection,
+    transition: Option<TransitionRow>,
+    events: Vec<EventDraft>,
+) -> Result<()> {
+    if let Some(t) = transition {
+        conn.prepare_cached(sql::INSERT_TRANSITION)?
+            .execute(params![
+                t.account_id,
+                t.version,
+                t.from_status,
+                t.to_status,
+                t.reason,
+                t.actor,
+                t.at
+            ])?;
+    }
+    for e in events {
+        conn.prepare_cached(sql::INSERT_EVENT)?.execute(params![
+            e.id,
+            e.event_type,
+            e.payload,
+            e.created_at
+        ])?;
+        conn.prepare_cached(sql::FAN_OUT_EVENT)?.execute(params![
+            e.id,
+            e.created_at,
+            e.event_type
+        ])?;
+    }
+    Ok(())
+}
+
+fn insert_endpoint(
+    conn: &Connection,
+    head: &mut Head,
+    w: WebhookEndpointRow,
+    audit: AuditDraft,
+) -> Result<()> {
+    conn.prepare_cached(sql::INSERT_ENDPOINT)?.execute(params![
+        w.id,
+        w.url,
+        w.events,
+        w.secret,
+        w.created_at,
+        w.disabled_at
+    ])?;
+    append_audit(conn, head, audit)
+}
+
+fn disable_endpoint(
+    conn: &Connection,
+    head: &mut Head,
+    id: Uuid,
+    at: i64,
+    audit: AuditDraft,
+) -> Result<bool> {
+    let n = conn
+        .prepare_cached(sql::DISABLE_ENDPOINT)?
+        .execute(params![at, id])?;
+    if n == 0 {
+        return Ok(false);
+    }
+    append_audit(conn, head, audit)?;
+    Ok(true)
+}
+
+fn claim_deliveries(
+    conn: &Connection,
+    now: i64,
+    lease_until: i64,
+    limit: u32,
+) -> Result<Vec<ClaimedDelivery>> {
+    let claimed: Vec<(Uuid, Uuid, i64)> = conn
+        .prepare_cached(&sql::claim_deliveries(""))?
+        .query_map(params![lease_until, now, i64::from(limit)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::with_capacity(claimed.len());
+    for (event_id, endpoint_id, attempts) in claimed {
+        let (event_type, payload, url, secret) = conn
+            .prepare_cached(sql::CLAIMED_DETAILS)?
+            .query_row(params![event_id, endpoint_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
+        out.push(ClaimedDelivery {
+            event_id,
+            endpoint_id,
+            attempts,
+            event_type,
+            payload,
+            url,
+            secret,
+        });
+    }
+    Ok(out)
+}
+
+fn finish_delivery(
+    conn: &Connection,
+    event_id: Uuid,
+    endpoint_id: Uuid,
+    o: DeliveryOutcome,
+) -> Result<()> {
+    let delivered_at = (o.state == "delivered").then_some(o.at);
+    conn.prepare_cached(sql::FINISH_DELIVERY)?.execute(params![
+        o.state,
+        o.status,
+        o.error,
+        delivered_at,
+        o.next_attempt_at,
+        event_id,
+        endpoint_id
+    ])?;
+    Ok(())
+}
+
+pub(crate) fn list_transitions(conn: &Connection, account_id: Uuid) -> Result<Vec<TransitionRow>> {
+    Ok(conn
+        .prepare_cached(sql::LIST_TRANSITIONS)?
+        .query_map([account_id], |r| {
+            Ok(TransitionRow {
+                account_id: r.get(0)?,
+                version: r.get(1)?,
+                from_status: r.get(2)?,
+                to_status: r.get(3)?,
+                reason: r.get(4)?,
+                actor: r.get(5)?,
+                at: r.get(6)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn list_endpoints(conn: &Connection) -> Result<Vec<WebhookEndpointRow>> {
+    Ok(conn
+        .prepare_cached(sql::LIST_ENDPOINTS)?
+        .query_map([], |r| {
+            Ok(WebhookEndpointRow {
+                id: r.get(0)?,
+                url: r.get(1)?,
+                events: r.get(2)?,
+                secret: r.get(3)?,
+                created_at: r.get(4)?,
+                disabled_at: r.get(5)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn list_deliveries(
+    conn: &Connection,
+    endpoint_id: Uuid,
+    limit: u32,
+) -> Result<Vec<DeliveryRow>> {
+    Ok(conn
+        .prepare_cached(sql::LIST_DELIVERIES)?
+        .query_map(params![endpoint_id, i64::from(limit)], |r| {
+            Ok(DeliveryRow {
+                event_id: r.get(0)?,
+                endpoint_id: r.get(1)?,
+                event_type: r.get(2)?,
+                state: r.get(3)?,
+                attempts: r.get(4)?,
+                next_attempt_at: r.get(5)?,
+                last_status: r.get(6)?,
+                last_error: r.get(7)?,
+                delivered_at: r.get(8)?,
+                created_at: r.get(9)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?)
 }
 
 fn insert_checkpoint(conn: &Connection, cp: CheckpointRow) -> Result<()> {
@@ -421,6 +598,22 @@ pub(crate) fn apply(conn: &Connection, head: &mut Head, op: Op) -> Result<Out> {
         }
         Op::InsertCheckpoint(cp) => {
             insert_checkpoint(conn, cp)?;
+            Out::Unit
+        }
+        Op::InsertEndpoint(w, audit) => {
+            insert_endpoint(conn, head, w, audit)?;
+            Out::Unit
+        }
+        Op::DisableEndpoint(id, at, audit) => {
+            Out::Bool(disable_endpoint(conn, head, id, at, audit)?)
+        }
+        Op::ClaimDeliveries {
+            now,
+            lease_until,
+            limit,
+        } => Out::Claimed(claim_deliveries(conn, now, lease_until, limit)?),
+        Op::FinishDelivery(event_id, endpoint_id, outcome) => {
+            finish_delivery(conn, event_id, endpoint_id, outcome)?;
             Out::Unit
         }
     })

@@ -112,6 +112,10 @@ pub struct AccountWrite {
     pub row: AccountRow,
     pub audit: AuditDraft,
     pub idempotency: Option<IdempotencyRecord>,
+    /// The status change this write makes, recorded in the same transaction.
+    pub transition: Option<TransitionRow>,
+    /// Webhook events announcing the change, written in the same transaction.
+    pub events: Vec<EventDraft>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -152,4 +156,102 @@ pub struct CheckpointRow {
     pub signature: Vec<u8>,
     /// The ed25519 public key that made the signature.
     pub public_key: [u8; 32],
+}
+
+/// One status change of an account, stored with the change (`account_transitions`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransitionRow {
+    pub account_id: Uuid,
+    /// The account's version after the change.
+    pub version: i64,
+    pub from_status: String,
+    pub to_status: String,
+    pub reason: String,
+    pub actor: String,
+    pub at: i64,
+}
+
+/// An event for webhook endpoints, written with the change it announces. The store fans it
+/// out to one delivery per enabled endpoint subscribed to its type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventDraft {
+    pub id: Uuid,
+    pub event_type: String,
+    /// The JSON body to deliver (no personal data: ids, statuses, reasons).
+    pub payload: Vec<u8>,
+    pub created_at: i64,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookEndpointRow {
+    pub id: Uuid,
+    pub url: String,
+    /// Event types, comma-separated, or `*`.
+    pub events: String,
+    /// The signing secret, sealed by the caller.
+    pub secret: Vec<u8>,
+    pub created_at: i64,
+    pub disabled_at: Option<i64>,
+}
+
+impl std::fmt::Debug for WebhookEndpointRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookEndpointRow")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("created_at", &self.created_at)
+            .field("disabled_at", &self.disabled_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A delivery claimed for one attempt: everything the sender needs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClaimedDelivery {
+    pub event_id: Uuid,
+    pub endpoint_id: Uuid,
+    /// Attempts including this one.
+    pub attempts: i64,
+    pub event_type: String,
+    pub payload: Vec<u8>,
+    pub url: String,
+    pub secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClaimedDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimedDelivery")
+            .field("event_id", &self.event_id)
+            .field("endpoint_id", &self.endpoint_id)
+            .field("attempts", &self.attempts)
+            .field("event_type", &self.event_type)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryOutcome {
+    /// `delivered`, `pending` (retry at `next_attempt_at`) or `failed` (gave up).
+    pub state: String,
+    pub status: Option<i64>,
+    pub error: Option<String>,
+    pub at: i64,
+    pub next_attempt_at: i64,
+}
+
+/// A delivery as its log shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRow {
+    pub event_id: Uuid,
+    pub endpoint_id: Uuid,
+    pub event_type: String,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<i64>,
+    pub created_at: i64,
 }

@@ -18,12 +18,21 @@ pub(crate) enum Op {
     UpdateAccount(AccountWrite, i64),
     AppendAudit(Vec<AuditDraft>),
     InsertCheckpoint(CheckpointRow),
+    InsertEndpoint(WebhookEndpointRow, AuditDraft),
+    DisableEndpoint(Uuid, i64, AuditDraft),
+    ClaimDeliveries {
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    },
+    FinishDelivery(Uuid, Uuid, DeliveryOutcome),
 }
 
 pub(crate) enum Out {
     Unit,
     Bool(bool),
     Bytes(Vec<u8>),
+    Claimed(Vec<ClaimedDelivery>),
 }
 
 pub(crate) struct Job {
@@ -45,6 +54,15 @@ pub(crate) fn is_clean_failure(e: &StoreError) -> bool {
 pub(crate) fn unit(out: Out) -> Result<()> {
     match out {
         Out::Unit => Ok(()),
+        _ => Err(StoreError::Backend(
+            "writer returned an unexpected result".into(),
+        )),
+    }
+}
+
+pub(crate) fn claimed(out: Out) -> Result<Vec<ClaimedDelivery>> {
+    match out {
+        Out::Claimed(c) => Ok(c),
         _ => Err(StoreError::Backend(
             "writer returned an unexpected result".into(),
         )),

@@ -49,3 +49,115 @@ async fn postgres_conforms() {
         failures.join("\n")
     );
 }
+
+/// Two instances over one PostgreSQL database (the scale-out setup) claim webhook
+/// deliveries at the same time: every delivery goes to exactly one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_instances_claim_each_delivery_once() {
+    use cip_store::{EventDraft, WebhookEndpointRow, conformance::draft};
+    use uuid::Uuid;
+    let admin = admin_url();
+    let (url, name) = match postgres::create_scratch_database(&admin).await {
+        Ok(x) => x,
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("SKIPPED: PostgreSQL unavailable ({e}); set CI=1 to make this fail");
+            return;
+        }
+        Err(e) => panic!("PostgreSQL at {admin} is required in CI: {e}"),
+    };
+    let a: Arc<dyn Store> = Arc::new(postgres::PgStore::open(&url, 4).await.unwrap());
+    let b: Arc<dyn Store> = Arc::new(postgres::PgStore::open(&url, 4).await.unwrap());
+    for _ in 0..3 {
+        let id = Uuid::now_v7();
+        a.insert_webhook_endpoint(
+            WebhookEndpointRow {
+                id,
+                url: "http://127.0.0.1:9/".into(),
+                events: "*".into(),
+                secret: vec![1; 40],
+                created_at: 1,
+                disabled_at: None,
+            },
+            draft("webhook.create", Some(id.to_string())),
+        )
+        .await
+        .unwrap();
+    }
+    // 40 accounts × 1 event × 3 endpoints = 120 deliveries.
+    let cid = Uuid::now_v7();
+    a.insert_customer(cip_store::CustomerWrite {
+        row: cip_store::CustomerRow {
+            id: cid,
+            kind: "entity".into(),
+            version: 1,
+            created_at: 1,
+            updated_at: 1,
+            country: None,
+            document: b"{}".to_vec(),
+            key_id: 1,
+        },
+        terms: vec![],
+        audit: draft("customer.create", None),
+        idempotency: None,
+    })
+    .await
+    .unwrap();
+    for _ in 0..40 {
+        let id = Uuid::now_v7();
+        a.insert_account(cip_store::AccountWrite {
+            row: cip_store::AccountRow {
+                id,
+                customer_id: cid,
+                external_id: None,
+                product: "compute".into(),
+                account_type: "standard".into(),
+                status: "applied".into(),
+                opened_at: None,
+                closed_at: None,
+                last_accessed_at: None,
+                version: 1,
+                created_at: 1,
+                updated_at: 1,
+            },
+            audit: draft("account.create", None),
+            idempotency: None,
+            transition: None,
+            events: vec![EventDraft {
+                id: Uuid::now_v7(),
+                event_type: "account.created".into(),
+                payload: b"{}".to_vec(),
+                created_at: 1,
+            }],
+        })
+        .await
+        .unwrap();
+    }
+    let claim = |s: Arc<dyn Store>| {
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let batch = s.claim_deliveries(10, 1_000_000, 7).await.unwrap();
+                if batch.is_empty() {
+                    break;
+                }
+                got.extend(batch.into_iter().map(|c| (c.event_id, c.endpoint_id)));
+            }
+            got
+        })
+    };
+    let (x, y) = (claim(a.clone()), claim(b.clone()));
+    let (x, y) = (x.await.unwrap(), y.await.unwrap());
+    let mut all: Vec<_> = x.iter().chain(y.iter()).copied().collect();
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    postgres::drop_database(&admin, &name).await.unwrap();
+    assert_eq!(
+        total,
+        120,
+        "every delivery claimed (a: {}, b: {})",
+        x.len(),
+        y.len()
+    );
+    assert_eq!(all.len(), 120, "no delivery claimed twice");
+}

@@ -127,7 +127,10 @@ fn parse_fields(
             add(
                 "status",
                 "invalid_enum",
-                "must be applied, pending_verification, active, restricted or closed".into(),
+                format!(
+                    "must be one of {}",
+                    AccountStatus::ALL.map(AccountStatus::as_str).join(", ")
+                ),
             );
             None
         }
@@ -224,6 +227,31 @@ pub async fn create_account(
         updated_at: now,
     };
     check_consistency(&row)?;
+    let reason = match &b.status_reason {
+        Some(r) => super::lifecycle::parse_reason("/status_reason", r)?,
+        None => "account created".to_string(),
+    };
+    let transition = cip_store::TransitionRow {
+        account_id: id,
+        version: 1,
+        from_status: "none".into(),
+        to_status: row.status.clone(),
+        reason: reason.clone(),
+        actor: principal.key_id.clone(),
+        at: now,
+    };
+    let event = crate::webhooks::event(
+        "account.created",
+        serde_json::json!({
+            "account_id": id,
+            "customer_id": row.customer_id,
+            "external_id": row.external_id,
+            "account_type": row.account_type,
+            "product": row.product,
+            "status": row.status,
+            "reason": reason,
+        }),
+    );
     let dto = to_dto(row.clone());
     let response = serde_json::to_vec(&dto).map_err(|e| ApiError::Internal(e.to_string()))?;
     let write = AccountWrite {
@@ -243,6 +271,8 @@ pub async fn create_account(
             response: response.clone(),
             created_at: now,
         }),
+        transition: Some(transition),
+        events: vec![event],
     };
     match state.store.insert_account(write).await {
         Ok(()) => {}
@@ -335,10 +365,7 @@ pub async fn update_account(
         row.account_type = x;
         changed.push("/account_type".into());
     }
-    if let Some(x) = f.status {
-        row.status = x;
-        changed.push("/status".into());
-    }
+    let new_status = f.status.filter(|x| *x != current.status);
     if let Some(x) = f.opened_at {
         row.opened_at = Some(x);
         changed.push("/opened_at".into());
@@ -353,6 +380,28 @@ pub async fn update_account(
     }
     row.version = expected + 1;
     row.updated_at = now_micros();
+    let mut transition = None;
+    let mut events = vec![];
+    if let Some(to) = new_status {
+        // Same rules as POST /v1/accounts/{id}/transitions.
+        let to = AccountStatus::parse(&to)
+            .ok_or_else(|| ApiError::Internal("status was parsed".into()))?;
+        let reason = match &b.status_reason {
+            Some(r) => super::lifecycle::parse_reason("/status_reason", r)?,
+            None => "status changed by update".to_string(),
+        };
+        let (t, e) = super::lifecycle::apply_transition(
+            &mut row,
+            &current.status,
+            to,
+            reason,
+            &principal.key_id,
+            "/status",
+        )?;
+        transition = Some(t);
+        events.push(e);
+        changed.push("/status".into());
+    }
     check_consistency(&row)?;
     state
         .store
@@ -361,6 +410,8 @@ pub async fn update_account(
                 row: row.clone(),
                 audit: audit(&principal, &headers, "account.update", id, changed),
                 idempotency: None,
+                transition,
+                events,
             },
             expected,
         )

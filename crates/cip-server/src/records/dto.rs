@@ -300,6 +300,10 @@ pub struct AccountIn {
     /// Initial status; `applied` by default.
     #[serde(default)]
     pub status: Option<String>,
+    /// Why the account starts in this status (kept as its first transition; default
+    /// "account created").
+    #[serde(default)]
+    pub status_reason: Option<String>,
     #[serde(default)]
     pub opened_at: Option<String>,
     #[serde(default)]
@@ -319,6 +323,10 @@ pub struct AccountUpdate {
     pub account_type: Option<String>,
     #[serde(default)]
     pub status: Option<String>,
+    /// Why the status changes (kept with the transition; default "status changed by update").
+    /// `POST /v1/accounts/{id}/transitions` is the explicit way to change status.
+    #[serde(default)]
+    pub status_reason: Option<String>,
     #[serde(default)]
     pub opened_at: Option<String>,
     #[serde(default)]
