@@ -125,6 +125,56 @@ pub fn decide(status: AccountStatus) -> LifecycleDecision {
     }
 }
 
+/// Due work of the lifecycle: how long a status may last before the job moves the account
+/// on. Defaults until the provider's policy file sets them per risk tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DuePolicy {
+    /// `pending_verification` longer than this → `failed`.
+    pub verification_deadline_secs: i64,
+    /// `failed` longer than this → `closed`.
+    pub close_failed_after_secs: i64,
+    /// `active` longer than this → `reverification_due`.
+    pub reverification_interval_secs: i64,
+}
+
+impl Default for DuePolicy {
+    fn default() -> Self {
+        const DAY: i64 = 86_400;
+        DuePolicy {
+            verification_deadline_secs: 30 * DAY,
+            close_failed_after_secs: 7 * DAY,
+            reverification_interval_secs: 365 * DAY,
+        }
+    }
+}
+
+impl DuePolicy {
+    /// The moves the job makes: (from, to, how long `from` may last, the reason recorded).
+    pub fn rules(&self) -> [(AccountStatus, AccountStatus, i64, &'static str); 3] {
+        use AccountStatus::*;
+        [
+            (
+                PendingVerification,
+                Failed,
+                self.verification_deadline_secs,
+                "verification not completed by the policy deadline",
+            ),
+            (
+                Failed,
+                Closed,
+                self.close_failed_after_secs,
+                "closed: verification failed and the policy's closing period ended",
+            ),
+            (
+                Active,
+                ReverificationDue,
+                self.reverification_interval_secs,
+                "the policy's re-verification interval elapsed",
+            ),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +205,19 @@ mod tests {
         // No self-loops.
         for s in AccountStatus::ALL {
             assert!(!transition_allowed(s, s));
+        }
+    }
+
+    #[test]
+    fn due_rules_are_legal_transitions() {
+        for (from, to, after, _) in DuePolicy::default().rules() {
+            assert!(
+                transition_allowed(from, to),
+                "{} -> {}",
+                from.as_str(),
+                to.as_str()
+            );
+            assert!(after > 0);
         }
     }
 

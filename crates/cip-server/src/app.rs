@@ -202,6 +202,34 @@ pub fn spawn_jobs(
         }));
     }
     {
+        // The lifecycle's due work (deadlines, closing, re-verification), once a minute.
+        let state = state.clone();
+        let cancel = cancel.clone();
+        handles.push(tokio::spawn(async move {
+            let policy = cip_core::lifecycle::DuePolicy::default();
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => {
+                        loop {
+                            match crate::jobs::lifecycle_run_once(&state, &policy, crate::time::now_micros(), 200).await {
+                                Ok(crate::jobs::Ran::Did(n)) => {
+                                    tracing::info!(moved = n, "lifecycle: accounts moved by policy");
+                                }
+                                Ok(crate::jobs::Ran::Idle) => break,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "lifecycle pass failed; will retry");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    {
         // Webhook deliveries: claim what is due, send, record. An idle pass costs one small
         // query; a busy one goes straight on to the next.
         let cancel = cancel.clone();

@@ -49,3 +49,70 @@ pub async fn rotation_run_once(state: &AppState, batch: u32) -> Result<Ran, Stri
     }
     Ok(Ran::Did(done))
 }
+
+/// One pass of the lifecycle's due work (`DuePolicy::rules`): accounts pending verification
+/// past the deadline fail, failed accounts past the closing period close, active accounts
+/// past the re-verification interval become due. Each move is an ordinary transition
+/// (account, transition, webhook event and audit in one transaction) made with the version
+/// read, so when several instances run this pass at once, each move commits exactly once
+/// and the others see a version conflict and skip it.
+pub async fn lifecycle_run_once(
+    state: &AppState,
+    policy: &cip_core::lifecycle::DuePolicy,
+    now: i64,
+    batch: u32,
+) -> Result<Ran, String> {
+    let mut moved = 0u64;
+    for (from, to, after_secs, reason) in policy.rules() {
+        let due = state
+            .store
+            .accounts_in_status_since(from.as_str(), now - after_secs * 1_000_000, batch)
+            .await
+            .map_err(|e| e.to_string())?;
+        for current in due {
+            let mut row = current.clone();
+            row.version = current.version + 1;
+            row.updated_at = now;
+            let (transition, event) = crate::api::lifecycle::apply_transition(
+                &mut row,
+                &current.status,
+                to,
+                reason.to_string(),
+                SYSTEM_ACTOR,
+                "/status",
+            )
+            .map_err(|e| format!("{e:?}"))?;
+            let write = cip_store::AccountWrite {
+                row,
+                audit: cip_store::AuditDraft {
+                    at: now,
+                    actor: SYSTEM_ACTOR.into(),
+                    role: "system".into(),
+                    action: "account.transition".into(),
+                    record_type: "account".into(),
+                    record_id: Some(current.id.to_string()),
+                    fields: vec!["/status".into()],
+                    request_id: None,
+                    purpose: Some(reason.into()),
+                },
+                idempotency: None,
+                transition: Some(transition),
+                events: vec![event],
+            };
+            match state.store.update_account(write, current.version).await {
+                Ok(()) => moved += 1,
+                // Another instance (or a request) changed it first: its change stands.
+                Err(cip_store::StoreError::VersionConflict { .. }) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+    Ok(if moved == 0 {
+        Ran::Idle
+    } else {
+        Ran::Did(moved)
+    })
+}
+
+/// The actor recorded for moves the lifecycle job makes.
+pub const SYSTEM_ACTOR: &str = "system:lifecycle";

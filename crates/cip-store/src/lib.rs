@@ -116,6 +116,14 @@ pub trait Store: Send + Sync + 'static {
     async fn list_checkpoints(&self) -> Result<Vec<CheckpointRow>>;
 
     // ---- account lifecycle and webhooks ----
+    /// Accounts that have been in `status` since before `before` (Unix micros), oldest ids
+    /// first: the due work of the lifecycle job.
+    async fn accounts_in_status_since(
+        &self,
+        status: &str,
+        before: i64,
+        limit: u32,
+    ) -> Result<Vec<AccountRow>>;
     /// Every status change of an account, oldest first.
     async fn list_transitions(&self, account_id: Uuid) -> Result<Vec<TransitionRow>>;
     async fn insert_webhook_endpoint(

@@ -491,6 +491,21 @@ macro_rules! define_ops {
             Ok(())
         }
 
+        pub(crate) async fn accounts_in_status_since(
+            conn: &mut $conn,
+            status: &str,
+            before: i64,
+            limit: u32,
+        ) -> Result<Vec<AccountRow>> {
+            let rows = sqlx::query(crate::sql::ACCOUNTS_IN_STATUS_SINCE)
+                .bind(status)
+                .bind(before)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *conn)
+                .await?;
+            rows.iter().map(account_from_row).collect()
+        }
+
         pub(crate) async fn list_transitions(conn: &mut $conn, account_id: Uuid) -> Result<Vec<TransitionRow>> {
             let rows = sqlx::query(crate::sql::LIST_TRANSITIONS)
                 .bind(account_id)

@@ -292,6 +292,15 @@ impl Store for PgStore {
         ops::list_checkpoints(&mut *self.pool.acquire().await?).await
     }
 
+    async fn accounts_in_status_since(
+        &self,
+        status: &str,
+        before: i64,
+        limit: u32,
+    ) -> Result<Vec<AccountRow>> {
+        ops::accounts_in_status_since(&mut *self.pool.acquire().await?, status, before, limit).await
+    }
+
     async fn list_transitions(&self, account_id: Uuid) -> Result<Vec<TransitionRow>> {
         ops::list_transitions(&mut *self.pool.acquire().await?, account_id).await
     }

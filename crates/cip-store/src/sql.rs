@@ -88,6 +88,13 @@ pub(crate) fn insert_terms(rows: usize) -> String {
 }
 
 // ---- lifecycle: transitions and webhooks ----
+/// Accounts in a status since before a time: when the status was entered is the time of the
+/// account's latest transition (or its last update, for accounts older than transitions).
+pub(crate) const ACCOUNTS_IN_STATUS_SINCE: &str = "SELECT a.id, a.customer_id, a.external_id, \
+     a.product, a.account_type, a.status, a.opened_at, a.closed_at, a.last_accessed_at, \
+     a.version, a.created_at, a.updated_at FROM accounts a WHERE a.status = $1 AND \
+     COALESCE((SELECT t.at FROM account_transitions t WHERE t.account_id = a.id \
+     ORDER BY t.version DESC LIMIT 1), a.updated_at) < $2 ORDER BY a.id LIMIT $3";
 pub(crate) const INSERT_TRANSITION: &str = "INSERT INTO account_transitions (account_id, \
      version, from_status, to_status, reason, actor, at) VALUES ($1,$2,$3,$4,$5,$6,$7)";
 pub(crate) const LIST_TRANSITIONS: &str = "SELECT account_id, version, from_status, to_status, \

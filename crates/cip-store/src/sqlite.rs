@@ -435,6 +435,17 @@ impl Store for SqliteStore {
         self.scan(ops::list_checkpoints).await
     }
 
+    async fn accounts_in_status_since(
+        &self,
+        status: &str,
+        before: i64,
+        limit: u32,
+    ) -> Result<Vec<AccountRow>> {
+        let status = status.to_string();
+        self.scan(move |c| ops::accounts_in_status_since(c, &status, before, limit))
+            .await
+    }
+
     async fn list_transitions(&self, account_id: Uuid) -> Result<Vec<TransitionRow>> {
         self.read(|c| ops::list_transitions(c, account_id))
     }

@@ -490,6 +490,18 @@ fn finish_delivery(
     Ok(())
 }
 
+pub(crate) fn accounts_in_status_since(
+    conn: &Connection,
+    status: &str,
+    before: i64,
+    limit: u32,
+) -> Result<Vec<AccountRow>> {
+    Ok(conn
+        .prepare_cached(sql::ACCOUNTS_IN_STATUS_SINCE)?
+        .query_map(params![status, before, i64::from(limit)], account_from_row)?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
 pub(crate) fn list_transitions(conn: &Connection, account_id: Uuid) -> Result<Vec<TransitionRow>> {
     Ok(conn
         .prepare_cached(sql::LIST_TRANSITIONS)?

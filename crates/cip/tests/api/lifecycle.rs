@@ -16,6 +16,7 @@ both_backends!(
     transitions_follow_the_table_and_are_recorded,
     decision_says_what_to_do,
     webhooks_are_signed_retried_and_logged,
+    due_work_moves_each_account_once,
 );
 
 async fn transition(
@@ -475,6 +476,108 @@ async fn webhooks_are_signed_retried_and_logged(b: Backend) {
         log.as_array().unwrap().len(),
         2,
         "no delivery to a disabled endpoint"
+    );
+    app.cleanup().await;
+}
+
+async fn due_work_moves_each_account_once(b: Backend) {
+    use cip_server::jobs::{Ran, SYSTEM_ACTOR, lifecycle_run_once};
+    let app = spawn_app(b).await;
+    let mut pending = Vec::new();
+    for i in 0..6 {
+        let aid = new_account(&app, &format!("due{i}")).await;
+        assert_eq!(
+            transition(&app, &aid, 1, "pending_verification", "verify")
+                .await
+                .status(),
+            200
+        );
+        pending.push(aid);
+    }
+    let active = new_account(&app, "due-active").await;
+    assert_eq!(
+        transition(&app, &active, 1, "active", "U.S. person")
+            .await
+            .status(),
+        200
+    );
+
+    let policy = cip_core::lifecycle::DuePolicy::default();
+    let day = 86_400_000_000i64;
+    let now = cip_server::time::now_micros();
+    // Before the deadline nothing moves.
+    assert_eq!(
+        lifecycle_run_once(&app.state, &policy, now + 29 * day, 100)
+            .await
+            .unwrap(),
+        Ran::Idle
+    );
+
+    // Two passes at once (as two instances would run them): each account moves once.
+    let (s1, s2) = (app.state.clone(), app.state.clone());
+    let t = now + 31 * day;
+    let (a, b2) = tokio::join!(
+        lifecycle_run_once(&s1, &policy, t, 100),
+        lifecycle_run_once(&s2, &policy, t, 100)
+    );
+    let moved = |r: Ran| match r {
+        Ran::Did(n) => n,
+        Ran::Idle => 0,
+    };
+    assert_eq!(
+        moved(a.unwrap()) + moved(b2.unwrap()),
+        6,
+        "six pending accounts fail, once each"
+    );
+    for aid in &pending {
+        let hist: Value = app
+            .get(&format!("/v1/accounts/{aid}/transitions"), &app.admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let h = hist.as_array().unwrap();
+        assert_eq!(h.len(), 3, "{hist}");
+        assert_eq!(h[2]["to"], "failed");
+        assert_eq!(h[2]["actor"], SYSTEM_ACTOR);
+        assert_eq!(
+            h[2]["reason"],
+            "verification not completed by the policy deadline"
+        );
+    }
+    // Failed accounts close after the closing period; the active one becomes due a year on.
+    assert_eq!(
+        lifecycle_run_once(&app.state, &policy, t + 8 * day, 100)
+            .await
+            .unwrap(),
+        Ran::Did(6)
+    );
+    let a: Value = app
+        .get(&format!("/v1/accounts/{}", pending[0]), &app.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a["status"], "closed");
+    assert!(a["closed_at"].is_string());
+    assert_eq!(
+        lifecycle_run_once(&app.state, &policy, now + 366 * day, 100)
+            .await
+            .unwrap(),
+        Ran::Did(1)
+    );
+    let a: Value = app
+        .get(&format!("/v1/accounts/{active}"), &app.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a["status"], "reverification_due");
+    assert_eq!(
+        lifecycle_run_once(&app.state, &policy, now + 366 * day, 100)
+            .await
+            .unwrap(),
+        Ran::Idle
     );
     app.cleanup().await;
 }
