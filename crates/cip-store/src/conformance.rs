@@ -38,6 +38,7 @@ pub fn checks() -> Vec<NamedCheck> {
         ("concurrent_updates", |s| Box::pin(concurrent_updates(s))),
         ("reseal", |s| Box::pin(reseal(s))),
         ("audit_chain", |s| Box::pin(audit_chain(s))),
+        ("list_versions", |s| Box::pin(list_versions(s))),
     ]
 }
 
@@ -643,6 +644,127 @@ async fn audit_chain(s: Arc<dyn Store>) -> Check {
     ensure!(
         s.list_checkpoints().await.map_err(e("list cp"))? == vec![cp],
         "checkpoint must read back"
+    );
+    Ok(())
+}
+
+fn list_write(
+    list: &str,
+    version: i64,
+    expected: Option<i64>,
+    entries: Vec<u8>,
+) -> ListVersionWrite {
+    ListVersionWrite {
+        row: ListVersionRow {
+            meta: ListVersionMeta {
+                list_id: list.into(),
+                version,
+                content_hash: format!("hash-{list}-{version}"),
+                entry_count: version * 10,
+                imported_at: 1_700_000_000_000_000 + version,
+                source_format: "own_json".into(),
+                added: version,
+                changed: 1,
+                removed: 0,
+            },
+            entries,
+        },
+        expected_active: expected,
+        audit: draft("list.import", Some(list.into())),
+    }
+}
+
+/// Versions are written and activated atomically; a stale importer is refused and leaves
+/// nothing behind; every import carries its audit entry.
+async fn list_versions(s: Arc<dyn Store>) -> Check {
+    ensure!(
+        s.list_lists().await.map_err(e("list_lists"))?.is_empty(),
+        "no list at first"
+    );
+    ensure!(
+        s.active_list_versions()
+            .await
+            .map_err(e("active"))?
+            .is_empty(),
+        "no active version at first"
+    );
+    let head = s.audit_head().await.map_err(e("head"))?.0;
+    s.insert_list_version(list_write("sdn", 1, None, b"[1]".to_vec()))
+        .await
+        .map_err(e("insert v1"))?;
+    ensure!(
+        s.audit_head().await.map_err(e("head"))?.0 == head + 1,
+        "an import appends one audit entry"
+    );
+    // A second importer that also saw "no list yet" loses and writes nothing.
+    let stale = s
+        .insert_list_version(list_write("sdn", 1, None, b"[9]".to_vec()))
+        .await;
+    ensure!(
+        matches!(stale, Err(StoreError::VersionConflict { current: 1 })),
+        "a stale import must be a version conflict, got {stale:?}"
+    );
+    // A version number that does not follow the expected one is refused too.
+    let skip = s
+        .insert_list_version(list_write("sdn", 5, Some(1), b"[5]".to_vec()))
+        .await;
+    ensure!(
+        matches!(skip, Err(StoreError::VersionConflict { current: 1 })),
+        "a version must follow the active one, got {skip:?}"
+    );
+    ensure!(
+        s.audit_head().await.map_err(e("head"))?.0 == head + 1,
+        "refused imports append no audit entry"
+    );
+    // Large entry blobs round-trip byte for byte.
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    s.insert_list_version(list_write("sdn", 2, Some(1), big.clone()))
+        .await
+        .map_err(e("insert v2"))?;
+    s.insert_list_version(list_write("own", 1, None, b"[]".to_vec()))
+        .await
+        .map_err(e("insert other list"))?;
+    let lists = s.list_lists().await.map_err(e("list_lists"))?;
+    ensure!(
+        lists
+            .iter()
+            .map(|m| (m.list_id.as_str(), m.version))
+            .collect::<Vec<_>>()
+            == vec![("own", 1), ("sdn", 2)],
+        "list_lists shows each list's active version, by id: {lists:?}"
+    );
+    ensure!(
+        lists[1] == list_write("sdn", 2, None, vec![]).row.meta,
+        "metadata round-trips: {:?}",
+        lists[1]
+    );
+    let versions = s.list_versions("sdn").await.map_err(e("versions"))?;
+    ensure!(
+        versions.iter().map(|m| m.version).collect::<Vec<_>>() == vec![1, 2],
+        "every version is kept, oldest first: {versions:?}"
+    );
+    let v1 = s
+        .get_list_version("sdn", 1)
+        .await
+        .map_err(e("get v1"))?
+        .ok_or("v1 missing")?;
+    ensure!(v1.entries == b"[1]", "old versions keep their entries");
+    ensure!(
+        s.get_list_version("sdn", 3)
+            .await
+            .map_err(e("get v3"))?
+            .is_none(),
+        "an unknown version is None"
+    );
+    let active = s.active_list_versions().await.map_err(e("active"))?;
+    ensure!(active.len() == 2, "one active version per list");
+    let sdn = active
+        .iter()
+        .find(|r| r.meta.list_id == "sdn")
+        .ok_or("sdn not active")?;
+    ensure!(
+        sdn.meta.version == 2 && sdn.entries == big,
+        "the active version carries its entries"
     );
     Ok(())
 }

@@ -606,6 +606,96 @@ macro_rules! define_ops {
                 })
                 .collect()
         }
+        pub(crate) async fn insert_list_version(
+            conn: &mut $conn,
+            head: &mut Head,
+            w: ListVersionWrite,
+        ) -> Result<()> {
+            let m = &w.row.meta;
+            let current: Option<i64> = sqlx::query(crate::sql::ACTIVE_LIST_VERSION)
+                .bind(m.list_id.clone())
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(|r| r.try_get("active_version"))
+                .transpose()?;
+            if current != w.expected_active || m.version != w.expected_active.unwrap_or(0) + 1 {
+                return Err(StoreError::VersionConflict { current: current.unwrap_or(0) });
+            }
+            sqlx::query(crate::sql::INSERT_LIST_VERSION)
+                .bind(m.list_id.clone())
+                .bind(m.version)
+                .bind(m.content_hash.clone())
+                .bind(m.entry_count)
+                .bind(m.imported_at)
+                .bind(m.source_format.clone())
+                .bind(m.added)
+                .bind(m.changed)
+                .bind(m.removed)
+                .bind(w.row.entries.as_slice())
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(crate::sql::SET_ACTIVE_LIST)
+                .bind(m.list_id.clone())
+                .bind(m.version)
+                .bind(m.imported_at)
+                .execute(&mut *conn)
+                .await?;
+            append_audit(conn, head, w.audit).await
+        }
+
+        fn list_meta_from_row<R: Row>(r: &R) -> Result<ListVersionMeta>
+        where
+            for<'a> &'a str: sqlx::ColumnIndex<R>,
+            i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        {
+            Ok(ListVersionMeta {
+                list_id: r.try_get("list_id")?,
+                version: r.try_get("version")?,
+                content_hash: r.try_get("content_hash")?,
+                entry_count: r.try_get("entry_count")?,
+                imported_at: r.try_get("imported_at")?,
+                source_format: r.try_get("source_format")?,
+                added: r.try_get("added")?,
+                changed: r.try_get("changed")?,
+                removed: r.try_get("removed")?,
+            })
+        }
+
+        pub(crate) async fn list_lists(conn: &mut $conn) -> Result<Vec<ListVersionMeta>> {
+            let rows = sqlx::query(crate::sql::LIST_LISTS).fetch_all(&mut *conn).await?;
+            rows.iter().map(list_meta_from_row).collect()
+        }
+
+        pub(crate) async fn list_versions(conn: &mut $conn, list_id: &str) -> Result<Vec<ListVersionMeta>> {
+            let rows = sqlx::query(crate::sql::LIST_VERSIONS)
+                .bind(list_id.to_string())
+                .fetch_all(&mut *conn)
+                .await?;
+            rows.iter().map(list_meta_from_row).collect()
+        }
+
+        pub(crate) async fn get_list_version(
+            conn: &mut $conn,
+            list_id: &str,
+            version: i64,
+        ) -> Result<Option<ListVersionRow>> {
+            let row = sqlx::query(crate::sql::GET_LIST_VERSION)
+                .bind(list_id.to_string())
+                .bind(version)
+                .fetch_optional(&mut *conn)
+                .await?;
+            row.map(|r| Ok(ListVersionRow { meta: list_meta_from_row(&r)?, entries: r.try_get("entries")? }))
+                .transpose()
+        }
+
+        pub(crate) async fn active_list_versions(conn: &mut $conn) -> Result<Vec<ListVersionRow>> {
+            let rows = sqlx::query(crate::sql::ACTIVE_LIST_VERSIONS).fetch_all(&mut *conn).await?;
+            rows.iter()
+                .map(|r| Ok(ListVersionRow { meta: list_meta_from_row(r)?, entries: r.try_get("entries")? }))
+                .collect()
+        }
+
         pub(crate) async fn apply(conn: &mut $conn, head: &mut Head, op: crate::writer::Op) -> Result<crate::writer::Out> {
                 use crate::writer::{Op, Out};
             Ok(match op {
@@ -648,6 +738,10 @@ macro_rules! define_ops {
                 }
                 Op::InsertCheckpoint(cp) => {
                     insert_checkpoint(conn, cp).await?;
+                    Out::Unit
+                }
+                Op::InsertListVersion(w) => {
+                    insert_list_version(conn, head, *w).await?;
                     Out::Unit
                 }
             })

@@ -293,6 +293,33 @@ impl Store for PgStore {
     }
 }
 
+#[async_trait]
+impl ListStore for PgStore {
+    async fn insert_list_version(&self, write: ListVersionWrite) -> Result<()> {
+        unit(self.submit(Op::InsertListVersion(Box::new(write))).await?)
+    }
+
+    async fn list_lists(&self) -> Result<Vec<ListVersionMeta>> {
+        ops::list_lists(&mut *self.pool.acquire().await?).await
+    }
+
+    async fn list_versions(&self, list_id: &str) -> Result<Vec<ListVersionMeta>> {
+        ops::list_versions(&mut *self.pool.acquire().await?, list_id).await
+    }
+
+    async fn get_list_version(
+        &self,
+        list_id: &str,
+        version: i64,
+    ) -> Result<Option<ListVersionRow>> {
+        ops::get_list_version(&mut *self.pool.acquire().await?, list_id, version).await
+    }
+
+    async fn active_list_versions(&self) -> Result<Vec<ListVersionRow>> {
+        ops::active_list_versions(&mut *self.pool.acquire().await?).await
+    }
+}
+
 /// Test support: creates a fresh database on the server at `admin_url` and returns its URL.
 /// Each test run gets its own database and drops it afterwards ([`drop_database`]).
 pub async fn create_scratch_database(admin_url: &str) -> Result<(String, String)> {

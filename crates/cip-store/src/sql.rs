@@ -73,6 +73,30 @@ pub(crate) const AUDIT_RANGE: &str = "SELECT seq, at, actor, role, action, recor
 pub(crate) const LIST_CHECKPOINTS: &str =
     "SELECT seq, head_hash, at, signature, public_key FROM audit_checkpoints ORDER BY seq";
 
+// ---- screening lists ----
+pub(crate) const ACTIVE_LIST_VERSION: &str =
+    "SELECT active_version FROM screening_lists WHERE list_id = $1";
+pub(crate) const INSERT_LIST_VERSION: &str = "INSERT INTO screening_list_versions (list_id, \
+     version, content_hash, entry_count, imported_at, source_format, added, changed, removed, \
+     entries) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)";
+pub(crate) const SET_ACTIVE_LIST: &str = "INSERT INTO screening_lists (list_id, active_version, \
+     updated_at) VALUES ($1,$2,$3) ON CONFLICT (list_id) DO UPDATE SET \
+     active_version = excluded.active_version, updated_at = excluded.updated_at";
+pub(crate) const LIST_LISTS: &str = "SELECT v.list_id, v.version, v.content_hash, \
+     v.entry_count, v.imported_at, v.source_format, v.added, v.changed, v.removed \
+     FROM screening_lists l JOIN screening_list_versions v \
+     ON v.list_id = l.list_id AND v.version = l.active_version ORDER BY l.list_id";
+pub(crate) const LIST_VERSIONS: &str = "SELECT list_id, version, content_hash, entry_count, \
+     imported_at, source_format, added, changed, removed FROM screening_list_versions \
+     WHERE list_id = $1 ORDER BY version";
+pub(crate) const GET_LIST_VERSION: &str = "SELECT list_id, version, content_hash, entry_count, \
+     imported_at, source_format, added, changed, removed, entries FROM screening_list_versions \
+     WHERE list_id = $1 AND version = $2";
+pub(crate) const ACTIVE_LIST_VERSIONS: &str = "SELECT v.list_id, v.version, v.content_hash, \
+     v.entry_count, v.imported_at, v.source_format, v.added, v.changed, v.removed, v.entries \
+     FROM screening_lists l JOIN screening_list_versions v \
+     ON v.list_id = l.list_id AND v.version = l.active_version ORDER BY l.list_id";
+
 /// `INSERT INTO customer_terms … VALUES ($1,$2,$3),($4,$5,$6),…` for `rows` rows. Only
 /// placeholders are formatted into the statement, never values.
 pub(crate) fn insert_terms(rows: usize) -> String {

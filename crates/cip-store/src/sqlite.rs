@@ -398,6 +398,36 @@ impl Store for SqliteStore {
     }
 }
 
+#[async_trait]
+impl ListStore for SqliteStore {
+    async fn insert_list_version(&self, write: ListVersionWrite) -> Result<()> {
+        unit(self.submit(Op::InsertListVersion(Box::new(write))).await?)
+    }
+
+    async fn list_lists(&self) -> Result<Vec<ListVersionMeta>> {
+        self.scan(ops::list_lists).await
+    }
+
+    async fn list_versions(&self, list_id: &str) -> Result<Vec<ListVersionMeta>> {
+        let list_id = list_id.to_string();
+        self.scan(move |c| ops::list_versions(c, &list_id)).await
+    }
+
+    async fn get_list_version(
+        &self,
+        list_id: &str,
+        version: i64,
+    ) -> Result<Option<ListVersionRow>> {
+        let list_id = list_id.to_string();
+        self.scan(move |c| ops::get_list_version(c, &list_id, version))
+            .await
+    }
+
+    async fn active_list_versions(&self) -> Result<Vec<ListVersionRow>> {
+        self.scan(ops::active_list_versions).await
+    }
+}
+
 /// The audit entry of a background re-encryption (key rotation touches every record).
 pub(crate) fn reseal_audit(id: Uuid, key_id: u32) -> AuditDraft {
     AuditDraft {

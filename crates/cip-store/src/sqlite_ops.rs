@@ -382,6 +382,40 @@ fn insert_checkpoint(conn: &Connection, cp: CheckpointRow) -> Result<()> {
     Ok(())
 }
 
+/// Stores a list version and activates it. The expected failure (another version became
+/// active meanwhile) is met by the read before the first write.
+fn insert_list_version(conn: &Connection, head: &mut Head, w: ListVersionWrite) -> Result<()> {
+    let m = &w.row.meta;
+    let current: Option<i64> = conn
+        .prepare_cached(sql::ACTIVE_LIST_VERSION)?
+        .query_row([&m.list_id], |r| r.get(0))
+        .optional()?;
+    if current != w.expected_active || m.version != w.expected_active.unwrap_or(0) + 1 {
+        return Err(StoreError::VersionConflict {
+            current: current.unwrap_or(0),
+        });
+    }
+    conn.prepare_cached(sql::INSERT_LIST_VERSION)?
+        .execute(params![
+            m.list_id,
+            m.version,
+            m.content_hash,
+            m.entry_count,
+            m.imported_at,
+            m.source_format,
+            m.added,
+            m.changed,
+            m.removed,
+            w.row.entries,
+        ])?;
+    conn.prepare_cached(sql::SET_ACTIVE_LIST)?.execute(params![
+        m.list_id,
+        m.version,
+        m.imported_at
+    ])?;
+    append_audit(conn, head, w.audit)
+}
+
 pub(crate) fn apply(conn: &Connection, head: &mut Head, op: Op) -> Result<Out> {
     Ok(match op {
         Op::InitMeta(name, value) => Out::Bytes(init_meta(conn, &name, &value)?),
@@ -421,6 +455,10 @@ pub(crate) fn apply(conn: &Connection, head: &mut Head, op: Op) -> Result<Out> {
         }
         Op::InsertCheckpoint(cp) => {
             insert_checkpoint(conn, cp)?;
+            Out::Unit
+        }
+        Op::InsertListVersion(w) => {
+            insert_list_version(conn, head, *w)?;
             Out::Unit
         }
     })
@@ -673,4 +711,56 @@ pub(crate) fn list_checkpoints(conn: &Connection) -> Result<Vec<CheckpointRow>> 
         })
     })
     .collect()
+}
+
+// ---- screening lists ----
+
+fn list_meta_from_row(r: &Row<'_>) -> rusqlite::Result<ListVersionMeta> {
+    Ok(ListVersionMeta {
+        list_id: r.get(0)?,
+        version: r.get(1)?,
+        content_hash: r.get(2)?,
+        entry_count: r.get(3)?,
+        imported_at: r.get(4)?,
+        source_format: r.get(5)?,
+        added: r.get(6)?,
+        changed: r.get(7)?,
+        removed: r.get(8)?,
+    })
+}
+
+fn list_row_from_row(r: &Row<'_>) -> rusqlite::Result<ListVersionRow> {
+    Ok(ListVersionRow {
+        meta: list_meta_from_row(r)?,
+        entries: r.get(9)?,
+    })
+}
+
+pub(crate) fn list_lists(conn: &Connection) -> Result<Vec<ListVersionMeta>> {
+    let mut stmt = conn.prepare_cached(sql::LIST_LISTS)?;
+    let rows = stmt.query_map([], list_meta_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub(crate) fn list_versions(conn: &Connection, list_id: &str) -> Result<Vec<ListVersionMeta>> {
+    let mut stmt = conn.prepare_cached(sql::LIST_VERSIONS)?;
+    let rows = stmt.query_map([list_id], list_meta_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub(crate) fn get_list_version(
+    conn: &Connection,
+    list_id: &str,
+    version: i64,
+) -> Result<Option<ListVersionRow>> {
+    Ok(conn
+        .prepare_cached(sql::GET_LIST_VERSION)?
+        .query_row(params![list_id, version], list_row_from_row)
+        .optional()?)
+}
+
+pub(crate) fn active_list_versions(conn: &Connection) -> Result<Vec<ListVersionRow>> {
+    let mut stmt = conn.prepare_cached(sql::ACTIVE_LIST_VERSIONS)?;
+    let rows = stmt.query_map([], list_row_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }

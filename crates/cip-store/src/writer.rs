@@ -18,6 +18,7 @@ pub(crate) enum Op {
     UpdateAccount(AccountWrite, i64),
     AppendAudit(Vec<AuditDraft>),
     InsertCheckpoint(CheckpointRow),
+    InsertListVersion(Box<ListVersionWrite>),
 }
 
 pub(crate) enum Out {
