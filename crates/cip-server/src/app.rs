@@ -28,6 +28,7 @@ use crate::state::AppState;
          (name = "accounts", description = "IaaS accounts"),
          (name = "audit", description = "The tamper-evident audit trail"),
          (name = "verification", description = "Checks of identity documents"),
+         (name = "screening", description = "Screening lists (versioned snapshots) and screening against them"),
          (name = "system", description = "Health, readiness, metrics")),
 )]
 struct ApiDoc;
@@ -77,6 +78,16 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(api::audit::list_audit))
         .routes(routes!(api::audit::verify_audit))
+        .routes(routes!(api::screening::list_lists))
+        .routes(routes!(
+            api::screening::import_list,
+            api::screening::list_versions
+        ))
+        .routes(routes!(api::screening::version_diff))
+        .routes(routes!(
+            api::screening::screen_post,
+            api::screening::screen_get
+        ))
         .split_for_parts()
 }
 
@@ -172,6 +183,24 @@ pub fn spawn_jobs(
         }));
     }
     {
+        // Another process (the CLI, another instance) may activate a list version: pick it up.
+        let state = state.clone();
+        let cancel = cancel.clone();
+        handles.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => {
+                        if let Err(e) = state.screening.refresh(state.store.as_ref()).await {
+                            tracing::warn!(error = %e, "screening index refresh failed; will retry");
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    {
         let cancel = cancel.clone();
         handles.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(10));
@@ -199,6 +228,12 @@ pub async fn serve(
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     crate::telemetry::install();
+    // Screening must not answer from an empty index while lists are stored: load them first.
+    state
+        .screening
+        .refresh(state.store.as_ref())
+        .await
+        .map_err(|e| std::io::Error::other(format!("loading the screening lists: {e}")))?;
     let jobs = spawn_jobs(
         state.clone(),
         Duration::from_secs(config.audit_checkpoint_secs),
@@ -231,6 +266,7 @@ pub fn state_from(inst: &crate::install::Installation, config: &crate::config::C
         checkpoint_key: inst.checkpoint_key.clone(),
         max_body_bytes: config.max_body_bytes,
         ownership_threshold_bp: 2500,
+        screening: Arc::new(crate::screening::Screening::default()),
     }
 }
 
