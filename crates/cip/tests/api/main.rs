@@ -10,5 +10,6 @@ mod auth;
 mod customers;
 mod encryption;
 mod faults;
+mod screening;
 mod system;
 mod validation;
