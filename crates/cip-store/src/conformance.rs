@@ -39,6 +39,7 @@ pub fn checks() -> Vec<NamedCheck> {
         ("reseal", |s| Box::pin(reseal(s))),
         ("audit_chain", |s| Box::pin(audit_chain(s))),
         ("list_versions", |s| Box::pin(list_versions(s))),
+        ("reviews", |s| Box::pin(reviews(s))),
     ]
 }
 
@@ -765,6 +766,144 @@ async fn list_versions(s: Arc<dyn Store>) -> Check {
     ensure!(
         sdn.meta.version == 2 && sdn.entries == big,
         "the active version carries its entries"
+    );
+    Ok(())
+}
+
+fn review(customer_id: Uuid, entry: &str, entry_hash: &str, subject_hash: u8) -> ReviewRow {
+    ReviewRow {
+        id: Uuid::now_v7(),
+        customer_id,
+        subject: "customer".into(),
+        list_id: "sdn".into(),
+        entry_id: entry.into(),
+        list_version: 1,
+        entry_hash: entry_hash.into(),
+        subject_hash: [subject_hash; 32],
+        score_bp: 9_100,
+        status: "open".into(),
+        details: b"sealed".to_vec(),
+        key_id: 1,
+        created_at: 1_700_000_000_000_000,
+        decided_at: None,
+        decided_by: None,
+        reason: None,
+    }
+}
+
+fn decision(id: Uuid, status: &str) -> ReviewDecision {
+    ReviewDecision {
+        id,
+        status: status.into(),
+        reason: b"sealed reason".to_vec(),
+        decided_by: "k1".into(),
+        decided_at: 1_700_000_000_000_001,
+        audit: draft("review.decide", Some(id.to_string())),
+    }
+}
+
+/// One open item per subject and entry; a dismissal holds for the same subject data and
+/// entry content only; decisions are final; removed entries close their open items.
+async fn reviews(s: Arc<dyn Store>) -> Check {
+    let c = Uuid::now_v7();
+    let first = review(c, "E1", "h1", 1);
+    let head = s.audit_head().await.map_err(e("head"))?.0;
+    ensure!(
+        s.open_review(first.clone(), draft("review.open", None))
+            .await
+            .map_err(e("open"))?,
+        "a new hit opens an item"
+    );
+    ensure!(
+        !s.open_review(review(c, "E1", "h1", 1), draft("review.open", None))
+            .await
+            .map_err(e("open again"))?,
+        "an open item is not opened twice"
+    );
+    ensure!(
+        s.audit_head().await.map_err(e("head"))?.0 == head + 1,
+        "only the opening is audited"
+    );
+    let got = s
+        .get_review(first.id)
+        .await
+        .map_err(e("get"))?
+        .ok_or("review missing")?;
+    ensure!(got == first, "a review round-trips: {got:?}");
+    s.decide_review(decision(first.id, "dismissed"))
+        .await
+        .map_err(e("dismiss"))?;
+    let again = s.decide_review(decision(first.id, "confirmed")).await;
+    ensure!(
+        matches!(again, Err(StoreError::Duplicate { .. })),
+        "a decided item cannot be decided again: {again:?}"
+    );
+    let missing = s.decide_review(decision(Uuid::now_v7(), "confirmed")).await;
+    ensure!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+    ensure!(
+        !s.open_review(review(c, "E1", "h1", 1), draft("review.open", None))
+            .await
+            .map_err(e("reopen"))?,
+        "a dismissal holds for the same subject data and entry content"
+    );
+    ensure!(
+        s.open_review(review(c, "E1", "h2", 1), draft("review.open", None))
+            .await
+            .map_err(e("entry changed"))?,
+        "a changed entry reopens"
+    );
+    let other = review(c, "E2", "h1", 1);
+    s.open_review(other.clone(), draft("review.open", None))
+        .await
+        .map_err(e("open E2"))?;
+    s.decide_review(decision(other.id, "dismissed"))
+        .await
+        .map_err(e("dismiss E2"))?;
+    ensure!(
+        s.open_review(review(c, "E2", "h1", 2), draft("review.open", None))
+            .await
+            .map_err(e("subject changed"))?,
+        "changed subject data reopens"
+    );
+    let page = PageRequest {
+        after: None,
+        limit: 50,
+    };
+    let open = s
+        .list_reviews(
+            &ReviewFilter {
+                status: Some("open".into()),
+                customer_id: Some(c),
+            },
+            &page,
+        )
+        .await
+        .map_err(e("list"))?;
+    ensure!(open.len() == 2, "two open items: {open:?}");
+    let closed = s
+        .close_reviews_for_entries(
+            "sdn",
+            vec!["E1".into(), "E9".into()],
+            5,
+            draft("review.close", None),
+        )
+        .await
+        .map_err(e("close"))?;
+    ensure!(closed == 1, "one open item of E1 is closed, got {closed}");
+    let all = s
+        .list_reviews(
+            &ReviewFilter {
+                status: None,
+                customer_id: Some(c),
+            },
+            &page,
+        )
+        .await
+        .map_err(e("list all"))?;
+    let statuses: Vec<&str> = all.iter().map(|r| r.status.as_str()).collect();
+    ensure!(
+        statuses == vec!["dismissed", "entry_removed", "dismissed", "open"],
+        "statuses in id order: {statuses:?}"
     );
     Ok(())
 }

@@ -25,7 +25,10 @@ mod writer;
 
 pub use audit::{AuditDraft, AuditEntry, canonical_audit_body};
 pub use error::StoreError;
-pub use lists::{ListStore, ListVersionMeta, ListVersionRow, ListVersionWrite};
+pub use lists::{
+    ListStore, ListVersionMeta, ListVersionRow, ListVersionWrite, ReviewDecision, ReviewFilter,
+    ReviewRow, ReviewStore,
+};
 pub use types::*;
 
 use async_trait::async_trait;
@@ -35,7 +38,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Everything cip persists. Both adapters implement it; [`conformance`] proves they agree.
 #[async_trait]
-pub trait Store: ListStore + Send + Sync + 'static {
+pub trait Store: ListStore + ReviewStore + Send + Sync + 'static {
     /// Which backend this is, for logs and `/readyz`.
     fn backend(&self) -> Backend;
 

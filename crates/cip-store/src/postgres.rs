@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::writer::{Job, Op, Out, boolean, fail_all, next_group, unit};
+use crate::writer::{Job, Op, Out, boolean, count, fail_all, next_group, unit};
 use crate::*;
 
 mod ops {
@@ -317,6 +317,42 @@ impl ListStore for PgStore {
 
     async fn active_list_versions(&self) -> Result<Vec<ListVersionRow>> {
         ops::active_list_versions(&mut *self.pool.acquire().await?).await
+    }
+}
+
+#[async_trait]
+impl ReviewStore for PgStore {
+    async fn open_review(&self, review: ReviewRow, audit: AuditDraft) -> Result<bool> {
+        boolean(self.submit(Op::OpenReview(Box::new(review), audit)).await?)
+    }
+
+    async fn get_review(&self, id: Uuid) -> Result<Option<ReviewRow>> {
+        ops::get_review(&mut *self.pool.acquire().await?, id).await
+    }
+
+    async fn list_reviews(
+        &self,
+        filter: &ReviewFilter,
+        page: &PageRequest,
+    ) -> Result<Vec<ReviewRow>> {
+        ops::list_reviews(&mut *self.pool.acquire().await?, filter, page).await
+    }
+
+    async fn decide_review(&self, decision: ReviewDecision) -> Result<()> {
+        unit(self.submit(Op::DecideReview(Box::new(decision))).await?)
+    }
+
+    async fn close_reviews_for_entries(
+        &self,
+        list_id: &str,
+        entry_ids: Vec<String>,
+        at: i64,
+        audit: AuditDraft,
+    ) -> Result<u64> {
+        count(
+            self.submit(Op::CloseReviews(list_id.to_string(), entry_ids, at, audit))
+                .await?,
+        )
     }
 }
 

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::sqlite_ops as ops;
 use crate::writer::{
-    Job, Op, Out, boolean, fail_all, group_error, is_clean_failure, next_group, unit,
+    Job, Op, Out, boolean, count, fail_all, group_error, is_clean_failure, next_group, unit,
 };
 use crate::*;
 
@@ -425,6 +425,44 @@ impl ListStore for SqliteStore {
 
     async fn active_list_versions(&self) -> Result<Vec<ListVersionRow>> {
         self.scan(ops::active_list_versions).await
+    }
+}
+
+#[async_trait]
+impl ReviewStore for SqliteStore {
+    async fn open_review(&self, review: ReviewRow, audit: AuditDraft) -> Result<bool> {
+        boolean(self.submit(Op::OpenReview(Box::new(review), audit)).await?)
+    }
+
+    async fn get_review(&self, id: Uuid) -> Result<Option<ReviewRow>> {
+        self.read(|c| ops::get_review(c, id))
+    }
+
+    async fn list_reviews(
+        &self,
+        filter: &ReviewFilter,
+        page: &PageRequest,
+    ) -> Result<Vec<ReviewRow>> {
+        let (filter, page) = (filter.clone(), page.clone());
+        self.scan(move |c| ops::list_reviews(c, &filter, &page))
+            .await
+    }
+
+    async fn decide_review(&self, decision: ReviewDecision) -> Result<()> {
+        unit(self.submit(Op::DecideReview(Box::new(decision))).await?)
+    }
+
+    async fn close_reviews_for_entries(
+        &self,
+        list_id: &str,
+        entry_ids: Vec<String>,
+        at: i64,
+        audit: AuditDraft,
+    ) -> Result<u64> {
+        count(
+            self.submit(Op::CloseReviews(list_id.to_string(), entry_ids, at, audit))
+                .await?,
+        )
     }
 }
 

@@ -19,12 +19,16 @@ pub(crate) enum Op {
     AppendAudit(Vec<AuditDraft>),
     InsertCheckpoint(CheckpointRow),
     InsertListVersion(Box<ListVersionWrite>),
+    OpenReview(Box<ReviewRow>, AuditDraft),
+    DecideReview(Box<ReviewDecision>),
+    CloseReviews(String, Vec<String>, i64, AuditDraft),
 }
 
 pub(crate) enum Out {
     Unit,
     Bool(bool),
     Bytes(Vec<u8>),
+    Count(u64),
 }
 
 pub(crate) struct Job {
@@ -46,6 +50,15 @@ pub(crate) fn is_clean_failure(e: &StoreError) -> bool {
 pub(crate) fn unit(out: Out) -> Result<()> {
     match out {
         Out::Unit => Ok(()),
+        _ => Err(StoreError::Backend(
+            "writer returned an unexpected result".into(),
+        )),
+    }
+}
+
+pub(crate) fn count(out: Out) -> Result<u64> {
+    match out {
+        Out::Count(n) => Ok(n),
         _ => Err(StoreError::Backend(
             "writer returned an unexpected result".into(),
         )),
