@@ -284,6 +284,8 @@ pub enum Permission {
     Screen,
     /// Load new versions of screening lists.
     ManageLists,
+    /// Confirm or dismiss screening review items.
+    DecideReviews,
 }
 
 pub fn role_allows(role: Role, permission: Permission) -> bool {
@@ -292,7 +294,7 @@ pub fn role_allows(role: Role, permission: Permission) -> bool {
         Role::Admin => true,
         Role::Analyst => matches!(
             permission,
-            ReadPersonalData | WriteRecords | ListRecords | Screen
+            ReadPersonalData | WriteRecords | ListRecords | Screen | DecideReviews
         ),
         Role::Auditor => matches!(permission, ReadPersonalData | ListRecords | ReadAudit),
         Role::Integration => matches!(permission, ReadPersonalData | WriteRecords | Screen),

@@ -88,6 +88,9 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             api::screening::screen_post,
             api::screening::screen_get
         ))
+        .routes(routes!(api::reviews::list_reviews))
+        .routes(routes!(api::reviews::get_review))
+        .routes(routes!(api::reviews::decide_review))
         .split_for_parts()
 }
 
@@ -157,7 +160,8 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
 }
 
 /// Background work owned by the server: audit checkpoints, keyring refresh and re-encryption
-/// after a data key rotation. Each job is a `run_once` that tests call directly; the loop here
+/// after a data key rotation, the screening index refresh and the re-screen after a list
+/// change. Each job is a `run_once` that tests call directly; the loop here
 /// only schedules it.
 pub fn spawn_jobs(
     state: AppState,
@@ -178,6 +182,27 @@ pub fn spawn_jobs(
                             tracing::warn!(error = %e, "audit checkpoint failed; will retry");
                         }
                     }
+                }
+            }
+        }));
+    }
+    {
+        // Re-screen stored customers after each list change, as soon as one is queued.
+        let state = state.clone();
+        let cancel = cancel.clone();
+        handles.push(tokio::spawn(async move {
+            loop {
+                match crate::reviews::rescreen_run_once(&state).await {
+                    Ok(crate::jobs::Ran::Did(n)) => {
+                        tracing::info!(customers = n, "re-screened after a list change");
+                        continue;
+                    }
+                    Ok(crate::jobs::Ran::Idle) => {}
+                    Err(e) => tracing::warn!(error = %e, "re-screen failed"),
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = state.screening.changed.notified() => {}
                 }
             }
         }));
@@ -267,6 +292,7 @@ pub fn state_from(inst: &crate::install::Installation, config: &crate::config::C
         max_body_bytes: config.max_body_bytes,
         ownership_threshold_bp: 2500,
         screening: Arc::new(crate::screening::Screening::default()),
+        screening_threshold: config.screening_threshold,
     }
 }
 

@@ -35,6 +35,7 @@ impl Principal {
                 Permission::ReadAudit => "permission to read the audit trail (admin or auditor)",
                 Permission::ManageKeys | Permission::ManageLists => "the admin role",
                 Permission::Screen => "permission to screen (admin, analyst or integration)",
+                Permission::DecideReviews => "permission to decide review items (admin or analyst)",
             }))
         }
     }

@@ -446,6 +446,15 @@ pub struct Screening {
     loaded: RwLock<Arc<Loaded>>,
     /// Serialises this process's imports and index rebuilds.
     pub import_lock: tokio::sync::Mutex<()>,
+    /// List changes whose re-screen of stored customers is still to run.
+    pending: std::sync::Mutex<std::collections::VecDeque<crate::reviews::ListChange>>,
+    /// Wakes the re-screen job.
+    pub changed: tokio::sync::Notify,
+    /// Held by a re-screen from taking a change until it is done, so a caller that gets
+    /// `Idle` knows every change taken before has been fully applied.
+    pub rescreen_lock: tokio::sync::Mutex<()>,
+    /// Set after the first load: later loads are list changes that need a re-screen.
+    initialised: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Screening {
@@ -456,6 +465,10 @@ impl Default for Screening {
                 versions: BTreeMap::new(),
             })),
             import_lock: tokio::sync::Mutex::new(()),
+            pending: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            changed: tokio::sync::Notify::new(),
+            rescreen_lock: tokio::sync::Mutex::new(()),
+            initialised: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -466,6 +479,22 @@ impl Screening {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Queues the re-screen of stored customers against a list change.
+    pub fn queue_change(&self, change: crate::reviews::ListChange) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(change);
+        self.changed.notify_one();
+    }
+
+    pub fn next_change(&self) -> Option<crate::reviews::ListChange> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
     }
 
     fn install(&self, loaded: Loaded) {
@@ -515,23 +544,57 @@ impl Screening {
             .map(|m| (m.list_id, m.version))
             .collect();
         if heads == self.current().versions {
+            self.initialised
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             return Ok(false);
         }
         let rows = store
             .active_list_versions()
             .await
             .map_err(|e| e.to_string())?;
-        let loaded = tokio::task::spawn_blocking(move || -> Result<Loaded, String> {
+        let current = self.current();
+        let (loaded, changes) = tokio::task::spawn_blocking(move || -> Result<_, String> {
             let mut all = Vec::new();
             let mut versions = BTreeMap::new();
+            let mut changes = Vec::new();
             for row in rows {
-                all.extend(decode_entries(&row.entries)?);
-                versions.insert(row.meta.list_id, row.meta.version);
+                let entries = decode_entries(&row.entries)?;
+                let list = row.meta.list_id.clone();
+                if current.versions.get(&list) != Some(&row.meta.version) {
+                    // Another process activated this version: what changed since ours?
+                    let id = ListId::new(list.clone());
+                    let old: Vec<ListEntry> = current
+                        .index
+                        .entries()
+                        .iter()
+                        .filter(|e| e.list == id)
+                        .cloned()
+                        .collect();
+                    let old = Snapshot::new(id.clone(), "old", old);
+                    let new = Snapshot::new(id, "new", entries.clone());
+                    let d = cip_screen::diff(&old, &new);
+                    changes.push(crate::reviews::ListChange {
+                        list_id: list.clone(),
+                        version: row.meta.version,
+                        added_or_changed: d
+                            .added
+                            .iter()
+                            .chain(&d.changed)
+                            .map(|e| e.entry_id.clone())
+                            .collect(),
+                        removed: d.removed,
+                    });
+                }
+                all.extend(entries);
+                versions.insert(list, row.meta.version);
             }
-            Ok(Loaded {
-                index: Index::build_owned(all),
-                versions,
-            })
+            Ok((
+                Loaded {
+                    index: Index::build_owned(all),
+                    versions,
+                },
+                changes,
+            ))
         })
         .await
         .map_err(|e| format!("index task failed: {e}"))??;
@@ -541,6 +604,16 @@ impl Screening {
             "screening index rebuilt"
         );
         self.install(loaded);
+        // The first load at start-up is not a change: stored customers were screened against
+        // these versions when they were activated.
+        if self
+            .initialised
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            for c in changes {
+                self.queue_change(c);
+            }
+        }
         Ok(true)
     }
 }

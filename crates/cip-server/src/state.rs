@@ -15,6 +15,8 @@ pub struct AppState {
     pub ownership_threshold_bp: u16,
     /// The screening index over every list's active version.
     pub screening: Arc<crate::screening::Screening>,
+    /// Hits at or above this score open a review item (`screening_threshold`, default 0.80).
+    pub screening_threshold: f32,
 }
 
 impl AppState {

@@ -318,6 +318,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     "request_timeout_secs": config.request_timeout_secs,
                     "postgres_max_connections": config.postgres_max_connections,
                     "audit_checkpoint_secs": config.audit_checkpoint_secs,
+                    "screening_threshold": config.screening_threshold,
                     "log_level": config.log_level,
                 }));
             } else {

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod customers;
 pub mod determination;
 pub mod documents;
+pub mod reviews;
 pub mod screening;
 pub mod system;
 

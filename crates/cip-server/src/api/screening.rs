@@ -257,14 +257,22 @@ pub async fn import_list(
         .versions
         .get(&outcome.meta.list_id)
         == Some(&outcome.meta.version);
-    if !loaded
-        && let Err(e) = state
+    if !loaded {
+        match state
             .screening
             .replace_list(&outcome.meta.list_id, outcome.meta.version, outcome.entries)
             .await
-    {
-        // The version is stored; the refresh job will load it.
-        tracing::error!(error = %e, "screening index update failed");
+        {
+            // Stored customers are re-screened against the added and changed entries only.
+            Ok(()) => state.screening.queue_change(crate::reviews::ListChange {
+                list_id: outcome.meta.list_id.clone(),
+                version: outcome.meta.version,
+                added_or_changed: outcome.added_or_changed,
+                removed: outcome.removed,
+            }),
+            // The version is stored; the refresh job will load it (and queue the re-screen).
+            Err(e) => tracing::error!(error = %e, "screening index update failed"),
+        }
     }
     let status = if outcome.created {
         StatusCode::CREATED

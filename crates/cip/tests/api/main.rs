@@ -10,6 +10,7 @@ mod auth;
 mod customers;
 mod encryption;
 mod faults;
+mod reviews;
 mod screening;
 mod system;
 mod validation;
