@@ -293,15 +293,24 @@ pub enum Permission {
     ListRecords,
     ReadAudit,
     ManageKeys,
+    /// Screen a name against the loaded lists (ad hoc, `/v1/screen`).
+    Screen,
+    /// Load new versions of screening lists.
+    ManageLists,
+    /// Confirm or dismiss screening review items.
+    DecideReviews,
 }
 
 pub fn role_allows(role: Role, permission: Permission) -> bool {
     use Permission::*;
     match role {
         Role::Admin => true,
-        Role::Analyst => matches!(permission, ReadPersonalData | WriteRecords | ListRecords),
+        Role::Analyst => matches!(
+            permission,
+            ReadPersonalData | WriteRecords | ListRecords | Screen | DecideReviews
+        ),
         Role::Auditor => matches!(permission, ReadPersonalData | ListRecords | ReadAudit),
-        Role::Integration => matches!(permission, ReadPersonalData | WriteRecords),
+        Role::Integration => matches!(permission, ReadPersonalData | WriteRecords | Screen),
     }
 }
 
@@ -334,5 +343,9 @@ mod tests {
         assert!(role_allows(Role::Auditor, Permission::ReadAudit));
         assert!(!role_allows(Role::Analyst, Permission::ManageKeys));
         assert!(role_allows(Role::Admin, Permission::ManageKeys));
+        assert!(role_allows(Role::Integration, Permission::Screen));
+        assert!(!role_allows(Role::Auditor, Permission::Screen));
+        assert!(!role_allows(Role::Analyst, Permission::ManageLists));
+        assert!(role_allows(Role::Admin, Permission::ManageLists));
     }
 }

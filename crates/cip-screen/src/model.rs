@@ -1,9 +1,9 @@
 //! The one domain model every list parser produces.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Which list an entry came from (`"ofac-sdn"`, `"un-sc"`, `"opensanctions"`, …).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ListId(pub String);
 
@@ -51,7 +51,7 @@ impl EntryKind {
 }
 
 /// How a name relates to the party: the primary name or one of the alias kinds lists use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NameKind {
     Primary,
@@ -67,14 +67,14 @@ pub enum NameKind {
     OriginalScript,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct EntryName {
     pub text: String,
     pub kind: NameKind,
 }
 
 /// A birth date as lists give it: full, month, year only, or a range of years.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(tag = "precision", rename_all = "snake_case")]
 pub enum BirthDate {
     Full { year: u16, month: u8, day: u8 },
@@ -161,7 +161,7 @@ fn parse_month(s: &str) -> Option<u8> {
 }
 
 /// How a country relates to the party.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CountryRole {
     Nationality,
@@ -173,7 +173,7 @@ pub enum CountryRole {
 }
 
 /// A country: ISO 3166 alpha-2 where it could be derived, else the list's own text.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct EntryCountry {
     /// ISO alpha-2 (upper case) when known.
     pub code: Option<String>,
@@ -209,7 +209,7 @@ pub enum IdentifierKind {
 
 /// An identifier; `value` keeps the list's spelling, `normalized` is the comparison key
 /// (alphanumerics only, upper case).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Identifier {
     pub kind: IdentifierKind,
     pub value: String,
@@ -246,7 +246,7 @@ pub fn normalize_identifier(kind: IdentifierKind, value: &str) -> String {
 }
 
 /// One designated party on one list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListEntry {
     pub list: ListId,
     pub entry_id: String,

@@ -29,6 +29,7 @@ use crate::state::AppState;
          (name = "webhooks", description = "Signed notifications of account changes"),
          (name = "audit", description = "The tamper-evident audit trail"),
          (name = "verification", description = "Checks of identity documents"),
+         (name = "screening", description = "Screening lists (versioned snapshots) and screening against them"),
          (name = "system", description = "Health, readiness, metrics")),
 )]
 struct ApiDoc;
@@ -89,6 +90,19 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(api::lifecycle::list_deliveries))
         .routes(routes!(api::audit::list_audit))
         .routes(routes!(api::audit::verify_audit))
+        .routes(routes!(api::screening::list_lists))
+        .routes(routes!(
+            api::screening::import_list,
+            api::screening::list_versions
+        ))
+        .routes(routes!(api::screening::version_diff))
+        .routes(routes!(
+            api::screening::screen_post,
+            api::screening::screen_get
+        ))
+        .routes(routes!(api::reviews::list_reviews))
+        .routes(routes!(api::reviews::get_review))
+        .routes(routes!(api::reviews::decide_review))
         .split_for_parts()
 }
 
@@ -158,7 +172,8 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
 }
 
 /// Background work owned by the server: audit checkpoints, keyring refresh and re-encryption
-/// after a data key rotation. Each job is a `run_once` that tests call directly; the loop here
+/// after a data key rotation, the screening index refresh and the re-screen after a list
+/// change. Each job is a `run_once` that tests call directly; the loop here
 /// only schedules it.
 pub fn spawn_jobs(
     state: AppState,
@@ -177,6 +192,45 @@ pub fn spawn_jobs(
                     _ = tick.tick() => {
                         if let Err(e) = crate::audit::checkpoint(state.store.as_ref(), &state.checkpoint_key).await {
                             tracing::warn!(error = %e, "audit checkpoint failed; will retry");
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    {
+        // Re-screen stored customers after each list change, as soon as one is queued.
+        let state = state.clone();
+        let cancel = cancel.clone();
+        handles.push(tokio::spawn(async move {
+            loop {
+                match crate::reviews::rescreen_run_once(&state).await {
+                    Ok(crate::jobs::Ran::Did(n)) => {
+                        tracing::info!(customers = n, "re-screened after a list change");
+                        continue;
+                    }
+                    Ok(crate::jobs::Ran::Idle) => {}
+                    Err(e) => tracing::warn!(error = %e, "re-screen failed"),
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = state.screening.changed.notified() => {}
+                }
+            }
+        }));
+    }
+    {
+        // Another process (the CLI, another instance) may activate a list version: pick it up.
+        let state = state.clone();
+        let cancel = cancel.clone();
+        handles.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => {
+                        if let Err(e) = state.screening.refresh(state.store.as_ref()).await {
+                            tracing::warn!(error = %e, "screening index refresh failed; will retry");
                         }
                     }
                 }
@@ -266,6 +320,12 @@ pub async fn serve(
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     crate::telemetry::install();
+    // Screening must not answer from an empty index while lists are stored: load them first.
+    state
+        .screening
+        .refresh(state.store.as_ref())
+        .await
+        .map_err(|e| std::io::Error::other(format!("loading the screening lists: {e}")))?;
     let jobs = spawn_jobs(
         state.clone(),
         Duration::from_secs(config.audit_checkpoint_secs),
@@ -298,6 +358,8 @@ pub fn state_from(inst: &crate::install::Installation, config: &crate::config::C
         checkpoint_key: inst.checkpoint_key.clone(),
         max_body_bytes: config.max_body_bytes,
         ownership_threshold_bp: 2500,
+        screening: Arc::new(crate::screening::Screening::default()),
+        screening_threshold: config.screening_threshold,
     }
 }
 

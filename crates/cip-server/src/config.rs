@@ -21,6 +21,8 @@ pub struct Config {
     pub postgres_max_connections: u32,
     /// Seal the audit chain with a signed checkpoint this often.
     pub audit_checkpoint_secs: u64,
+    /// Screening hits at or above this score open a review item.
+    pub screening_threshold: f32,
     pub log_format: LogFormat,
     pub log_level: String,
     /// Where the config came from, for `cip config print`.
@@ -46,6 +48,7 @@ pub struct ConfigLayer {
     pub request_timeout_secs: Option<u64>,
     pub postgres_max_connections: Option<u32>,
     pub audit_checkpoint_secs: Option<u64>,
+    pub screening_threshold: Option<f32>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
 }
@@ -88,6 +91,9 @@ impl ConfigLayer {
                 "CIP_AUDIT_CHECKPOINT_SECS" => {
                     layer.audit_checkpoint_secs = Some(parse_num("CIP_AUDIT_CHECKPOINT_SECS", &v)?)
                 }
+                "CIP_SCREENING_THRESHOLD" => {
+                    layer.screening_threshold = Some(parse_num("CIP_SCREENING_THRESHOLD", &v)?)
+                }
                 "CIP_LOG_FORMAT" => layer.log_format = Some(v),
                 "CIP_LOG_LEVEL" => layer.log_level = Some(v),
                 _ => {}
@@ -120,6 +126,7 @@ impl ConfigLayer {
                 .postgres_max_connections
                 .or(self.postgres_max_connections),
             audit_checkpoint_secs: over.audit_checkpoint_secs.or(self.audit_checkpoint_secs),
+            screening_threshold: over.screening_threshold.or(self.screening_threshold),
             log_format: over.log_format.or(self.log_format),
             log_level: over.log_level.or(self.log_level),
         }
@@ -181,6 +188,7 @@ fn env_is_set(l: &ConfigLayer) -> bool {
         || l.request_timeout_secs.is_some()
         || l.postgres_max_connections.is_some()
         || l.audit_checkpoint_secs.is_some()
+        || l.screening_threshold.is_some()
         || l.log_format.is_some()
         || l.log_level.is_some()
 }
@@ -235,6 +243,15 @@ fn validate(l: ConfigLayer, sources: Vec<String>) -> Result<Config, ConfigError>
             message: "must be at least 1".into(),
         });
     }
+    let screening_threshold = l
+        .screening_threshold
+        .unwrap_or(cip_screen::DEFAULT_THRESHOLD);
+    if !(0.5..=1.0).contains(&screening_threshold) {
+        return Err(ConfigError::Invalid {
+            key: "screening_threshold",
+            message: "must be between 0.5 and 1.0".into(),
+        });
+    }
     let log_format = match l.log_format.as_deref().unwrap_or("text") {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
@@ -264,6 +281,7 @@ fn validate(l: ConfigLayer, sources: Vec<String>) -> Result<Config, ConfigError>
         request_timeout_secs,
         postgres_max_connections,
         audit_checkpoint_secs,
+        screening_threshold,
         log_format,
         log_level: l.log_level.unwrap_or_else(|| "info".into()),
         sources,
@@ -288,7 +306,7 @@ impl Config {
             ),
         };
         format!(
-            "# sources: {}\nlisten = \"{}\"\ndata_dir = \"{}\"\ndatabase_url = {}\nmaster_key = {}\nmax_body_bytes = {}\nrequest_timeout_secs = {}\npostgres_max_connections = {}\naudit_checkpoint_secs = {}\nlog_format = \"{}\"\nlog_level = \"{}\"\n",
+            "# sources: {}\nlisten = \"{}\"\ndata_dir = \"{}\"\ndatabase_url = {}\nmaster_key = {}\nmax_body_bytes = {}\nrequest_timeout_secs = {}\npostgres_max_connections = {}\naudit_checkpoint_secs = {}\nscreening_threshold = {}\nlog_format = \"{}\"\nlog_level = \"{}\"\n",
             self.sources.join(" < "),
             self.listen,
             self.data_dir.display(),
@@ -298,6 +316,7 @@ impl Config {
             self.request_timeout_secs,
             self.postgres_max_connections,
             self.audit_checkpoint_secs,
+            self.screening_threshold,
             match self.log_format {
                 LogFormat::Text => "text",
                 LogFormat::Json => "json",

@@ -554,7 +554,7 @@ pub async fn load(state: &AppState) -> Result<usize, ApiError> {
     for (i, input) in customers().into_iter().enumerate() {
         let id = Uuid::now_v7();
         let now = now_micros();
-        let (row, terms, fields) = prepare_customer(state, &input, id, 1, now)?;
+        let (row, terms, fields, _) = prepare_customer(state, &input, id, 1, now)?;
         state
             .store
             .insert_customer(CustomerWrite {

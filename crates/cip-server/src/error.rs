@@ -49,6 +49,14 @@ pub enum ApiError {
     PayloadTooLarge,
     Unavailable(String),
     Internal(String),
+    /// A refusal with its own stable code (screening and list errors: `CIP-SCREEN-…`,
+    /// `CIP-LIST-…`), status and message.
+    Coded {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+        details: Vec<FieldProblem>,
+    },
 }
 
 impl ApiError {
@@ -66,6 +74,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Coded { status, .. } => *status,
         }
     }
 
@@ -84,6 +93,7 @@ impl ApiError {
             ApiError::IdempotencyMismatch => "CIP-IDEMPOTENCY-0001",
             ApiError::Unavailable(_) => "CIP-UNAVAILABLE-0001",
             ApiError::Internal(_) => "CIP-INTERNAL-0001",
+            ApiError::Coded { code, .. } => code,
         }
     }
 
@@ -107,6 +117,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => "The request body is larger than the configured limit (max_body_bytes).".into(),
             ApiError::Unavailable(_) => "The service is temporarily unavailable; retry later.".into(),
             ApiError::Internal(_) => "Internal error; it has been logged with this request id.".into(),
+            ApiError::Coded { message, .. } => message.clone(),
         }
     }
 
@@ -119,7 +130,7 @@ impl ApiError {
             code: self.code(),
             message: self.message(),
             details: match self {
-                ApiError::Validation(p) => p,
+                ApiError::Validation(p) | ApiError::Coded { details: p, .. } => p,
                 _ => Vec::new(),
             },
             request_id,

@@ -19,6 +19,8 @@ pub mod extract;
 pub mod install;
 pub mod jobs;
 pub mod records;
+pub mod reviews;
+pub mod screening;
 pub mod state;
 pub mod telemetry;
 pub mod time;

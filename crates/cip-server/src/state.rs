@@ -13,6 +13,10 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Policy default from the proposed rule: owners of ≥25 % are beneficial owners.
     pub ownership_threshold_bp: u16,
+    /// The screening index over every list's active version.
+    pub screening: Arc<crate::screening::Screening>,
+    /// Hits at or above this score open a review item (`screening_threshold`, default 0.80).
+    pub screening_threshold: f32,
 }
 
 impl AppState {

@@ -41,6 +41,8 @@ pub fn checks() -> Vec<NamedCheck> {
         ("lifecycle_and_webhooks", |s| {
             Box::pin(lifecycle_and_webhooks(s))
         }),
+        ("list_versions", |s| Box::pin(list_versions(s))),
+        ("reviews", |s| Box::pin(reviews(s))),
     ]
 }
 
@@ -860,6 +862,265 @@ async fn audit_chain(s: Arc<dyn Store>) -> Check {
     ensure!(
         s.list_checkpoints().await.map_err(e("list cp"))? == vec![cp],
         "checkpoint must read back"
+    );
+    Ok(())
+}
+
+fn list_write(
+    list: &str,
+    version: i64,
+    expected: Option<i64>,
+    entries: Vec<u8>,
+) -> ListVersionWrite {
+    ListVersionWrite {
+        row: ListVersionRow {
+            meta: ListVersionMeta {
+                list_id: list.into(),
+                version,
+                content_hash: format!("hash-{list}-{version}"),
+                entry_count: version * 10,
+                imported_at: 1_700_000_000_000_000 + version,
+                source_format: "own_json".into(),
+                added: version,
+                changed: 1,
+                removed: 0,
+            },
+            entries,
+        },
+        expected_active: expected,
+        audit: draft("list.import", Some(list.into())),
+    }
+}
+
+/// Versions are written and activated atomically; a stale importer is refused and leaves
+/// nothing behind; every import carries its audit entry.
+async fn list_versions(s: Arc<dyn Store>) -> Check {
+    ensure!(
+        s.list_lists().await.map_err(e("list_lists"))?.is_empty(),
+        "no list at first"
+    );
+    ensure!(
+        s.active_list_versions()
+            .await
+            .map_err(e("active"))?
+            .is_empty(),
+        "no active version at first"
+    );
+    let head = s.audit_head().await.map_err(e("head"))?.0;
+    s.insert_list_version(list_write("sdn", 1, None, b"[1]".to_vec()))
+        .await
+        .map_err(e("insert v1"))?;
+    ensure!(
+        s.audit_head().await.map_err(e("head"))?.0 == head + 1,
+        "an import appends one audit entry"
+    );
+    // A second importer that also saw "no list yet" loses and writes nothing.
+    let stale = s
+        .insert_list_version(list_write("sdn", 1, None, b"[9]".to_vec()))
+        .await;
+    ensure!(
+        matches!(stale, Err(StoreError::VersionConflict { current: 1 })),
+        "a stale import must be a version conflict, got {stale:?}"
+    );
+    // A version number that does not follow the expected one is refused too.
+    let skip = s
+        .insert_list_version(list_write("sdn", 5, Some(1), b"[5]".to_vec()))
+        .await;
+    ensure!(
+        matches!(skip, Err(StoreError::VersionConflict { current: 1 })),
+        "a version must follow the active one, got {skip:?}"
+    );
+    ensure!(
+        s.audit_head().await.map_err(e("head"))?.0 == head + 1,
+        "refused imports append no audit entry"
+    );
+    // Large entry blobs round-trip byte for byte.
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    s.insert_list_version(list_write("sdn", 2, Some(1), big.clone()))
+        .await
+        .map_err(e("insert v2"))?;
+    s.insert_list_version(list_write("own", 1, None, b"[]".to_vec()))
+        .await
+        .map_err(e("insert other list"))?;
+    let lists = s.list_lists().await.map_err(e("list_lists"))?;
+    ensure!(
+        lists
+            .iter()
+            .map(|m| (m.list_id.as_str(), m.version))
+            .collect::<Vec<_>>()
+            == vec![("own", 1), ("sdn", 2)],
+        "list_lists shows each list's active version, by id: {lists:?}"
+    );
+    ensure!(
+        lists[1] == list_write("sdn", 2, None, vec![]).row.meta,
+        "metadata round-trips: {:?}",
+        lists[1]
+    );
+    let versions = s.list_versions("sdn").await.map_err(e("versions"))?;
+    ensure!(
+        versions.iter().map(|m| m.version).collect::<Vec<_>>() == vec![1, 2],
+        "every version is kept, oldest first: {versions:?}"
+    );
+    let v1 = s
+        .get_list_version("sdn", 1)
+        .await
+        .map_err(e("get v1"))?
+        .ok_or("v1 missing")?;
+    ensure!(v1.entries == b"[1]", "old versions keep their entries");
+    ensure!(
+        s.get_list_version("sdn", 3)
+            .await
+            .map_err(e("get v3"))?
+            .is_none(),
+        "an unknown version is None"
+    );
+    let active = s.active_list_versions().await.map_err(e("active"))?;
+    ensure!(active.len() == 2, "one active version per list");
+    let sdn = active
+        .iter()
+        .find(|r| r.meta.list_id == "sdn")
+        .ok_or("sdn not active")?;
+    ensure!(
+        sdn.meta.version == 2 && sdn.entries == big,
+        "the active version carries its entries"
+    );
+    Ok(())
+}
+
+fn review(customer_id: Uuid, entry: &str, entry_hash: &str, subject_hash: u8) -> ReviewRow {
+    ReviewRow {
+        id: Uuid::now_v7(),
+        customer_id,
+        subject: "customer".into(),
+        list_id: "sdn".into(),
+        entry_id: entry.into(),
+        list_version: 1,
+        entry_hash: entry_hash.into(),
+        subject_hash: [subject_hash; 32],
+        score_bp: 9_100,
+        status: "open".into(),
+        details: b"sealed".to_vec(),
+        key_id: 1,
+        created_at: 1_700_000_000_000_000,
+        decided_at: None,
+        decided_by: None,
+        reason: None,
+    }
+}
+
+fn decision(id: Uuid, status: &str) -> ReviewDecision {
+    ReviewDecision {
+        id,
+        status: status.into(),
+        reason: b"sealed reason".to_vec(),
+        decided_by: "k1".into(),
+        decided_at: 1_700_000_000_000_001,
+        audit: draft("review.decide", Some(id.to_string())),
+    }
+}
+
+/// One open item per subject and entry; a dismissal holds for the same subject data and
+/// entry content only; decisions are final; removed entries close their open items.
+async fn reviews(s: Arc<dyn Store>) -> Check {
+    let c = Uuid::now_v7();
+    let first = review(c, "E1", "h1", 1);
+    let head = s.audit_head().await.map_err(e("head"))?.0;
+    ensure!(
+        s.open_review(first.clone(), draft("review.open", None))
+            .await
+            .map_err(e("open"))?,
+        "a new hit opens an item"
+    );
+    ensure!(
+        !s.open_review(review(c, "E1", "h1", 1), draft("review.open", None))
+            .await
+            .map_err(e("open again"))?,
+        "an open item is not opened twice"
+    );
+    ensure!(
+        s.audit_head().await.map_err(e("head"))?.0 == head + 1,
+        "only the opening is audited"
+    );
+    let got = s
+        .get_review(first.id)
+        .await
+        .map_err(e("get"))?
+        .ok_or("review missing")?;
+    ensure!(got == first, "a review round-trips: {got:?}");
+    s.decide_review(decision(first.id, "dismissed"))
+        .await
+        .map_err(e("dismiss"))?;
+    let again = s.decide_review(decision(first.id, "confirmed")).await;
+    ensure!(
+        matches!(again, Err(StoreError::Duplicate { .. })),
+        "a decided item cannot be decided again: {again:?}"
+    );
+    let missing = s.decide_review(decision(Uuid::now_v7(), "confirmed")).await;
+    ensure!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+    ensure!(
+        !s.open_review(review(c, "E1", "h1", 1), draft("review.open", None))
+            .await
+            .map_err(e("reopen"))?,
+        "a dismissal holds for the same subject data and entry content"
+    );
+    ensure!(
+        s.open_review(review(c, "E1", "h2", 1), draft("review.open", None))
+            .await
+            .map_err(e("entry changed"))?,
+        "a changed entry reopens"
+    );
+    let other = review(c, "E2", "h1", 1);
+    s.open_review(other.clone(), draft("review.open", None))
+        .await
+        .map_err(e("open E2"))?;
+    s.decide_review(decision(other.id, "dismissed"))
+        .await
+        .map_err(e("dismiss E2"))?;
+    ensure!(
+        s.open_review(review(c, "E2", "h1", 2), draft("review.open", None))
+            .await
+            .map_err(e("subject changed"))?,
+        "changed subject data reopens"
+    );
+    let page = PageRequest {
+        after: None,
+        limit: 50,
+    };
+    let open = s
+        .list_reviews(
+            &ReviewFilter {
+                status: Some("open".into()),
+                customer_id: Some(c),
+            },
+            &page,
+        )
+        .await
+        .map_err(e("list"))?;
+    ensure!(open.len() == 2, "two open items: {open:?}");
+    let closed = s
+        .close_reviews_for_entries(
+            "sdn",
+            vec!["E1".into(), "E9".into()],
+            5,
+            draft("review.close", None),
+        )
+        .await
+        .map_err(e("close"))?;
+    ensure!(closed == 1, "one open item of E1 is closed, got {closed}");
+    let all = s
+        .list_reviews(
+            &ReviewFilter {
+                status: None,
+                customer_id: Some(c),
+            },
+            &page,
+        )
+        .await
+        .map_err(e("list all"))?;
+    let statuses: Vec<&str> = all.iter().map(|r| r.status.as_str()).collect();
+    ensure!(
+        statuses == vec!["dismissed", "entry_removed", "dismissed", "open"],
+        "statuses in id order: {statuses:?}"
     );
     Ok(())
 }

@@ -14,6 +14,7 @@
 mod audit;
 pub mod conformance;
 mod error;
+mod lists;
 mod ops;
 pub mod postgres;
 mod sql;
@@ -24,6 +25,10 @@ mod writer;
 
 pub use audit::{AuditDraft, AuditEntry, canonical_audit_body};
 pub use error::StoreError;
+pub use lists::{
+    ListStore, ListVersionMeta, ListVersionRow, ListVersionWrite, ReviewDecision, ReviewFilter,
+    ReviewRow, ReviewStore,
+};
 pub use types::*;
 
 use async_trait::async_trait;
@@ -33,7 +38,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Everything cip persists. Both adapters implement it; [`conformance`] proves they agree.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ListStore + ReviewStore + Send + Sync + 'static {
     /// Which backend this is, for logs and `/readyz`.
     fn backend(&self) -> Backend;
 

@@ -819,6 +819,253 @@ macro_rules! define_ops {
                 })
                 .collect()
         }
+        pub(crate) async fn insert_list_version(
+            conn: &mut $conn,
+            head: &mut Head,
+            w: ListVersionWrite,
+        ) -> Result<()> {
+            let m = &w.row.meta;
+            let current: Option<i64> = sqlx::query(crate::sql::ACTIVE_LIST_VERSION)
+                .bind(m.list_id.clone())
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(|r| r.try_get("active_version"))
+                .transpose()?;
+            if current != w.expected_active || m.version != w.expected_active.unwrap_or(0) + 1 {
+                return Err(StoreError::VersionConflict { current: current.unwrap_or(0) });
+            }
+            sqlx::query(crate::sql::INSERT_LIST_VERSION)
+                .bind(m.list_id.clone())
+                .bind(m.version)
+                .bind(m.content_hash.clone())
+                .bind(m.entry_count)
+                .bind(m.imported_at)
+                .bind(m.source_format.clone())
+                .bind(m.added)
+                .bind(m.changed)
+                .bind(m.removed)
+                .bind(w.row.entries.as_slice())
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(crate::sql::SET_ACTIVE_LIST)
+                .bind(m.list_id.clone())
+                .bind(m.version)
+                .bind(m.imported_at)
+                .execute(&mut *conn)
+                .await?;
+            append_audit(conn, head, w.audit).await
+        }
+
+        fn list_meta_from_row<R: Row>(r: &R) -> Result<ListVersionMeta>
+        where
+            for<'a> &'a str: sqlx::ColumnIndex<R>,
+            i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        {
+            Ok(ListVersionMeta {
+                list_id: r.try_get("list_id")?,
+                version: r.try_get("version")?,
+                content_hash: r.try_get("content_hash")?,
+                entry_count: r.try_get("entry_count")?,
+                imported_at: r.try_get("imported_at")?,
+                source_format: r.try_get("source_format")?,
+                added: r.try_get("added")?,
+                changed: r.try_get("changed")?,
+                removed: r.try_get("removed")?,
+            })
+        }
+
+        pub(crate) async fn list_lists(conn: &mut $conn) -> Result<Vec<ListVersionMeta>> {
+            let rows = sqlx::query(crate::sql::LIST_LISTS).fetch_all(&mut *conn).await?;
+            rows.iter().map(list_meta_from_row).collect()
+        }
+
+        pub(crate) async fn list_versions(conn: &mut $conn, list_id: &str) -> Result<Vec<ListVersionMeta>> {
+            let rows = sqlx::query(crate::sql::LIST_VERSIONS)
+                .bind(list_id.to_string())
+                .fetch_all(&mut *conn)
+                .await?;
+            rows.iter().map(list_meta_from_row).collect()
+        }
+
+        pub(crate) async fn get_list_version(
+            conn: &mut $conn,
+            list_id: &str,
+            version: i64,
+        ) -> Result<Option<ListVersionRow>> {
+            let row = sqlx::query(crate::sql::GET_LIST_VERSION)
+                .bind(list_id.to_string())
+                .bind(version)
+                .fetch_optional(&mut *conn)
+                .await?;
+            row.map(|r| Ok(ListVersionRow { meta: list_meta_from_row(&r)?, entries: r.try_get("entries")? }))
+                .transpose()
+        }
+
+        pub(crate) async fn active_list_versions(conn: &mut $conn) -> Result<Vec<ListVersionRow>> {
+            let rows = sqlx::query(crate::sql::ACTIVE_LIST_VERSIONS).fetch_all(&mut *conn).await?;
+            rows.iter()
+                .map(|r| Ok(ListVersionRow { meta: list_meta_from_row(r)?, entries: r.try_get("entries")? }))
+                .collect()
+        }
+
+        pub(crate) async fn open_review(
+            conn: &mut $conn,
+            head: &mut Head,
+            r: ReviewRow,
+            audit: AuditDraft,
+        ) -> Result<bool> {
+            let dismissed = sqlx::query(crate::sql::DISMISSAL_EXISTS)
+                .bind(r.customer_id)
+                .bind(r.subject.clone())
+                .bind(r.list_id.clone())
+                .bind(r.entry_id.clone())
+                .bind(r.entry_hash.clone())
+                .bind(r.subject_hash.to_vec())
+                .fetch_optional(&mut *conn)
+                .await?;
+            let open = sqlx::query(crate::sql::OPEN_REVIEW_EXISTS)
+                .bind(r.customer_id)
+                .bind(r.subject.clone())
+                .bind(r.list_id.clone())
+                .bind(r.entry_id.clone())
+                .fetch_optional(&mut *conn)
+                .await?;
+            if dismissed.is_some() || open.is_some() {
+                return Ok(false);
+            }
+            sqlx::query(crate::sql::INSERT_REVIEW)
+                .bind(r.id)
+                .bind(r.customer_id)
+                .bind(r.subject)
+                .bind(r.list_id)
+                .bind(r.entry_id)
+                .bind(r.list_version)
+                .bind(r.entry_hash)
+                .bind(r.subject_hash.to_vec())
+                .bind(r.score_bp)
+                .bind(r.status)
+                .bind(r.details)
+                .bind(i64::from(r.key_id))
+                .bind(r.created_at)
+                .bind(r.decided_at)
+                .bind(r.decided_by)
+                .bind(r.reason)
+                .execute(&mut *conn)
+                .await?;
+            append_audit(conn, head, audit).await?;
+            Ok(true)
+        }
+
+        pub(crate) async fn decide_review(
+            conn: &mut $conn,
+            head: &mut Head,
+            d: ReviewDecision,
+        ) -> Result<()> {
+            let n = sqlx::query(crate::sql::DECIDE_REVIEW)
+                .bind(d.status.clone())
+                .bind(d.reason)
+                .bind(d.decided_by)
+                .bind(d.decided_at)
+                .bind(d.id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            if n == 0 {
+                let exists = sqlx::query(crate::sql::REVIEW_EXISTS)
+                    .bind(d.id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                return Err(match exists {
+                    None => StoreError::NotFound,
+                    Some(_) => StoreError::Duplicate { what: "decision (the review item is not open)" },
+                });
+            }
+            if d.status == "dismissed" {
+                sqlx::query(crate::sql::REMEMBER_DISMISSAL)
+                    .bind(d.id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            append_audit(conn, head, d.audit).await
+        }
+
+        pub(crate) async fn close_reviews(
+            conn: &mut $conn,
+            head: &mut Head,
+            list_id: &str,
+            entry_ids: &[String],
+            at: i64,
+            audit: AuditDraft,
+        ) -> Result<u64> {
+            let mut n = 0u64;
+            for id in entry_ids {
+                n += sqlx::query(crate::sql::CLOSE_REVIEWS)
+                    .bind(at)
+                    .bind(list_id.to_string())
+                    .bind(id.clone())
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+            }
+            if n > 0 {
+                append_audit(conn, head, audit).await?;
+            }
+            Ok(n)
+        }
+
+        fn review_from_row<R: Row>(r: &R) -> Result<ReviewRow>
+        where
+            for<'a> &'a str: sqlx::ColumnIndex<R>,
+            Uuid: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            Vec<u8>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        {
+            Ok(ReviewRow {
+                id: r.try_get("id")?,
+                customer_id: r.try_get("customer_id")?,
+                subject: r.try_get("subject")?,
+                list_id: r.try_get("list_id")?,
+                entry_id: r.try_get("entry_id")?,
+                list_version: r.try_get("list_version")?,
+                entry_hash: r.try_get("entry_hash")?,
+                subject_hash: hash32(r.try_get("subject_hash")?)?,
+                score_bp: r.try_get("score_bp")?,
+                status: r.try_get("status")?,
+                details: r.try_get("details")?,
+                key_id: u32::try_from(r.try_get::<i64, _>("key_id")?)
+                    .map_err(|_| StoreError::Backend("key id out of range".into()))?,
+                created_at: r.try_get("created_at")?,
+                decided_at: r.try_get("decided_at")?,
+                decided_by: r.try_get("decided_by")?,
+                reason: r.try_get("reason")?,
+            })
+        }
+
+        pub(crate) async fn get_review(conn: &mut $conn, id: Uuid) -> Result<Option<ReviewRow>> {
+            let row = sqlx::query(crate::sql::GET_REVIEW)
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            row.as_ref().map(review_from_row).transpose()
+        }
+
+        pub(crate) async fn list_reviews(
+            conn: &mut $conn,
+            filter: &ReviewFilter,
+            page: &PageRequest,
+        ) -> Result<Vec<ReviewRow>> {
+            let rows = sqlx::query(crate::sql::LIST_REVIEWS)
+                .bind(page.after)
+                .bind(filter.status.clone())
+                .bind(filter.customer_id)
+                .bind(i64::from(page.limit))
+                .fetch_all(&mut *conn)
+                .await?;
+            rows.iter().map(review_from_row).collect()
+        }
+
         pub(crate) async fn apply(conn: &mut $conn, head: &mut Head, op: crate::writer::Op) -> Result<crate::writer::Out> {
                 use crate::writer::{Op, Out};
             Ok(match op {
@@ -876,6 +1123,18 @@ macro_rules! define_ops {
                 Op::FinishDelivery(event_id, endpoint_id, outcome) => {
                     finish_delivery(conn, event_id, endpoint_id, outcome).await?;
                     Out::Unit
+                }
+                Op::InsertListVersion(w) => {
+                    insert_list_version(conn, head, *w).await?;
+                    Out::Unit
+                }
+                Op::OpenReview(r, audit) => Out::Bool(open_review(conn, head, *r, audit).await?),
+                Op::DecideReview(d) => {
+                    decide_review(conn, head, *d).await?;
+                    Out::Unit
+                }
+                Op::CloseReviews(list, ids, at, audit) => {
+                    Out::Count(close_reviews(conn, head, &list, &ids, at, audit).await?)
                 }
             })
         }

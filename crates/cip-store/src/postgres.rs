@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::writer::{Job, Op, Out, boolean, claimed, fail_all, next_group, unit};
+use crate::writer::{Job, Op, Out, boolean, claimed, count, fail_all, next_group, unit};
 use crate::*;
 
 mod ops {
@@ -351,6 +351,69 @@ impl Store for PgStore {
 
     async fn list_deliveries(&self, endpoint_id: Uuid, limit: u32) -> Result<Vec<DeliveryRow>> {
         ops::list_deliveries(&mut *self.pool.acquire().await?, endpoint_id, limit).await
+    }
+}
+
+#[async_trait]
+impl ListStore for PgStore {
+    async fn insert_list_version(&self, write: ListVersionWrite) -> Result<()> {
+        unit(self.submit(Op::InsertListVersion(Box::new(write))).await?)
+    }
+
+    async fn list_lists(&self) -> Result<Vec<ListVersionMeta>> {
+        ops::list_lists(&mut *self.pool.acquire().await?).await
+    }
+
+    async fn list_versions(&self, list_id: &str) -> Result<Vec<ListVersionMeta>> {
+        ops::list_versions(&mut *self.pool.acquire().await?, list_id).await
+    }
+
+    async fn get_list_version(
+        &self,
+        list_id: &str,
+        version: i64,
+    ) -> Result<Option<ListVersionRow>> {
+        ops::get_list_version(&mut *self.pool.acquire().await?, list_id, version).await
+    }
+
+    async fn active_list_versions(&self) -> Result<Vec<ListVersionRow>> {
+        ops::active_list_versions(&mut *self.pool.acquire().await?).await
+    }
+}
+
+#[async_trait]
+impl ReviewStore for PgStore {
+    async fn open_review(&self, review: ReviewRow, audit: AuditDraft) -> Result<bool> {
+        boolean(self.submit(Op::OpenReview(Box::new(review), audit)).await?)
+    }
+
+    async fn get_review(&self, id: Uuid) -> Result<Option<ReviewRow>> {
+        ops::get_review(&mut *self.pool.acquire().await?, id).await
+    }
+
+    async fn list_reviews(
+        &self,
+        filter: &ReviewFilter,
+        page: &PageRequest,
+    ) -> Result<Vec<ReviewRow>> {
+        ops::list_reviews(&mut *self.pool.acquire().await?, filter, page).await
+    }
+
+    async fn decide_review(&self, decision: ReviewDecision) -> Result<()> {
+        unit(self.submit(Op::DecideReview(Box::new(decision))).await?)
+    }
+
+    async fn close_reviews_for_entries(
+        &self,
+        list_id: &str,
+        entry_ids: Vec<String>,
+        at: i64,
+        audit: AuditDraft,
+    ) -> Result<u64> {
+        count(
+            self.submit(Op::CloseReviews(list_id.to_string(), entry_ids, at, audit))
+                .await?,
+        )
     }
 }
 

@@ -73,6 +73,60 @@ pub(crate) const AUDIT_RANGE: &str = "SELECT seq, at, actor, role, action, recor
 pub(crate) const LIST_CHECKPOINTS: &str =
     "SELECT seq, head_hash, at, signature, public_key FROM audit_checkpoints ORDER BY seq";
 
+// ---- screening lists ----
+pub(crate) const ACTIVE_LIST_VERSION: &str =
+    "SELECT active_version FROM screening_lists WHERE list_id = $1";
+pub(crate) const INSERT_LIST_VERSION: &str = "INSERT INTO screening_list_versions (list_id, \
+     version, content_hash, entry_count, imported_at, source_format, added, changed, removed, \
+     entries) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)";
+pub(crate) const SET_ACTIVE_LIST: &str = "INSERT INTO screening_lists (list_id, active_version, \
+     updated_at) VALUES ($1,$2,$3) ON CONFLICT (list_id) DO UPDATE SET \
+     active_version = excluded.active_version, updated_at = excluded.updated_at";
+pub(crate) const LIST_LISTS: &str = "SELECT v.list_id, v.version, v.content_hash, \
+     v.entry_count, v.imported_at, v.source_format, v.added, v.changed, v.removed \
+     FROM screening_lists l JOIN screening_list_versions v \
+     ON v.list_id = l.list_id AND v.version = l.active_version ORDER BY l.list_id";
+pub(crate) const LIST_VERSIONS: &str = "SELECT list_id, version, content_hash, entry_count, \
+     imported_at, source_format, added, changed, removed FROM screening_list_versions \
+     WHERE list_id = $1 ORDER BY version";
+pub(crate) const GET_LIST_VERSION: &str = "SELECT list_id, version, content_hash, entry_count, \
+     imported_at, source_format, added, changed, removed, entries FROM screening_list_versions \
+     WHERE list_id = $1 AND version = $2";
+pub(crate) const ACTIVE_LIST_VERSIONS: &str = "SELECT v.list_id, v.version, v.content_hash, \
+     v.entry_count, v.imported_at, v.source_format, v.added, v.changed, v.removed, v.entries \
+     FROM screening_lists l JOIN screening_list_versions v \
+     ON v.list_id = l.list_id AND v.version = l.active_version ORDER BY l.list_id";
+
+// ---- screening review items ----
+pub(crate) const DISMISSAL_EXISTS: &str = "SELECT 1 AS one FROM screening_dismissals \
+     WHERE customer_id = $1 AND subject = $2 AND list_id = $3 AND entry_id = $4 \
+     AND entry_hash = $5 AND subject_hash = $6";
+pub(crate) const OPEN_REVIEW_EXISTS: &str = "SELECT 1 AS one FROM screening_reviews \
+     WHERE customer_id = $1 AND subject = $2 AND list_id = $3 AND entry_id = $4 \
+     AND status = 'open'";
+pub(crate) const INSERT_REVIEW: &str = "INSERT INTO screening_reviews (id, customer_id, subject, \
+     list_id, entry_id, list_version, entry_hash, subject_hash, score_bp, status, details, \
+     key_id, created_at, decided_at, decided_by, reason) \
+     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)";
+pub(crate) const GET_REVIEW: &str = "SELECT id, customer_id, subject, list_id, entry_id, \
+     list_version, entry_hash, subject_hash, score_bp, status, details, key_id, created_at, \
+     decided_at, decided_by, reason FROM screening_reviews WHERE id = $1";
+pub(crate) const LIST_REVIEWS: &str = "SELECT id, customer_id, subject, list_id, entry_id, \
+     list_version, entry_hash, subject_hash, score_bp, status, details, key_id, created_at, \
+     decided_at, decided_by, reason FROM screening_reviews \
+     WHERE ($1 IS NULL OR id > $1) AND ($2 IS NULL OR status = $2) \
+     AND ($3 IS NULL OR customer_id = $3) ORDER BY id LIMIT $4";
+pub(crate) const DECIDE_REVIEW: &str = "UPDATE screening_reviews SET status = $1, reason = $2, \
+     decided_by = $3, decided_at = $4 WHERE id = $5 AND status = 'open'";
+pub(crate) const REVIEW_EXISTS: &str = "SELECT 1 AS one FROM screening_reviews WHERE id = $1";
+pub(crate) const REMEMBER_DISMISSAL: &str = "INSERT INTO screening_dismissals (customer_id, \
+     subject, list_id, entry_id, entry_hash, subject_hash) SELECT customer_id, subject, \
+     list_id, entry_id, entry_hash, subject_hash FROM screening_reviews WHERE id = $1 \
+     ON CONFLICT DO NOTHING";
+pub(crate) const CLOSE_REVIEWS: &str = "UPDATE screening_reviews SET status = 'entry_removed', \
+     decided_by = 'system', decided_at = $1 WHERE list_id = $2 AND entry_id = $3 \
+     AND status = 'open'";
+
 /// `INSERT INTO customer_terms … VALUES ($1,$2,$3),($4,$5,$6),…` for `rows` rows. Only
 /// placeholders are formatted into the statement, never values.
 pub(crate) fn insert_terms(rows: usize) -> String {

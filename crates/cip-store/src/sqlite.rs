@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::sqlite_ops as ops;
 use crate::writer::{
-    Job, Op, Out, boolean, claimed, fail_all, group_error, is_clean_failure, next_group, unit,
+    Job, Op, Out, boolean, claimed, count, fail_all, group_error, is_clean_failure, next_group, unit,
 };
 use crate::*;
 
@@ -497,6 +497,74 @@ impl Store for SqliteStore {
     async fn list_deliveries(&self, endpoint_id: Uuid, limit: u32) -> Result<Vec<DeliveryRow>> {
         self.scan(move |c| ops::list_deliveries(c, endpoint_id, limit))
             .await
+    }
+}
+
+#[async_trait]
+impl ListStore for SqliteStore {
+    async fn insert_list_version(&self, write: ListVersionWrite) -> Result<()> {
+        unit(self.submit(Op::InsertListVersion(Box::new(write))).await?)
+    }
+
+    async fn list_lists(&self) -> Result<Vec<ListVersionMeta>> {
+        self.scan(ops::list_lists).await
+    }
+
+    async fn list_versions(&self, list_id: &str) -> Result<Vec<ListVersionMeta>> {
+        let list_id = list_id.to_string();
+        self.scan(move |c| ops::list_versions(c, &list_id)).await
+    }
+
+    async fn get_list_version(
+        &self,
+        list_id: &str,
+        version: i64,
+    ) -> Result<Option<ListVersionRow>> {
+        let list_id = list_id.to_string();
+        self.scan(move |c| ops::get_list_version(c, &list_id, version))
+            .await
+    }
+
+    async fn active_list_versions(&self) -> Result<Vec<ListVersionRow>> {
+        self.scan(ops::active_list_versions).await
+    }
+}
+
+#[async_trait]
+impl ReviewStore for SqliteStore {
+    async fn open_review(&self, review: ReviewRow, audit: AuditDraft) -> Result<bool> {
+        boolean(self.submit(Op::OpenReview(Box::new(review), audit)).await?)
+    }
+
+    async fn get_review(&self, id: Uuid) -> Result<Option<ReviewRow>> {
+        self.read(|c| ops::get_review(c, id))
+    }
+
+    async fn list_reviews(
+        &self,
+        filter: &ReviewFilter,
+        page: &PageRequest,
+    ) -> Result<Vec<ReviewRow>> {
+        let (filter, page) = (filter.clone(), page.clone());
+        self.scan(move |c| ops::list_reviews(c, &filter, &page))
+            .await
+    }
+
+    async fn decide_review(&self, decision: ReviewDecision) -> Result<()> {
+        unit(self.submit(Op::DecideReview(Box::new(decision))).await?)
+    }
+
+    async fn close_reviews_for_entries(
+        &self,
+        list_id: &str,
+        entry_ids: Vec<String>,
+        at: i64,
+        audit: AuditDraft,
+    ) -> Result<u64> {
+        count(
+            self.submit(Op::CloseReviews(list_id.to_string(), entry_ids, at, audit))
+                .await?,
+        )
     }
 }
 

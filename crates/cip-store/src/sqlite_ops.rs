@@ -571,6 +571,139 @@ fn insert_checkpoint(conn: &Connection, cp: CheckpointRow) -> Result<()> {
     Ok(())
 }
 
+/// Stores a list version and activates it. The expected failure (another version became
+/// active meanwhile) is met by the read before the first write.
+fn insert_list_version(conn: &Connection, head: &mut Head, w: ListVersionWrite) -> Result<()> {
+    let m = &w.row.meta;
+    let current: Option<i64> = conn
+        .prepare_cached(sql::ACTIVE_LIST_VERSION)?
+        .query_row([&m.list_id], |r| r.get(0))
+        .optional()?;
+    if current != w.expected_active || m.version != w.expected_active.unwrap_or(0) + 1 {
+        return Err(StoreError::VersionConflict {
+            current: current.unwrap_or(0),
+        });
+    }
+    conn.prepare_cached(sql::INSERT_LIST_VERSION)?
+        .execute(params![
+            m.list_id,
+            m.version,
+            m.content_hash,
+            m.entry_count,
+            m.imported_at,
+            m.source_format,
+            m.added,
+            m.changed,
+            m.removed,
+            w.row.entries,
+        ])?;
+    conn.prepare_cached(sql::SET_ACTIVE_LIST)?.execute(params![
+        m.list_id,
+        m.version,
+        m.imported_at
+    ])?;
+    append_audit(conn, head, w.audit)
+}
+
+fn open_review(
+    conn: &Connection,
+    head: &mut Head,
+    r: ReviewRow,
+    audit: AuditDraft,
+) -> Result<bool> {
+    let dismissed = conn
+        .prepare_cached(sql::DISMISSAL_EXISTS)?
+        .query_row(
+            params![
+                r.customer_id,
+                r.subject,
+                r.list_id,
+                r.entry_id,
+                r.entry_hash,
+                r.subject_hash.as_slice()
+            ],
+            |_| Ok(()),
+        )
+        .optional()?;
+    let open = conn
+        .prepare_cached(sql::OPEN_REVIEW_EXISTS)?
+        .query_row(
+            params![r.customer_id, r.subject, r.list_id, r.entry_id],
+            |_| Ok(()),
+        )
+        .optional()?;
+    if dismissed.is_some() || open.is_some() {
+        return Ok(false);
+    }
+    conn.prepare_cached(sql::INSERT_REVIEW)?.execute(params![
+        r.id,
+        r.customer_id,
+        r.subject,
+        r.list_id,
+        r.entry_id,
+        r.list_version,
+        r.entry_hash,
+        r.subject_hash.as_slice(),
+        r.score_bp,
+        r.status,
+        r.details,
+        i64::from(r.key_id),
+        r.created_at,
+        r.decided_at,
+        r.decided_by,
+        r.reason,
+    ])?;
+    append_audit(conn, head, audit)?;
+    Ok(true)
+}
+
+fn decide_review(conn: &Connection, head: &mut Head, d: ReviewDecision) -> Result<()> {
+    let n = conn.prepare_cached(sql::DECIDE_REVIEW)?.execute(params![
+        d.status,
+        d.reason,
+        d.decided_by,
+        d.decided_at,
+        d.id
+    ])?;
+    if n == 0 {
+        let exists = conn
+            .prepare_cached(sql::REVIEW_EXISTS)?
+            .query_row([d.id], |_| Ok(()))
+            .optional()?;
+        return Err(match exists {
+            None => StoreError::NotFound,
+            Some(()) => StoreError::Duplicate {
+                what: "decision (the review item is not open)",
+            },
+        });
+    }
+    if d.status == "dismissed" {
+        conn.prepare_cached(sql::REMEMBER_DISMISSAL)?
+            .execute([d.id])?;
+    }
+    append_audit(conn, head, d.audit)
+}
+
+fn close_reviews(
+    conn: &Connection,
+    head: &mut Head,
+    list_id: &str,
+    entry_ids: &[String],
+    at: i64,
+    audit: AuditDraft,
+) -> Result<u64> {
+    let mut n = 0u64;
+    for id in entry_ids {
+        n += conn
+            .prepare_cached(sql::CLOSE_REVIEWS)?
+            .execute(params![at, list_id, id])? as u64;
+    }
+    if n > 0 {
+        append_audit(conn, head, audit)?;
+    }
+    Ok(n)
+}
+
 pub(crate) fn apply(conn: &Connection, head: &mut Head, op: Op) -> Result<Out> {
     Ok(match op {
         Op::InitMeta(name, value) => Out::Bytes(init_meta(conn, &name, &value)?),
@@ -627,6 +760,18 @@ pub(crate) fn apply(conn: &Connection, head: &mut Head, op: Op) -> Result<Out> {
         Op::FinishDelivery(event_id, endpoint_id, outcome) => {
             finish_delivery(conn, event_id, endpoint_id, outcome)?;
             Out::Unit
+        }
+        Op::InsertListVersion(w) => {
+            insert_list_version(conn, head, *w)?;
+            Out::Unit
+        }
+        Op::OpenReview(r, audit) => Out::Bool(open_review(conn, head, *r, audit)?),
+        Op::DecideReview(d) => {
+            decide_review(conn, head, *d)?;
+            Out::Unit
+        }
+        Op::CloseReviews(list, ids, at, audit) => {
+            Out::Count(close_reviews(conn, head, &list, &ids, at, audit)?)
         }
     })
 }
@@ -878,4 +1023,117 @@ pub(crate) fn list_checkpoints(conn: &Connection) -> Result<Vec<CheckpointRow>> 
         })
     })
     .collect()
+}
+
+// ---- screening lists ----
+
+fn list_meta_from_row(r: &Row<'_>) -> rusqlite::Result<ListVersionMeta> {
+    Ok(ListVersionMeta {
+        list_id: r.get(0)?,
+        version: r.get(1)?,
+        content_hash: r.get(2)?,
+        entry_count: r.get(3)?,
+        imported_at: r.get(4)?,
+        source_format: r.get(5)?,
+        added: r.get(6)?,
+        changed: r.get(7)?,
+        removed: r.get(8)?,
+    })
+}
+
+fn list_row_from_row(r: &Row<'_>) -> rusqlite::Result<ListVersionRow> {
+    Ok(ListVersionRow {
+        meta: list_meta_from_row(r)?,
+        entries: r.get(9)?,
+    })
+}
+
+pub(crate) fn list_lists(conn: &Connection) -> Result<Vec<ListVersionMeta>> {
+    let mut stmt = conn.prepare_cached(sql::LIST_LISTS)?;
+    let rows = stmt.query_map([], list_meta_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub(crate) fn list_versions(conn: &Connection, list_id: &str) -> Result<Vec<ListVersionMeta>> {
+    let mut stmt = conn.prepare_cached(sql::LIST_VERSIONS)?;
+    let rows = stmt.query_map([list_id], list_meta_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub(crate) fn get_list_version(
+    conn: &Connection,
+    list_id: &str,
+    version: i64,
+) -> Result<Option<ListVersionRow>> {
+    Ok(conn
+        .prepare_cached(sql::GET_LIST_VERSION)?
+        .query_row(params![list_id, version], list_row_from_row)
+        .optional()?)
+}
+
+pub(crate) fn active_list_versions(conn: &Connection) -> Result<Vec<ListVersionRow>> {
+    let mut stmt = conn.prepare_cached(sql::ACTIVE_LIST_VERSIONS)?;
+    let rows = stmt.query_map([], list_row_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+// ---- screening review items ----
+
+fn review_from_row(r: &Row<'_>) -> rusqlite::Result<(ReviewRow, Vec<u8>, i64)> {
+    Ok((
+        ReviewRow {
+            id: r.get(0)?,
+            customer_id: r.get(1)?,
+            subject: r.get(2)?,
+            list_id: r.get(3)?,
+            entry_id: r.get(4)?,
+            list_version: r.get(5)?,
+            entry_hash: r.get(6)?,
+            subject_hash: [0; 32],
+            score_bp: r.get(8)?,
+            status: r.get(9)?,
+            details: r.get(10)?,
+            key_id: 0,
+            created_at: r.get(12)?,
+            decided_at: r.get(13)?,
+            decided_by: r.get(14)?,
+            reason: r.get(15)?,
+        },
+        r.get(7)?,
+        r.get(11)?,
+    ))
+}
+
+fn review_row(raw: (ReviewRow, Vec<u8>, i64)) -> Result<ReviewRow> {
+    let (mut row, hash, key_id) = raw;
+    row.subject_hash = hash32(hash)?;
+    row.key_id =
+        u32::try_from(key_id).map_err(|_| StoreError::Backend("key id out of range".into()))?;
+    Ok(row)
+}
+
+pub(crate) fn get_review(conn: &Connection, id: Uuid) -> Result<Option<ReviewRow>> {
+    conn.prepare_cached(sql::GET_REVIEW)?
+        .query_row([id], review_from_row)
+        .optional()?
+        .map(review_row)
+        .transpose()
+}
+
+pub(crate) fn list_reviews(
+    conn: &Connection,
+    filter: &ReviewFilter,
+    page: &PageRequest,
+) -> Result<Vec<ReviewRow>> {
+    let mut stmt = conn.prepare_cached(sql::LIST_REVIEWS)?;
+    let rows = stmt.query_map(
+        params![
+            page.after,
+            filter.status,
+            filter.customer_id,
+            i64::from(page.limit)
+        ],
+        review_from_row,
+    )?;
+    rows.map(|r| review_row(r?)).collect()
 }

@@ -26,6 +26,10 @@ pub(crate) enum Op {
         limit: u32,
     },
     FinishDelivery(Uuid, Uuid, DeliveryOutcome),
+    InsertListVersion(Box<ListVersionWrite>),
+    OpenReview(Box<ReviewRow>, AuditDraft),
+    DecideReview(Box<ReviewDecision>),
+    CloseReviews(String, Vec<String>, i64, AuditDraft),
 }
 
 pub(crate) enum Out {
@@ -33,6 +37,7 @@ pub(crate) enum Out {
     Bool(bool),
     Bytes(Vec<u8>),
     Claimed(Vec<ClaimedDelivery>),
+    Count(u64),
 }
 
 pub(crate) struct Job {
@@ -63,6 +68,15 @@ pub(crate) fn unit(out: Out) -> Result<()> {
 pub(crate) fn claimed(out: Out) -> Result<Vec<ClaimedDelivery>> {
     match out {
         Out::Claimed(c) => Ok(c),
+        _ => Err(StoreError::Backend(
+            "writer returned an unexpected result".into(),
+        )),
+    }
+}
+
+pub(crate) fn count(out: Out) -> Result<u64> {
+    match out {
+        Out::Count(n) => Ok(n),
         _ => Err(StoreError::Backend(
             "writer returned an unexpected result".into(),
         )),

@@ -3,9 +3,12 @@
 //!
 //! Exit codes (documented in the README):
 //! 0 success · 1 runtime error · 2 usage error · 3 invalid configuration ·
-//! 4 security refusal (wrong master key) · 5 check failed (e.g. the audit trail is broken)
+//! 4 security refusal (wrong master key) · 5 check failed (e.g. the audit trail is broken) ·
+//! 6 input refused (a list file that does not parse, a refused list replacement, an invalid
+//! screening query)
 
 mod bench;
+mod lists;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,6 +73,35 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Screening lists: import new versions, show the active ones.
+    Lists {
+        #[command(subcommand)]
+        command: ListsCommand,
+    },
+    /// Screen a name against every loaded list (ranked candidates with explanations).
+    Screen {
+        #[command(flatten)]
+        target: Target,
+        /// The name of the person or entity.
+        name: String,
+        /// Date of birth: 1960-01-31, 1960-01 or 1960.
+        #[arg(long)]
+        dob: Option<String>,
+        /// Country (ISO code or name); repeat for several.
+        #[arg(long = "country")]
+        countries: Vec<String>,
+        /// person, entity, vessel or aircraft.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Candidates at most (1-100).
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+        /// Lowest score shown (0-1).
+        #[arg(long, default_value_t = 0.5)]
+        min_score: f32,
+        #[arg(long)]
+        json: bool,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -137,6 +169,35 @@ enum KeysCommand {
     },
     /// Print a new random master key (for CIP_MASTER_KEY in production).
     GenerateMasterKey,
+}
+
+#[derive(Subcommand)]
+enum ListsCommand {
+    /// Load a new version of a list from its files; prints the diff against the active one.
+    /// An empty list, or one more than 20 % smaller, is refused (exit 6) unless --force.
+    Import {
+        #[command(flatten)]
+        target: Target,
+        /// List id, e.g. ofac-sdn, un-sc, own-blocklist.
+        #[arg(long)]
+        list: String,
+        /// ofac_legacy (sdn.csv [alt.csv add.csv sdn_comments.csv]), un_xml, ftm_jsonl, own_csv, own_json.
+        #[arg(long)]
+        format: String,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show every list's active version.
+    Show {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -257,6 +318,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     "request_timeout_secs": config.request_timeout_secs,
                     "postgres_max_connections": config.postgres_max_connections,
                     "audit_checkpoint_secs": config.audit_checkpoint_secs,
+                    "screening_threshold": config.screening_threshold,
                     "log_level": config.log_level,
                 }));
             } else {
@@ -266,6 +328,61 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Keys { command } => keys(command).await,
         Command::Audit { command } => audit(command).await,
+        Command::Lists { command } => match command {
+            ListsCommand::Import {
+                target,
+                list,
+                format,
+                files,
+                force,
+                json,
+            } => {
+                let config = load_config(&target, None)?;
+                let inst = open(&config).await?;
+                Ok(lists::import(
+                    &inst,
+                    lists::ImportArgs {
+                        list,
+                        format,
+                        files,
+                        force,
+                        json,
+                    },
+                )
+                .await?)
+            }
+            ListsCommand::Show { target, json } => {
+                let config = load_config(&target, None)?;
+                let inst = open(&config).await?;
+                Ok(lists::show(&inst, json).await?)
+            }
+        },
+        Command::Screen {
+            target,
+            name,
+            dob,
+            countries,
+            kind,
+            limit,
+            min_score,
+            json,
+        } => {
+            let config = load_config(&target, None)?;
+            let inst = open(&config).await?;
+            Ok(lists::screen(
+                &inst,
+                lists::ScreenArgs {
+                    name,
+                    dob,
+                    countries,
+                    kind,
+                    limit,
+                    min_score,
+                    json,
+                },
+            )
+            .await?)
+        }
         Command::Migrate { target } => {
             let config = load_config(&target, None)?;
             init_logging(&config);

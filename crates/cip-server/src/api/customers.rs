@@ -76,6 +76,26 @@ pub(crate) async fn read_audited(
     Ok((row, value))
 }
 
+/// Screens a customer whose record was just stored (created or changed). The record is
+/// stored whatever happens here: a failure is logged (without personal data) and the next
+/// change or list update screens again.
+async fn screen_after_write(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    id: Uuid,
+    doc: &crate::records::dto::CustomerDoc,
+) {
+    let cause = crate::reviews::Cause {
+        actor: principal.key_id.clone(),
+        role: principal.role.as_str().into(),
+        request_id: request_id(headers),
+    };
+    if let Err(e) = crate::reviews::screen_customer(state, id, doc, &cause).await {
+        tracing::error!(customer_id = %id, error = %e, "screening a customer failed");
+    }
+}
+
 /// Parses and seals a submitted customer into a store write.
 pub(crate) fn prepare_customer(
     state: &AppState,
@@ -83,7 +103,15 @@ pub(crate) fn prepare_customer(
     id: Uuid,
     version: i64,
     created_at: i64,
-) -> Result<(CustomerRow, Vec<cip_store::IndexTerm>, Vec<String>), ApiError> {
+) -> Result<
+    (
+        CustomerRow,
+        Vec<cip_store::IndexTerm>,
+        Vec<String>,
+        crate::records::dto::CustomerDoc,
+    ),
+    ApiError,
+> {
     let keyring = state.keyring();
     let fingerprint = |pan: &str| keyring.card_fingerprint(pan).to_hex();
     let ctx = records_parse::ParseContext {
@@ -110,6 +138,7 @@ pub(crate) fn prepare_customer(
         },
         seal::index_terms(&keyring, &record),
         fields,
+        doc,
     ))
 }
 
@@ -136,7 +165,7 @@ pub async fn create_customer(
     }
     let id = Uuid::now_v7();
     let now = now_micros();
-    let (row, terms, fields) = prepare_customer(&state, &body.value, id, 1, now)?;
+    let (row, terms, fields, doc) = prepare_customer(&state, &body.value, id, 1, now)?;
     let created = Created { id, version: 1 };
     let response = serde_json::to_vec(&created).map_err(|e| ApiError::Internal(e.to_string()))?;
     let write = CustomerWrite {
@@ -171,6 +200,7 @@ pub async fn create_customer(
         Err(e) => return Err(e.into()),
     }
     metrics::counter!("cip_customers_created_total").increment(1);
+    screen_after_write(&state, &principal, &headers, id, &doc).await;
     Ok((
         StatusCode::CREATED,
         [
@@ -296,7 +326,7 @@ pub async fn update_customer(
             message: format!("a customer's kind cannot change (it is `{}`)", current.kind),
         }]));
     }
-    let (row, terms, fields) =
+    let (row, terms, fields, doc) =
         prepare_customer(&state, &body.value, id, expected + 1, current.created_at)?;
     state
         .store
@@ -317,6 +347,7 @@ pub async fn update_customer(
             expected,
         )
         .await?;
+    screen_after_write(&state, &principal, &headers, id, &doc).await;
     Ok((
         [(header::ETAG, etag(expected + 1))],
         Json(Created {

@@ -7,6 +7,8 @@ pub mod customers;
 pub mod determination;
 pub mod documents;
 pub mod lifecycle;
+pub mod reviews;
+pub mod screening;
 pub mod system;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};

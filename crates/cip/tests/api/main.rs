@@ -11,5 +11,7 @@ mod customers;
 mod encryption;
 mod faults;
 mod lifecycle;
+mod reviews;
+mod screening;
 mod system;
 mod validation;

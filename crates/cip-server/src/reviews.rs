@@ -1,0 +1,384 @@
+//! Continuous screening: every customer and each beneficial owner is screened at creation and
+//! on every change; a hit at or above the threshold opens a review item; after a list change,
+//! stored customers are re-screened against the added and changed entries only.
+//!
+//! A subject's screened data are its names, birth date, citizenships, national ids, emails and
+//! (for the customer) crypto wallets. Its keyed hash (never the data) is stored with an item,
+//! so a dismissal holds until that data or the entry's content changes.
+
+use std::collections::BTreeMap;
+
+use cip_screen::{
+    EntryKind, IdentifierKind, Index, ListEntry, PreparedQuery, Query, QueryIdentifier,
+};
+use cip_store::{AuditDraft, CustomerFilter, PageRequest, ReviewRow};
+use cip_vault::{BlindIndexKind, Keyring};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::jobs::Ran;
+use crate::records::dto::{CustomerDoc, IdentityDto};
+use crate::state::AppState;
+
+/// One screened party of a customer record: `customer` or `owner/<n>`.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    pub key: String,
+    pub query: Query,
+}
+
+fn identity_query(identity: &IdentityDto, kind: EntryKind, wallets: Vec<String>) -> Query {
+    let mut identifiers: Vec<QueryIdentifier> = identity
+        .national_ids
+        .iter()
+        .map(|n| QueryIdentifier {
+            kind: match n.id_type.as_str() {
+                "passport" => IdentifierKind::Passport,
+                "national_id" => IdentifierKind::NationalId,
+                "tax_id" => IdentifierKind::Tax,
+                "registration" => IdentifierKind::Registration,
+                _ => IdentifierKind::Other,
+            },
+            value: n.number.clone(),
+        })
+        .collect();
+    identifiers.extend(identity.emails.iter().map(|e| QueryIdentifier {
+        kind: IdentifierKind::Email,
+        value: e.clone(),
+    }));
+    identifiers.extend(wallets.into_iter().map(|w| QueryIdentifier {
+        kind: IdentifierKind::Wallet,
+        value: w,
+    }));
+    Query {
+        names: identity.names.iter().map(|n| n.full.clone()).collect(),
+        kind: Some(kind),
+        birth_date: identity.birth_date.clone(),
+        countries: identity.citizenships.clone(),
+        identifiers,
+    }
+}
+
+/// The subjects of a customer document (plaintext, as sealed or as opened).
+pub fn subjects(doc: &CustomerDoc) -> Vec<Subject> {
+    let kind = if doc.kind == "individual" {
+        EntryKind::Person
+    } else {
+        EntryKind::Entity
+    };
+    let wallets = doc
+        .payment_methods
+        .iter()
+        .filter_map(|p| p.crypto_wallet.as_ref().map(|w| w.address.clone()))
+        .collect();
+    let mut out = vec![Subject {
+        key: "customer".into(),
+        query: identity_query(&doc.identity, kind, wallets),
+    }];
+    for (i, owner) in doc.beneficial_owners.iter().enumerate() {
+        out.push(Subject {
+            key: format!("owner/{i}"),
+            query: identity_query(&owner.identity, EntryKind::Person, Vec::new()),
+        });
+    }
+    out
+}
+
+/// Keyed hash of a subject's screened data: equal data, equal hash; reveals nothing.
+pub fn subject_hash(keyring: &Keyring, q: &Query) -> [u8; 32] {
+    let json = serde_json::to_string(q).unwrap_or_default();
+    keyring.blind_index(BlindIndexKind::Name, &format!("screening-subject:{json}"))
+}
+
+/// Content hash of a list entry (public data: a plain hash).
+pub fn entry_hash(e: &ListEntry) -> String {
+    let json = serde_json::to_vec(e).unwrap_or_default();
+    hex::encode(&Sha256::digest(&json)[..16])
+}
+
+/// A hit to turn into a review item.
+struct Hit {
+    subject: String,
+    subject_hash: [u8; 32],
+    list_id: String,
+    entry_id: String,
+    entry_hash: String,
+    score: f32,
+    details: serde_json::Value,
+}
+
+/// Screens the subjects against `index` (the CPU part; no IO).
+fn find_hits(keyring: &Keyring, index: &Index, subjects: &[Subject], threshold: f32) -> Vec<Hit> {
+    let mut hits = Vec::new();
+    for s in subjects {
+        // A record's names passed the record's own validation; one the engine cannot use
+        // (nothing left after normalisation) has nothing to screen.
+        let Ok(q) = PreparedQuery::new(&s.query) else {
+            continue;
+        };
+        let hash = subject_hash(keyring, &s.query);
+        for c in index.screen(&q, 10, threshold) {
+            let entry_hash = index
+                .entries()
+                .iter()
+                .find(|e| e.list == c.list && e.entry_id == c.entry_id)
+                .map(entry_hash)
+                .unwrap_or_default();
+            hits.push(Hit {
+                subject: s.key.clone(),
+                subject_hash: hash,
+                list_id: c.list.to_string(),
+                entry_id: c.entry_id.clone(),
+                entry_hash,
+                score: c.score,
+                details: serde_json::json!({
+                    "entry_name": c.entry_name,
+                    "score": c.score,
+                    "explanation": c.explanation,
+                }),
+            });
+        }
+    }
+    hits
+}
+
+/// Who caused a screening, for the audit entries of the items it opens.
+pub struct Cause {
+    pub actor: String,
+    pub role: String,
+    pub request_id: Option<String>,
+}
+
+async fn open_items(
+    state: &AppState,
+    customer_id: Uuid,
+    hits: Vec<Hit>,
+    versions: &BTreeMap<String, i64>,
+    cause: &Cause,
+) -> Result<usize, String> {
+    let keyring = state.keyring();
+    let mut opened = 0;
+    for h in hits {
+        let id = Uuid::now_v7();
+        let details = serde_json::to_vec(&h.details).map_err(|e| e.to_string())?;
+        let sealed = keyring
+            .seal(format!("review/{id}").as_bytes(), &details)
+            .map_err(|e| e.to_string())?;
+        let row = ReviewRow {
+            id,
+            customer_id,
+            subject: h.subject.clone(),
+            list_id: h.list_id.clone(),
+            entry_id: h.entry_id.clone(),
+            list_version: versions.get(&h.list_id).copied().unwrap_or(0),
+            entry_hash: h.entry_hash,
+            subject_hash: h.subject_hash,
+            score_bp: (f64::from(h.score) * 10_000.0).round() as i64,
+            status: "open".into(),
+            details: sealed,
+            key_id: keyring.active_key_id(),
+            created_at: crate::time::now_micros(),
+            decided_at: None,
+            decided_by: None,
+            reason: None,
+        };
+        let audit = AuditDraft {
+            at: row.created_at,
+            actor: cause.actor.clone(),
+            role: cause.role.clone(),
+            action: "review.open".into(),
+            record_type: "customer".into(),
+            record_id: Some(customer_id.to_string()),
+            fields: vec![
+                format!("subject={}", h.subject),
+                format!("list={}", h.list_id),
+                format!("entry={}", h.entry_id),
+                format!("review={id}"),
+            ],
+            request_id: cause.request_id.clone(),
+            purpose: Some("screening".into()),
+        };
+        if state
+            .store
+            .open_review(row, audit)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            opened += 1;
+        }
+    }
+    if opened > 0 {
+        metrics::counter!("cip_reviews_opened_total").increment(opened as u64);
+    }
+    Ok(opened)
+}
+
+/// Screens a customer just created or changed against every loaded list. Returns the number
+/// of review items opened.
+pub async fn screen_customer(
+    state: &AppState,
+    customer_id: Uuid,
+    doc: &CustomerDoc,
+    cause: &Cause,
+) -> Result<usize, String> {
+    let loaded = state.screening.current();
+    if loaded.versions.is_empty() {
+        return Ok(0);
+    }
+    let subjects = subjects(doc);
+    let keyring = state.keyring();
+    let threshold = state.screening_threshold;
+    let (loaded, hits) = tokio::task::spawn_blocking(move || {
+        let hits = find_hits(&keyring, &loaded.index, &subjects, threshold);
+        (loaded, hits)
+    })
+    .await
+    .map_err(|e| format!("screening task: {e}"))?;
+    open_items(state, customer_id, hits, &loaded.versions, cause).await
+}
+
+/// A list change waiting for the re-screen of stored customers.
+#[derive(Debug, Clone)]
+pub struct ListChange {
+    pub list_id: String,
+    pub version: i64,
+    pub added_or_changed: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// Customers read per step of the re-screen.
+const RESCREEN_BATCH: u32 = 500;
+
+/// One re-screen of every stored customer against one list change: closes the open items
+/// of removed entries, then screens each customer's subjects against an index of only the
+/// added and changed entries (`Index::build_subset`). The customers are read by the system
+/// (one audit entry per change records it). Returns `Idle` when nothing is queued.
+pub async fn rescreen_run_once(state: &AppState) -> Result<Ran, String> {
+    let _running = state.screening.rescreen_lock.lock().await;
+    let Some(change) = state.screening.next_change() else {
+        return Ok(Ran::Idle);
+    };
+    let cause = Cause {
+        actor: "system:rescreen".into(),
+        role: "system".into(),
+        request_id: None,
+    };
+    let now = crate::time::now_micros();
+    if !change.removed.is_empty() {
+        state
+            .store
+            .close_reviews_for_entries(
+                &change.list_id,
+                change.removed.clone(),
+                now,
+                AuditDraft {
+                    at: now,
+                    actor: cause.actor.clone(),
+                    role: cause.role.clone(),
+                    action: "review.close".into(),
+                    record_type: "screening_list".into(),
+                    record_id: Some(change.list_id.clone()),
+                    fields: vec![
+                        format!("version={}", change.version),
+                        "reason=entry removed".into(),
+                    ],
+                    request_id: None,
+                    purpose: Some("screening".into()),
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    if change.added_or_changed.is_empty() {
+        return Ok(Ran::Did(0));
+    }
+    let loaded = state.screening.current();
+    let subset = {
+        let loaded = loaded.clone();
+        let list = change.list_id.clone();
+        let ids = change.added_or_changed.clone();
+        tokio::task::spawn_blocking(move || {
+            let entries: Vec<ListEntry> = loaded
+                .index
+                .entries()
+                .iter()
+                .filter(|e| e.list.as_str() == list)
+                .cloned()
+                .collect();
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            std::sync::Arc::new(Index::build_subset(&entries, &ids))
+        })
+        .await
+        .map_err(|e| format!("subset index: {e}"))?
+    };
+    let mut after = None;
+    let mut screened = 0u64;
+    loop {
+        let rows = state
+            .store
+            .list_customers(
+                &CustomerFilter::default(),
+                &PageRequest {
+                    after,
+                    limit: RESCREEN_BATCH,
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(last) = rows.last() else { break };
+        after = Some(last.id);
+        let keyring = state.keyring();
+        let threshold = state.screening_threshold;
+        let subset = subset.clone();
+        let batch_hits = tokio::task::spawn_blocking(move || -> Result<_, String> {
+            let mut out = Vec::new();
+            for row in &rows {
+                let (value, _) = crate::records::seal::open_document(
+                    &keyring,
+                    row.id,
+                    &row.document,
+                    &crate::records::seal::Projection::all(),
+                )
+                .map_err(|e| format!("opening customer {}: {e}", row.id))?;
+                let doc: CustomerDoc = serde_json::from_value(value)
+                    .map_err(|e| format!("customer {} document: {e}", row.id))?;
+                let hits = find_hits(&keyring, &subset, &subjects(&doc), threshold);
+                if !hits.is_empty() {
+                    out.push((row.id, hits));
+                }
+            }
+            Ok((rows.len(), out))
+        })
+        .await
+        .map_err(|e| format!("re-screen task: {e}"))??;
+        screened += batch_hits.0 as u64;
+        for (customer_id, hits) in batch_hits.1 {
+            open_items(state, customer_id, hits, &loaded.versions, &cause).await?;
+        }
+    }
+    if screened == 0 {
+        return Ok(Ran::Did(0));
+    }
+    // The system read every customer's screened data: one entry per re-screen says so.
+    state
+        .store
+        .append_audit(vec![AuditDraft {
+            at: crate::time::now_micros(),
+            actor: cause.actor,
+            role: cause.role,
+            action: "customer.rescreen".into(),
+            record_type: "screening_list".into(),
+            record_id: Some(change.list_id.clone()),
+            fields: vec![
+                format!("version={}", change.version),
+                format!("customers={screened}"),
+                format!("entries={}", change.added_or_changed.len()),
+                "read=/identity,/payment_methods,/beneficial_owners".into(),
+            ],
+            request_id: None,
+            purpose: Some("continuous screening after a list change".into()),
+        }])
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Ran::Did(screened))
+}

@@ -1,0 +1,250 @@
+//! Continuous screening: customers and beneficial owners screened at creation, on change and
+//! after a list change (against the changed entries only); review items, decisions, and
+//! dismissals that hold until the data or the entry changes.
+
+use cip_core::model::Role;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::*;
+
+both_backends!(review_items_follow_customers_and_lists);
+
+fn list_v1() -> Value {
+    json!([
+        {"id": "B-1", "kind": "person", "name": "Ivan Petrovich Sidorov", "birth_date": ["1961-04-12"], "countries": ["RU"]},
+        {"id": "B-3", "kind": "person", "name": "Mohammed Al-Rashidi", "countries": ["SY"]},
+        {"id": "B-5", "kind": "entity", "name": "Kestrel Logistics Ltd", "countries": ["CY"]}
+    ])
+}
+
+/// B-5 removed, B-7 added.
+fn list_v2() -> Value {
+    json!([
+        {"id": "B-1", "kind": "person", "name": "Ivan Petrovich Sidorov", "birth_date": ["1961-04-12"], "countries": ["RU"]},
+        {"id": "B-3", "kind": "person", "name": "Mohammed Al-Rashidi", "countries": ["SY"]},
+        {"id": "B-7", "kind": "person", "name": "Zelda Quixoteplain"}
+    ])
+}
+
+async fn import(app: &TestApp, list: &Value, force: bool) {
+    let resp = app
+        .client
+        .post(app.url(&format!(
+            "/v1/lists/own/versions?format=own_json&force={force}"
+        )))
+        .bearer_auth(&app.admin)
+        .body(serde_json::to_vec(list).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+}
+
+/// Runs the re-screen job until nothing is queued (no sleeping: a change the server's own
+/// job took is finished before this returns Idle).
+async fn rescreen(app: &TestApp) {
+    while let cip_server::jobs::Ran::Did(_) = cip_server::reviews::rescreen_run_once(&app.state)
+        .await
+        .unwrap()
+    {}
+}
+
+async fn reviews(app: &TestApp, query: &str) -> Vec<Value> {
+    let v: Value = app
+        .get(&format!("/v1/reviews?{query}"), &app.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    v["items"].as_array().unwrap().clone()
+}
+
+fn person(name: &str, dob: &str, phone: &str) -> Value {
+    json!({
+        "kind": "individual",
+        "identity": {"names": [{"full": name}], "birth_date": dob, "citizenships": ["RU"], "phones": [phone]}
+    })
+}
+
+async fn review_items_follow_customers_and_lists(b: Backend) {
+    let app = spawn_app(b).await;
+    let analyst = app.key(Role::Analyst).await;
+    let integration = app.key(Role::Integration).await;
+
+    // Customers stored before any list exists.
+    let (ivan, _) = app
+        .create_customer(&person("Ivan P. Sidorov", "1961-04-12", "+49 30 901820"))
+        .await;
+    let (plain, _) = app.create_customer(&individual("plain")).await;
+    let (entity, _) = app
+        .create_customer(&json!({
+            "kind": "entity",
+            "identity": {"names": [{"full": "Harbour Supply GmbH"}], "addresses": [{"kind": "registered", "lines": ["1 Kai"], "country": "DE"}]},
+            "beneficial_owners": [{"identity": {"names": [{"full": "Muhammad Al Rashidi"}], "citizenships": ["SY"]}, "ownership_percent": 60}]
+        }))
+        .await;
+    assert!(reviews(&app, "").await.is_empty());
+
+    // Loading a list re-screens them: Ivan and the entity's owner are hits, the other not.
+    import(&app, &list_v1(), false).await;
+    rescreen(&app).await;
+    let open = reviews(&app, "status=open").await;
+    let mut got: Vec<(String, String, String)> = open
+        .iter()
+        .map(|r| {
+            (
+                r["customer_id"].as_str().unwrap().to_string(),
+                r["subject"].as_str().unwrap().to_string(),
+                r["entry_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want = vec![
+        (ivan.clone(), "customer".to_string(), "B-1".to_string()),
+        (entity.clone(), "owner/0".to_string(), "B-3".to_string()),
+    ];
+    want.sort();
+    assert_eq!(got, want, "{open:?}");
+    assert!(open.iter().all(|r| r["customer_id"] != plain.as_str()));
+    assert!(open.iter().all(|r| r["score"].as_f64().unwrap() >= 0.8));
+    assert!(
+        open[0].get("details").is_none(),
+        "the list has no personal data"
+    );
+
+    // A customer created while the list is loaded is screened at once.
+    let (kestrel, _) = app
+        .create_customer(&json!({
+            "kind": "entity",
+            "identity": {"names": [{"full": "Kestrel Logistics Limited"}], "addresses": [{"kind": "registered", "lines": ["2 Quay"], "country": "CY"}]}
+        }))
+        .await;
+    let items = reviews(&app, &format!("customer_id={kestrel}")).await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["entry_id"], "B-5");
+
+    // Reading one item shows its explanation and is audited.
+    let ivan_item = open
+        .iter()
+        .find(|r| r["customer_id"] == ivan.as_str())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let head = app.audit_head().await;
+    let one: Value = app
+        .get(&format!("/v1/reviews/{ivan_item}"), &analyst)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        one["details"]["entry_name"], "Ivan Petrovich Sidorov",
+        "{one}"
+    );
+    assert!(one["details"]["explanation"]["name"]["aligned"].is_array());
+    assert_eq!(app.audit_head().await, head + 1);
+
+    // Decisions: analysts decide, integrations may not; a bad decision is a 422.
+    let path = format!("/v1/reviews/{ivan_item}/decision");
+    let resp = app
+        .post(
+            &path,
+            &integration,
+            &json!({"decision": "dismiss", "reason": "x"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 403);
+    let resp = app
+        .post(&path, &analyst, &json!({"decision": "maybe", "reason": ""}))
+        .await;
+    assert_eq!(resp.status(), 422);
+    let resp = app
+        .post(
+            &path,
+            &analyst,
+            &json!({"decision": "dismiss", "reason": "different person: other birth place"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap()["status"], "dismissed");
+    let resp = app
+        .post(
+            &path,
+            &analyst,
+            &json!({"decision": "confirm", "reason": "again"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 409);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["code"],
+        "CIP-REVIEW-DECIDED"
+    );
+    let one: Value = app
+        .get(&format!("/v1/reviews/{ivan_item}"), &analyst)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["reason"], "different person: other birth place");
+
+    // A change of unscreened data does not reopen the dismissed hit …
+    let put = |body: Value, version: i64| {
+        let app = &app;
+        let ivan = ivan.clone();
+        async move {
+            let resp = app
+                .client
+                .put(app.url(&format!("/v1/customers/{ivan}")))
+                .bearer_auth(&app.admin)
+                .header("if-match", format!("\"{version}\""))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+        }
+    };
+    put(person("Ivan P. Sidorov", "1961-04-12", "+49 30 901821"), 1).await;
+    let ivan_open = |items: Vec<Value>| items.into_iter().filter(|r| r["status"] == "open").count();
+    assert_eq!(
+        ivan_open(reviews(&app, &format!("customer_id={ivan}")).await),
+        0
+    );
+    // … a change of screened data does.
+    put(
+        person("Ivan Petrovich Sidorov", "1961-04-12", "+49 30 901821"),
+        2,
+    )
+    .await;
+    assert_eq!(
+        ivan_open(reviews(&app, &format!("customer_id={ivan}")).await),
+        1
+    );
+
+    // A new list version: the removed entry's open item closes; the added entry is screened
+    // against every stored customer (individual("plain") is "Zelda Quixoteplain").
+    import(&app, &list_v2(), true).await;
+    rescreen(&app).await;
+    let k = reviews(&app, &format!("customer_id={kestrel}")).await;
+    assert_eq!(k[0]["status"], "entry_removed", "{k:?}");
+    let p = reviews(&app, &format!("customer_id={plain}")).await;
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0]["entry_id"], "B-7");
+
+    // The audit trail names subjects and entries, never the people's names.
+    let audit: Value = app
+        .get("/v1/audit?limit=500", &app.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let text = audit.to_string();
+    assert!(text.contains("review.open") && text.contains("review.decide"));
+    assert!(text.contains("customer.rescreen"));
+    assert!(!text.contains("Sidorov") && !text.contains("Rashidi") && !text.contains("Quixote"));
+    assert!(!text.contains("other birth place"));
+    app.cleanup().await;
+}
