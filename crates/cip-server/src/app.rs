@@ -27,6 +27,7 @@ use crate::state::AppState;
     tags((name = "customers", description = "Identity records of customers and their beneficial owners"),
          (name = "accounts", description = "IaaS accounts"),
          (name = "audit", description = "The tamper-evident audit trail"),
+         (name = "access", description = "The access record: IP addresses and times of every access"),
          (name = "verification", description = "Checks of identity documents"),
          (name = "system", description = "Health, readiness, metrics")),
 )]
@@ -75,6 +76,12 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             api::accounts::get_account,
             api::accounts::update_account
         ))
+        .routes(routes!(api::access::ingest_access_events))
+        .routes(routes!(api::access::account_access_events))
+        .routes(routes!(api::access::export_access_events))
+        .routes(routes!(api::access::account_ips))
+        .routes(routes!(api::access::ip_accounts))
+        .routes(routes!(api::access::set_legal_hold))
         .routes(routes!(api::audit::list_audit))
         .routes(routes!(api::audit::verify_audit))
         .split_for_parts()
@@ -172,6 +179,26 @@ pub fn spawn_jobs(
         }));
     }
     {
+        // Access-record retention: whole segments, once an hour.
+        let state = state.clone();
+        let cancel = cancel.clone();
+        handles.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => {
+                        match crate::access::retention_run_once(state.store.as_ref(), state.access.as_ref(), crate::time::now_micros()).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(segments = n, "access retention dropped expired segments"),
+                            Err(e) => tracing::warn!(error = %e, "access retention failed; will retry"),
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    {
         let cancel = cancel.clone();
         handles.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(10));
@@ -226,6 +253,10 @@ pub async fn serve(
 pub fn state_from(inst: &crate::install::Installation, config: &crate::config::Config) -> AppState {
     AppState {
         store: inst.store.clone(),
+        access: inst.access.clone(),
+        access_ingest: Arc::new(tokio::sync::Semaphore::new(2)),
+        access_max_body_bytes: config.access_max_body_bytes,
+        access_future_skew_micros: config.access_future_skew_secs as i64 * 1_000_000,
         keyring: inst.keyring.clone(),
         master: inst.master.clone(),
         checkpoint_key: inst.checkpoint_key.clone(),

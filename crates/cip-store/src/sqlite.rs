@@ -350,6 +350,17 @@ impl Store for SqliteStore {
         self.read(|c| ops::get_account(c, id))
     }
 
+    async fn get_account_by_external_id(&self, external_id: &str) -> Result<Option<AccountRow>> {
+        self.read(|c| ops::get_account_by_external_id(c, external_id))
+    }
+
+    async fn touch_last_accessed(&self, times: Vec<(Uuid, i64)>) -> Result<()> {
+        if times.is_empty() {
+            return Ok(());
+        }
+        unit(self.submit(Op::TouchLastAccessed(times)).await?)
+    }
+
     async fn list_accounts(
         &self,
         filter: &AccountFilter,
