@@ -156,6 +156,17 @@ async fn queries(s: &dyn AccessStore) -> Result<Vec<String>> {
             ],
         "account ips over 30 days {shown:?}"
     );
+    // A range covering whole segments (read from the summaries) agrees.
+    let wide = s.account_ips(a, 0, T0 + 400 * DAY).await?;
+    let shown_wide: Vec<_> = wide
+        .iter()
+        .map(|u| (ip_from_key(u.ip).to_string(), u.count, u.first_seen, u.last_seen))
+        .collect();
+    ensure!(f, shown_wide == shown, "account ips over whole segments {shown_wide:?}");
+    let users = s
+        .ip_accounts(IpRange::single(ip("198.51.100.10")), 0, T0 + 400 * DAY)
+        .await?;
+    ensure!(f, users.len() == 2, "accounts of one ip over whole segments {users:?}");
     // A range that cuts segments: only events inside it count.
     let ips = s.account_ips(a, T0 + 8 * DAY, T0 + 9 * DAY).await?;
     let shown: Vec<_> = ips
@@ -275,16 +286,16 @@ async fn marks(s: &dyn AccessStore) -> Result<Vec<String>> {
 
 async fn retention(s: &dyn AccessStore) -> Result<Vec<String>> {
     let mut f = Vec::new();
-    let old = T0 - 200 * WEEK_MICROS;
+    let old = T0 - 6 * RETENTION_MICROS;
     let (closed, held, active) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     s.ingest(
         vec![
             event(closed, "192.0.2.50", old, Action::Login),
-            event(held, "192.0.2.51", old + 10 * WEEK_MICROS, Action::Login),
+            event(held, "192.0.2.51", old + 3 * SEGMENT_MICROS, Action::Login),
             event(
                 active,
                 "192.0.2.52",
-                old + 10 * WEEK_MICROS + 1,
+                old + 3 * SEGMENT_MICROS + 1,
                 Action::Login,
             ),
         ],

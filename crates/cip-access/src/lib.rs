@@ -30,8 +30,11 @@ use uuid::Uuid;
 
 pub use parse::Action;
 
-/// One microsecond-precision week: the SQLite segment width (and retention granule).
-pub const WEEK_MICROS: i64 = 7 * 24 * 3600 * 1_000_000;
+/// The width of a segment (a SQLite file, a PostgreSQL partition) and so the retention
+/// granule: 13 weeks. Measured: with weekly segments a typical account (about two events a
+/// week) paid its dictionary entries and summaries every week, 138 bytes per event in all;
+/// 13-week segments spread them over ~13 times more events (BENCHMARKS.md).
+pub const SEGMENT_MICROS: i64 = 13 * 7 * 24 * 3600 * 1_000_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {

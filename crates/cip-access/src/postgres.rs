@@ -1,5 +1,5 @@
 //! The scale-out engine: PostgreSQL, `access_events` partitioned by range of time (one
-//! partition per week, like the SQLite segments), batches loaded with `COPY` into a temporary
+//! partition per 13-week segment, like the SQLite segment files), batches loaded with `COPY` into a temporary
 //! staging table and moved with one `INSERT … ON CONFLICT DO NOTHING RETURNING`, whose new
 //! rows feed the summary upsert in the same statement. Retention drops partitions.
 
@@ -29,8 +29,8 @@ const SCHEMA: &[&str] = &[
         resource   BYTEA,
         PRIMARY KEY (account, t, ip, principal_h, action, event_id)
     ) PARTITION BY RANGE (t)",
-    // Per (account, week, ip): what the two queries read. Not partitioned: it is small next
-    // to the events, and a week's rows go with one DELETE when its partition is dropped.
+    // Per (account, segment, ip): what the two queries read. Not partitioned: it is small next
+    // to the events, and a segment's rows go with one DELETE when its partition is dropped.
     "CREATE TABLE IF NOT EXISTS access_account_ip (
         account UUID NOT NULL,
         seg     BIGINT NOT NULL,
@@ -108,8 +108,8 @@ impl PgAccess {
                 "CREATE TABLE IF NOT EXISTS access_events_w{name} PARTITION OF access_events \
                  FOR VALUES FROM ({from}) TO ({to})",
                 name = partition_suffix(s),
-                from = s * WEEK_MICROS,
-                to = (s + 1) * WEEK_MICROS
+                from = s * SEGMENT_MICROS,
+                to = (s + 1) * SEGMENT_MICROS
             )))
             .execute(&mut *tx)
             .await?;
@@ -155,7 +155,7 @@ fn parse_suffix(s: &str) -> Option<i64> {
 }
 
 fn segment_of(at: i64) -> i64 {
-    at.div_euclid(WEEK_MICROS)
+    at.div_euclid(SEGMENT_MICROS)
 }
 
 /// COPY text format: backslash, tab, newline and carriage return escaped; `\N` is NULL.
@@ -265,17 +265,17 @@ fn decode_cursor(s: &str) -> Result<PgCursor> {
 /// The parts of `[from, to)` covered by whole weeks (read from the summary) and the edges
 /// (read from the events).
 fn split_range(from: i64, to: i64) -> (Option<(i64, i64)>, Vec<(i64, i64)>) {
-    let first_whole = from.div_euclid(WEEK_MICROS) + i64::from(from.rem_euclid(WEEK_MICROS) != 0);
-    let end_whole = to.div_euclid(WEEK_MICROS); // exclusive
+    let first_whole = from.div_euclid(SEGMENT_MICROS) + i64::from(from.rem_euclid(SEGMENT_MICROS) != 0);
+    let end_whole = to.div_euclid(SEGMENT_MICROS); // exclusive
     if first_whole >= end_whole {
         return (None, vec![(from, to)]);
     }
     let mut edges = Vec::new();
-    if from < first_whole * WEEK_MICROS {
-        edges.push((from, first_whole * WEEK_MICROS));
+    if from < first_whole * SEGMENT_MICROS {
+        edges.push((from, first_whole * SEGMENT_MICROS));
     }
-    if end_whole * WEEK_MICROS < to {
-        edges.push((end_whole * WEEK_MICROS, to));
+    if end_whole * SEGMENT_MICROS < to {
+        edges.push((end_whole * SEGMENT_MICROS, to));
     }
     (Some((first_whole, end_whole - 1)), edges)
 }
@@ -329,7 +329,7 @@ impl AccessStore for PgAccess {
                     RETURNING 1
                  )
                  SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM up)",
-                w = WEEK_MICROS
+                w = SEGMENT_MICROS
             )))
             .fetch_one(&mut *tx)
             .await?;
@@ -513,10 +513,10 @@ impl AccessStore for PgAccess {
                 count: r.try_get::<i64, _>(5)? as u64,
             };
             if !(from <= first && last < to) {
-                // The week's span crosses the range's edge: count the events inside.
+                // The segment's span crosses the range's edge: count the events inside.
                 let seg: i64 = r.try_get(2)?;
-                let lo = from.max(seg * WEEK_MICROS);
-                let hi = to.min((seg + 1) * WEEK_MICROS);
+                let lo = from.max(seg * SEGMENT_MICROS);
+                let hi = to.min((seg + 1) * SEGMENT_MICROS);
                 let c = sqlx::query(
                     "SELECT min(t), max(t), count(*) FROM access_events \
                      WHERE account = $1 AND t >= $2 AND t < $3 AND ip = $4",
@@ -590,8 +590,8 @@ impl AccessStore for PgAccess {
             .await?;
             out.push(Segment {
                 id: s,
-                from: s * WEEK_MICROS,
-                to: (s + 1) * WEEK_MICROS,
+                from: s * SEGMENT_MICROS,
+                to: (s + 1) * SEGMENT_MICROS,
                 bytes: bytes as u64,
             });
         }

@@ -1,4 +1,4 @@
-//! The embedded engine: one SQLite file per week of events under `<data dir>/access/`, and a
+//! The embedded engine: one SQLite file per 13-week segment of events under `<data dir>/access/`, and a
 //! small `catalog.db` beside them (import positions, legal holds).
 //!
 //! Each segment file holds:
@@ -120,7 +120,7 @@ fn segment_path(dir: &Path, seg: i64) -> PathBuf {
 }
 
 pub fn segment_of(at: i64) -> i64 {
-    at.div_euclid(WEEK_MICROS)
+    at.div_euclid(SEGMENT_MICROS)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -367,7 +367,7 @@ impl SegmentWriter {
         events: &[AccessEvent],
         vault: &dyn TextVault,
     ) -> Result<IngestOutcome> {
-        let base = seg * WEEK_MICROS;
+        let base = seg * SEGMENT_MICROS;
         let SegmentWriter {
             conn,
             accounts,
@@ -569,11 +569,11 @@ fn overlapping(segments: &[i64], from: i64, to: i64) -> Vec<(i64, bool)> {
         .iter()
         .copied()
         .filter(|s| {
-            let (a, b) = (s * WEEK_MICROS, (s + 1) * WEEK_MICROS);
+            let (a, b) = (s * SEGMENT_MICROS, (s + 1) * SEGMENT_MICROS);
             a < to && from < b
         })
         .map(|s| {
-            let (a, b) = (s * WEEK_MICROS, (s + 1) * WEEK_MICROS);
+            let (a, b) = (s * SEGMENT_MICROS, (s + 1) * SEGMENT_MICROS);
             (s, from <= a && b <= to)
         })
         .collect()
@@ -680,8 +680,8 @@ fn read_account_events(
         if want == 0 {
             break;
         }
-        let base = seg * WEEK_MICROS;
-        let (lo, hi) = ((from - base).max(0), (to - base).min(WEEK_MICROS));
+        let base = seg * SEGMENT_MICROS;
+        let (lo, hi) = ((from - base).max(0), (to - base).min(SEGMENT_MICROS));
         let after = match &cursor {
             Some(c) if c.seg == seg => (c.t, c.ip, c.principal, c.action, c.event_id.clone()),
             _ => (lo - 1, 0, 0, 0, String::new()),
@@ -758,8 +758,8 @@ fn read_account_ips(
 ) -> Result<Vec<IpUse>> {
     let mut merged: BTreeMap<IpKey, IpUse> = BTreeMap::new();
     for (seg, whole) in overlapping(segments, from, to) {
-        let base = seg * WEEK_MICROS;
-        let (lo, hi) = ((from - base).max(0), (to - base).min(WEEK_MICROS));
+        let base = seg * SEGMENT_MICROS;
+        let (lo, hi) = ((from - base).max(0), (to - base).min(SEGMENT_MICROS));
         let got = readers.with(seg, |conn| {
             let mut st = if whole {
                 conn.prepare_cached(
@@ -816,8 +816,8 @@ fn read_ip_accounts(
 ) -> Result<Vec<AccountUse>> {
     let mut merged: BTreeMap<(Uuid, IpKey), AccountUse> = BTreeMap::new();
     for (seg, whole) in overlapping(segments, from, to) {
-        let base = seg * WEEK_MICROS;
-        let (lo, hi) = ((from - base).max(0), (to - base).min(WEEK_MICROS));
+        let base = seg * SEGMENT_MICROS;
+        let (lo, hi) = ((from - base).max(0), (to - base).min(SEGMENT_MICROS));
         let got = readers.with(seg, |conn| {
             let mut st = conn.prepare_cached(
                 "SELECT a.uuid, i.ip, s.first, s.last, s.n, s.account, s.ip \
@@ -992,8 +992,8 @@ impl AccessStore for SqliteAccess {
             }
             out.push(Segment {
                 id: seg,
-                from: seg * WEEK_MICROS,
-                to: (seg + 1) * WEEK_MICROS,
+                from: seg * SEGMENT_MICROS,
+                to: (seg + 1) * SEGMENT_MICROS,
                 bytes,
             });
         }
