@@ -28,6 +28,7 @@ use crate::state::AppState;
          (name = "accounts", description = "IaaS accounts"),
          (name = "webhooks", description = "Signed notifications of account changes"),
          (name = "audit", description = "The tamper-evident audit trail"),
+         (name = "access", description = "The access record: IP addresses and times of every access"),
          (name = "verification", description = "Checks of identity documents"),
          (name = "screening", description = "Screening lists (versioned snapshots) and screening against them"),
          (name = "system", description = "Health, readiness, metrics")),
@@ -88,6 +89,12 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(api::lifecycle::delete_webhook))
         .routes(routes!(api::lifecycle::list_deliveries))
+        .routes(routes!(api::access::ingest_access_events))
+        .routes(routes!(api::access::account_access_events))
+        .routes(routes!(api::access::export_access_events))
+        .routes(routes!(api::access::account_ips))
+        .routes(routes!(api::access::ip_accounts))
+        .routes(routes!(api::access::set_legal_hold))
         .routes(routes!(api::audit::list_audit))
         .routes(routes!(api::audit::verify_audit))
         .routes(routes!(api::screening::list_lists))
@@ -256,6 +263,26 @@ pub fn spawn_jobs(
         }));
     }
     {
+        // Access-record retention: whole segments, once an hour.
+        let state = state.clone();
+        let cancel = cancel.clone();
+        handles.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => {
+                        match crate::access::retention_run_once(state.store.as_ref(), state.access.as_ref(), crate::time::now_micros()).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(segments = n, "access retention dropped expired segments"),
+                            Err(e) => tracing::warn!(error = %e, "access retention failed; will retry"),
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    {
         // The lifecycle's due work (deadlines, closing, re-verification), once a minute.
         let state = state.clone();
         let cancel = cancel.clone();
@@ -353,6 +380,10 @@ pub async fn serve(
 pub fn state_from(inst: &crate::install::Installation, config: &crate::config::Config) -> AppState {
     AppState {
         store: inst.store.clone(),
+        access: inst.access.clone(),
+        access_ingest: Arc::new(tokio::sync::Semaphore::new(2)),
+        access_max_body_bytes: config.access_max_body_bytes,
+        access_future_skew_micros: config.access_future_skew_secs as i64 * 1_000_000,
         keyring: inst.keyring.clone(),
         master: inst.master.clone(),
         checkpoint_key: inst.checkpoint_key.clone(),

@@ -23,6 +23,11 @@ pub struct Config {
     pub audit_checkpoint_secs: u64,
     /// Screening hits at or above this score open a review item.
     pub screening_threshold: f32,
+    /// Body limit of `POST /v1/access-events` (batches of tens of thousands of events),
+    /// after decompression.
+    pub access_max_body_bytes: usize,
+    /// Access events later than now + this are refused (clock skew of the sender).
+    pub access_future_skew_secs: u64,
     pub log_format: LogFormat,
     pub log_level: String,
     /// Where the config came from, for `cip config print`.
@@ -49,6 +54,8 @@ pub struct ConfigLayer {
     pub postgres_max_connections: Option<u32>,
     pub audit_checkpoint_secs: Option<u64>,
     pub screening_threshold: Option<f32>,
+    pub access_max_body_bytes: Option<usize>,
+    pub access_future_skew_secs: Option<u64>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
 }
@@ -94,6 +101,13 @@ impl ConfigLayer {
                 "CIP_SCREENING_THRESHOLD" => {
                     layer.screening_threshold = Some(parse_num("CIP_SCREENING_THRESHOLD", &v)?)
                 }
+                "CIP_ACCESS_MAX_BODY_BYTES" => {
+                    layer.access_max_body_bytes = Some(parse_num("CIP_ACCESS_MAX_BODY_BYTES", &v)?)
+                }
+                "CIP_ACCESS_FUTURE_SKEW_SECS" => {
+                    layer.access_future_skew_secs =
+                        Some(parse_num("CIP_ACCESS_FUTURE_SKEW_SECS", &v)?)
+                }
                 "CIP_LOG_FORMAT" => layer.log_format = Some(v),
                 "CIP_LOG_LEVEL" => layer.log_level = Some(v),
                 _ => {}
@@ -127,6 +141,10 @@ impl ConfigLayer {
                 .or(self.postgres_max_connections),
             audit_checkpoint_secs: over.audit_checkpoint_secs.or(self.audit_checkpoint_secs),
             screening_threshold: over.screening_threshold.or(self.screening_threshold),
+            access_max_body_bytes: over.access_max_body_bytes.or(self.access_max_body_bytes),
+            access_future_skew_secs: over
+                .access_future_skew_secs
+                .or(self.access_future_skew_secs),
             log_format: over.log_format.or(self.log_format),
             log_level: over.log_level.or(self.log_level),
         }
@@ -185,6 +203,8 @@ fn env_is_set(l: &ConfigLayer) -> bool {
         || l.database_url.is_some()
         || l.master_key.is_some()
         || l.max_body_bytes.is_some()
+        || l.access_max_body_bytes.is_some()
+        || l.access_future_skew_secs.is_some()
         || l.request_timeout_secs.is_some()
         || l.postgres_max_connections.is_some()
         || l.audit_checkpoint_secs.is_some()
@@ -252,6 +272,20 @@ fn validate(l: ConfigLayer, sources: Vec<String>) -> Result<Config, ConfigError>
             message: "must be between 0.5 and 1.0".into(),
         });
     }
+    let access_max_body_bytes = l.access_max_body_bytes.unwrap_or(64 * 1024 * 1024);
+    if !(1024..=1024 * 1024 * 1024).contains(&access_max_body_bytes) {
+        return Err(ConfigError::Invalid {
+            key: "access_max_body_bytes",
+            message: "must be between 1024 and 1073741824".into(),
+        });
+    }
+    let access_future_skew_secs = l.access_future_skew_secs.unwrap_or(300);
+    if access_future_skew_secs > 86_400 {
+        return Err(ConfigError::Invalid {
+            key: "access_future_skew_secs",
+            message: "must be at most 86400 (one day)".into(),
+        });
+    }
     let log_format = match l.log_format.as_deref().unwrap_or("text") {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
@@ -282,6 +316,8 @@ fn validate(l: ConfigLayer, sources: Vec<String>) -> Result<Config, ConfigError>
         postgres_max_connections,
         audit_checkpoint_secs,
         screening_threshold,
+        access_max_body_bytes,
+        access_future_skew_secs,
         log_format,
         log_level: l.log_level.unwrap_or_else(|| "info".into()),
         sources,
@@ -306,7 +342,7 @@ impl Config {
             ),
         };
         format!(
-            "# sources: {}\nlisten = \"{}\"\ndata_dir = \"{}\"\ndatabase_url = {}\nmaster_key = {}\nmax_body_bytes = {}\nrequest_timeout_secs = {}\npostgres_max_connections = {}\naudit_checkpoint_secs = {}\nscreening_threshold = {}\nlog_format = \"{}\"\nlog_level = \"{}\"\n",
+            "# sources: {}\nlisten = \"{}\"\ndata_dir = \"{}\"\ndatabase_url = {}\nmaster_key = {}\nmax_body_bytes = {}\nrequest_timeout_secs = {}\npostgres_max_connections = {}\naudit_checkpoint_secs = {}\nscreening_threshold = {}\naccess_max_body_bytes = {}\naccess_future_skew_secs = {}\nlog_format = \"{}\"\nlog_level = \"{}\"\n",
             self.sources.join(" < "),
             self.listen,
             self.data_dir.display(),
@@ -317,6 +353,8 @@ impl Config {
             self.postgres_max_connections,
             self.audit_checkpoint_secs,
             self.screening_threshold,
+            self.access_max_body_bytes,
+            self.access_future_skew_secs,
             match self.log_format {
                 LogFormat::Text => "text",
                 LogFormat::Json => "json",

@@ -47,6 +47,8 @@ pub enum ApiError {
     Duplicate(&'static str),
     IdempotencyMismatch,
     PayloadTooLarge,
+    /// The disk is full: nothing more can be stored until space is freed.
+    InsufficientStorage(String),
     Unavailable(String),
     Internal(String),
     /// A refusal with its own stable code (screening and list errors: `CIP-SCREEN-…`,
@@ -72,6 +74,7 @@ impl ApiError {
             ApiError::VersionConflict { .. } | ApiError::Duplicate(_) => StatusCode::CONFLICT,
             ApiError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Coded { status, .. } => *status,
@@ -91,6 +94,7 @@ impl ApiError {
             ApiError::Duplicate(_) => "CIP-CONFLICT-0002",
             ApiError::PreconditionRequired => "CIP-CONFLICT-0003",
             ApiError::IdempotencyMismatch => "CIP-IDEMPOTENCY-0001",
+            ApiError::InsufficientStorage(_) => "CIP-STORAGE-0001",
             ApiError::Unavailable(_) => "CIP-UNAVAILABLE-0001",
             ApiError::Internal(_) => "CIP-INTERNAL-0001",
             ApiError::Coded { code, .. } => code,
@@ -115,6 +119,7 @@ impl ApiError {
             ApiError::Duplicate(what) => format!("A record with this {what} already exists."),
             ApiError::IdempotencyMismatch => "This Idempotency-Key was already used for a different request; use a new key for a new request.".into(),
             ApiError::PayloadTooLarge => "The request body is larger than the configured limit (max_body_bytes).".into(),
+            ApiError::InsufficientStorage(_) => "The server's disk is full: this request was not acknowledged and nothing more is stored until space is freed. Events of it may be partly stored; resending is safe (an event is stored once).".into(),
             ApiError::Unavailable(_) => "The service is temporarily unavailable; retry later.".into(),
             ApiError::Internal(_) => "Internal error; it has been logged with this request id.".into(),
             ApiError::Coded { message, .. } => message.clone(),
@@ -123,7 +128,10 @@ impl ApiError {
 
     pub fn into_body(self, request_id: Option<String>) -> (StatusCode, ErrorBody) {
         let status = self.status();
-        if let ApiError::Internal(cause) | ApiError::Unavailable(cause) = &self {
+        if let ApiError::Internal(cause)
+        | ApiError::Unavailable(cause)
+        | ApiError::InsufficientStorage(cause) = &self
+        {
             tracing::error!(request_id = request_id.as_deref().unwrap_or("-"), cause = %cause, "request failed");
         }
         let body = ErrorBody {
@@ -146,9 +154,30 @@ impl From<StoreError> for ApiError {
             StoreError::VersionConflict { current } => ApiError::VersionConflict { current },
             StoreError::Duplicate { what } => ApiError::Duplicate(what),
             StoreError::IdempotencyReplay(_) => ApiError::IdempotencyMismatch,
-            StoreError::DiskFull => ApiError::Unavailable("disk full".into()),
+            StoreError::DiskFull => ApiError::InsufficientStorage("disk full".into()),
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<cip_access::AccessError> for ApiError {
+    fn from(e: cip_access::AccessError) -> Self {
+        match e {
+            cip_access::AccessError::DiskFull(m) => ApiError::InsufficientStorage(m),
+            cip_access::AccessError::BadCursor => {
+                ApiError::BadQuery("cursor: not a cursor this server gave out".into())
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::access::IngestError> for ApiError {
+    fn from(e: crate::access::IngestError) -> Self {
+        match e {
+            crate::access::IngestError::Access(a) => a.into(),
+            crate::access::IngestError::Store(s) => s.into(),
         }
     }
 }

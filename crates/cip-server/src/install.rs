@@ -30,6 +30,8 @@ pub enum InstallError {
     MasterKeyFile { path: PathBuf, message: String },
     #[error("cannot open the database: {0}")]
     Store(#[from] StoreError),
+    #[error("cannot open the access record: {0}")]
+    Access(#[from] cip_access::AccessError),
     #[error("key material in the database is damaged or was wrapped under another master key: {0}")]
     Vault(#[from] VaultError),
 }
@@ -37,6 +39,8 @@ pub enum InstallError {
 /// An open installation: the store and the keys, ready to serve.
 pub struct Installation {
     pub store: Arc<dyn Store>,
+    /// The access record (its own files or tables; see `crate::access`).
+    pub access: Arc<dyn cip_access::AccessStore>,
     pub keyring: Arc<RwLock<Arc<Keyring>>>,
     pub master: Arc<MasterKey>,
     pub checkpoint_key: Arc<CheckpointKey>,
@@ -175,10 +179,14 @@ pub async fn open(config: &Config) -> Result<Installation, InstallError> {
         store.init_meta(&data_key_meta(1), &fresh).await?;
         store.init_meta(META_ACTIVE_DATA_KEY, b"1").await?;
     }
-    let keyring = load_keyring(store.as_ref(), &master, index_root).await?;
+    let keyring = Arc::new(RwLock::new(Arc::new(
+        load_keyring(store.as_ref(), &master, index_root).await?,
+    )));
+    let access = crate::access::open(config, keyring.clone()).await?;
     Ok(Installation {
         store,
-        keyring: Arc::new(RwLock::new(Arc::new(keyring))),
+        access,
+        keyring,
         master: Arc::new(master),
         checkpoint_key: Arc::new(checkpoint_key),
         generated_master_key: generated,

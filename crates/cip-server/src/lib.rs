@@ -8,6 +8,7 @@
 //! - No handler returns personal data before the read's audit entry is committed.
 //! - Nothing here logs a request body, a header value or a decrypted field.
 
+pub mod access;
 pub mod api;
 pub mod app;
 pub mod audit;

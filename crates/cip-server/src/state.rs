@@ -7,6 +7,12 @@ use cip_vault::{CheckpointKey, Keyring, MasterKey};
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    pub access: Arc<dyn cip_access::AccessStore>,
+    /// Ingestion requests in flight at once: the rest wait, so a flood of event batches
+    /// cannot take every worker from the other routes.
+    pub access_ingest: Arc<tokio::sync::Semaphore>,
+    pub access_max_body_bytes: usize,
+    pub access_future_skew_micros: i64,
     pub keyring: Arc<RwLock<Arc<Keyring>>>,
     pub master: Arc<MasterKey>,
     pub checkpoint_key: Arc<CheckpointKey>,

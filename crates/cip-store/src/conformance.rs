@@ -497,6 +497,33 @@ async fn accounts(s: Arc<dyn Store>) -> Check {
         all.len() == 1 && all[0].id == b.id,
         "cursor must skip up to and including `after`"
     );
+    let by_ext = s
+        .get_account_by_external_id("ext-1")
+        .await
+        .map_err(e("by external id"))?;
+    ensure!(
+        by_ext.map(|r| r.id) == Some(a.id),
+        "lookup by external id must find the account"
+    );
+    ensure!(
+        s.get_account_by_external_id("ext-none")
+            .await
+            .map_err(e("by unknown external id"))?
+            .is_none(),
+        "an unknown external id finds nothing"
+    );
+    // last_accessed_at only moves forward and leaves the version alone.
+    s.touch_last_accessed(vec![(a.id, 500), (b.id, 700)])
+        .await
+        .map_err(e("touch"))?;
+    s.touch_last_accessed(vec![(a.id, 300)])
+        .await
+        .map_err(e("touch back"))?;
+    let a2 = s.get_account(a.id).await.map_err(e("get"))?;
+    ensure!(
+        a2.as_ref().map(|r| (r.last_accessed_at, r.version)) == Some((Some(500), 2)),
+        "last_accessed_at must advance only, version unchanged: {a2:?}"
+    );
     Ok(())
 }
 

@@ -96,6 +96,13 @@ pub trait Store: ListStore + ReviewStore + Send + Sync + 'static {
     async fn insert_account(&self, write: AccountWrite) -> Result<()>;
     async fn update_account(&self, write: AccountWrite, expected_version: i64) -> Result<()>;
     async fn get_account(&self, id: Uuid) -> Result<Option<AccountRow>>;
+    /// The account with this provider identifier, if any.
+    async fn get_account_by_external_id(&self, external_id: &str) -> Result<Option<AccountRow>>;
+    /// Moves each account's `last_accessed_at` forward to the given time (never back), one
+    /// statement per account in one transaction. Derived bookkeeping of the access record:
+    /// no version change (it would make every client `PATCH` race the ingestion) and no audit
+    /// entry of its own (the events it derives from are the record).
+    async fn touch_last_accessed(&self, times: Vec<(Uuid, i64)>) -> Result<()>;
     async fn list_accounts(
         &self,
         filter: &AccountFilter,

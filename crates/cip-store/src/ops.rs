@@ -763,6 +763,25 @@ macro_rules! define_ops {
             row.as_ref().map(account_from_row).transpose()
         }
 
+        pub(crate) async fn get_account_by_external_id(conn: &mut $conn, external_id: &str) -> Result<Option<AccountRow>> {
+            let row = sqlx::query(crate::sql::GET_ACCOUNT_BY_EXTERNAL_ID)
+            .bind(external_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            row.as_ref().map(account_from_row).transpose()
+        }
+
+        pub(crate) async fn touch_last_accessed(conn: &mut $conn, times: &[(Uuid, i64)]) -> Result<()> {
+            for (id, at) in times {
+                sqlx::query(crate::sql::TOUCH_LAST_ACCESSED)
+                    .bind(*at)
+                    .bind(*id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(())
+        }
+
         pub(crate) async fn list_accounts(
             conn: &mut $conn,
             filter: &AccountFilter,
@@ -1098,6 +1117,10 @@ macro_rules! define_ops {
                 }
                 Op::UpdateAccount(w, v) => {
                     update_account(conn, head, w, v).await?;
+                    Out::Unit
+                }
+                Op::TouchLastAccessed(times) => {
+                    touch_last_accessed(conn, &times).await?;
                     Out::Unit
                 }
                 Op::AppendAudit(drafts) => {

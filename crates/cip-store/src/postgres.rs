@@ -249,6 +249,17 @@ impl Store for PgStore {
         ops::get_account(&mut *self.pool.acquire().await?, id).await
     }
 
+    async fn get_account_by_external_id(&self, external_id: &str) -> Result<Option<AccountRow>> {
+        ops::get_account_by_external_id(&mut *self.pool.acquire().await?, external_id).await
+    }
+
+    async fn touch_last_accessed(&self, times: Vec<(Uuid, i64)>) -> Result<()> {
+        if times.is_empty() {
+            return Ok(());
+        }
+        unit(self.submit(Op::TouchLastAccessed(times)).await?)
+    }
+
     async fn list_accounts(
         &self,
         filter: &AccountFilter,

@@ -57,6 +57,12 @@ pub(crate) const COUNT_CUSTOMERS: &str = "SELECT COUNT(*) AS n FROM customers";
 pub(crate) const GET_ACCOUNT: &str = "SELECT id, customer_id, external_id, product, account_type, \
      status, opened_at, closed_at, last_accessed_at, version, created_at, updated_at \
      FROM accounts WHERE id = $1";
+pub(crate) const GET_ACCOUNT_BY_EXTERNAL_ID: &str = "SELECT id, customer_id, external_id, \
+     product, account_type, status, opened_at, closed_at, last_accessed_at, version, created_at, \
+     updated_at FROM accounts WHERE external_id = $1";
+/// Moves `last_accessed_at` forward only (batches may arrive out of order).
+pub(crate) const TOUCH_LAST_ACCESSED: &str = "UPDATE accounts SET last_accessed_at = $1 \
+     WHERE id = $2 AND (last_accessed_at IS NULL OR last_accessed_at < $1)";
 pub(crate) const LIST_ACCOUNTS: &str = "SELECT id, customer_id, external_id, product, \
      account_type, status, opened_at, closed_at, last_accessed_at, version, created_at, \
      updated_at FROM accounts \

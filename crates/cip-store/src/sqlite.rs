@@ -22,7 +22,8 @@ use uuid::Uuid;
 
 use crate::sqlite_ops as ops;
 use crate::writer::{
-    Job, Op, Out, boolean, claimed, count, fail_all, group_error, is_clean_failure, next_group, unit,
+    Job, Op, Out, boolean, claimed, count, fail_all, group_error, is_clean_failure, next_group,
+    unit,
 };
 use crate::*;
 
@@ -386,6 +387,17 @@ impl Store for SqliteStore {
 
     async fn get_account(&self, id: Uuid) -> Result<Option<AccountRow>> {
         self.read(|c| ops::get_account(c, id))
+    }
+
+    async fn get_account_by_external_id(&self, external_id: &str) -> Result<Option<AccountRow>> {
+        self.read(|c| ops::get_account_by_external_id(c, external_id))
+    }
+
+    async fn touch_last_accessed(&self, times: Vec<(Uuid, i64)>) -> Result<()> {
+        if times.is_empty() {
+            return Ok(());
+        }
+        unit(self.submit(Op::TouchLastAccessed(times)).await?)
     }
 
     async fn list_accounts(

@@ -735,6 +735,13 @@ pub(crate) fn apply(conn: &Connection, head: &mut Head, op: Op) -> Result<Out> {
             update_account(conn, head, w, v)?;
             Out::Unit
         }
+        Op::TouchLastAccessed(times) => {
+            let mut st = conn.prepare_cached(sql::TOUCH_LAST_ACCESSED)?;
+            for (id, at) in times {
+                st.execute(params![at, id])?;
+            }
+            Out::Unit
+        }
         Op::AppendAudit(drafts) => {
             for d in drafts {
                 append_audit(conn, head, d)?;
@@ -955,6 +962,16 @@ pub(crate) fn get_account(conn: &Connection, id: Uuid) -> Result<Option<AccountR
     Ok(conn
         .prepare_cached(sql::GET_ACCOUNT)?
         .query_row([id], account_from_row)
+        .optional()?)
+}
+
+pub(crate) fn get_account_by_external_id(
+    conn: &Connection,
+    external_id: &str,
+) -> Result<Option<AccountRow>> {
+    Ok(conn
+        .prepare_cached(sql::GET_ACCOUNT_BY_EXTERNAL_ID)?
+        .query_row([external_id], account_from_row)
         .optional()?)
 }
 

@@ -16,6 +16,7 @@ pub(crate) enum Op {
     Reseal(Uuid, i64, Vec<u8>, u32, AuditDraft),
     InsertAccount(AccountWrite),
     UpdateAccount(AccountWrite, i64),
+    TouchLastAccessed(Vec<(Uuid, i64)>),
     AppendAudit(Vec<AuditDraft>),
     InsertCheckpoint(CheckpointRow),
     InsertEndpoint(WebhookEndpointRow, AuditDraft),

@@ -252,10 +252,13 @@ pub enum BlindIndexKind {
     WalletAddress,
     ExternalId,
     Name,
+    /// Free text of access events (principal, user agent, session, resource): the key of
+    /// their per-segment dictionaries.
+    AccessText,
 }
 
 impl BlindIndexKind {
-    pub const ALL: [BlindIndexKind; 8] = [
+    pub const ALL: [BlindIndexKind; 9] = [
         BlindIndexKind::Email,
         BlindIndexKind::Phone,
         BlindIndexKind::NationalId,
@@ -264,6 +267,7 @@ impl BlindIndexKind {
         BlindIndexKind::WalletAddress,
         BlindIndexKind::ExternalId,
         BlindIndexKind::Name,
+        BlindIndexKind::AccessText,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -275,6 +279,7 @@ impl BlindIndexKind {
             BlindIndexKind::WalletAddress => "wallet_address",
             BlindIndexKind::ExternalId => "external_id",
             BlindIndexKind::Name => "name",
+            BlindIndexKind::AccessText => "access_text",
         }
     }
 }

@@ -37,6 +37,26 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The access record: `cip access import` events/s beside the engine's plain bulk insert
+    /// of the same rows (no indexes, same durability), HTTP ingestion events/s, p50/p99 of an
+    /// account's distinct IPs over 90 days and of the accounts of one IP over a year, and
+    /// bytes on disk per event.
+    Access {
+        /// Events in the imported file (spread over a year).
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Accounts the events belong to (default: one per 100 events).
+        #[arg(long)]
+        accounts: Option<u64>,
+        /// Events sent through POST /v1/access-events (0 skips the HTTP figure).
+        #[arg(long, default_value_t = 500_000)]
+        http_events: u64,
+        /// Run against PostgreSQL (a scratch database is created and dropped on this server).
+        #[arg(long)]
+        postgres: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// MRZ parsing and validation on one core (TD3, TD1 and TD2 documents, every check digit
     /// verified). Baseline: one pass over the same lines checking only the character set.
     Mrz {
@@ -74,6 +94,22 @@ pub async fn run(cmd: BenchCommand) -> Result<u8> {
             json,
         } => onboard(customers, concurrency, paced_secs, reads, postgres, json).await,
         BenchCommand::Mrz { documents, json } => mrz_bench(documents, json),
+        BenchCommand::Access {
+            events,
+            accounts,
+            http_events,
+            postgres,
+            json,
+        } => {
+            crate::bench_access::run(crate::bench_access::Options {
+                events,
+                accounts: accounts.unwrap_or((events / 100).max(1)),
+                http_events,
+                postgres,
+                json,
+            })
+            .await
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! HTTP handlers of `/v1`. Each handler: authenticate (the `Principal` extractor), check the
 //! permission, parse input into domain types, call the store, write the audit entry, answer.
 
+pub mod access;
 pub mod accounts;
 pub mod audit;
 pub mod customers;

@@ -1,0 +1,395 @@
+//! `cip-access`: the access record (EO 13984 §1(a)(ii)(D)) — every IP address and time of
+//! access or administrative action, for every account, for years. It owns the parsing of
+//! access events at the boundary (NDJSON, CSV, gzip of either; [`parse`]), the storage engines
+//! behind one trait, [`AccessStore`] (SQLite segment files, [`sqlite`]; time-partitioned
+//! PostgreSQL with `COPY`, [`postgres`]), and the conformance suite both pass.
+//!
+//! It is a path of its own, apart from `cip-store`: access events are the highest-volume data
+//! cip holds, so they never share a database file, a writer or a lock with the identity
+//! records. It must never depend on HTTP (axum), on the identity store (`cip-store`) or on key
+//! material: accounts arrive here already resolved to cip ids.
+//!
+//! Invariants:
+//! - An ingest call returns only after its events are durable (SQLite `synchronous = FULL`,
+//!   PostgreSQL commit).
+//! - An event is stored once: its identity (account, time, ip, principal, action, event id)
+//!   is the primary key, so a re-sent batch or a resumed import adds nothing twice, and the
+//!   summaries count only events that were new.
+//! - The summaries (account → IPs, IP → accounts) change in the same transaction as the
+//!   events they summarise.
+
+pub mod conformance;
+pub mod parse;
+pub mod postgres;
+pub mod sqlite;
+
+use std::net::IpAddr;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+pub use parse::Action;
+
+/// The width of a segment (a SQLite file, a PostgreSQL partition) and so the retention
+/// granule: 13 weeks. Measured: with weekly segments a typical account (about two events a
+/// week) paid its dictionary entries and summaries every week, 138 bytes per event in all;
+/// 13-week segments spread them over ~13 times more events (BENCHMARKS.md).
+pub const SEGMENT_MICROS: i64 = 13 * 7 * 24 * 3600 * 1_000_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("storage full: {0}")]
+    DiskFull(String),
+    #[error("access store: {0}")]
+    Storage(String),
+    #[error("bad cursor")]
+    BadCursor,
+}
+
+impl From<rusqlite::Error> for AccessError {
+    fn from(e: rusqlite::Error) -> Self {
+        if let rusqlite::Error::SqliteFailure(f, _) = &e
+            && f.code == rusqlite::ErrorCode::DiskFull
+        {
+            return AccessError::DiskFull(e.to_string());
+        }
+        AccessError::Storage(e.to_string())
+    }
+}
+
+impl From<sqlx::Error> for AccessError {
+    fn from(e: sqlx::Error) -> Self {
+        if let Some(db) = e.as_database_error()
+            && db.code().as_deref() == Some("53100")
+        {
+            return AccessError::DiskFull(e.to_string());
+        }
+        AccessError::Storage(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for AccessError {
+    fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::StorageFull {
+            return AccessError::DiskFull(e.to_string());
+        }
+        AccessError::Storage(e.to_string())
+    }
+}
+
+pub type Result<T, E = AccessError> = std::result::Result<T, E>;
+
+/// Encryption of the free-text parts of an event (principal, user agent, session, resource):
+/// personal data, sealed before it reaches a table. The engines intern each distinct value
+/// once per segment under its keyed hash, so sealing costs one encryption per new value, not
+/// per event. IP addresses, times and account ids stay in clear: the queries range over them
+/// (a CIDR is a key range), and retention reads them (docs/design/0007-access-record.md).
+pub trait TextVault: Send + Sync + 'static {
+    /// A keyed hash of the value (equal values, equal hashes; no key, no guess).
+    fn blind(&self, value: &str) -> [u8; 16];
+    fn seal(&self, value: &str) -> Result<Vec<u8>>;
+    fn open(&self, sealed: &[u8]) -> Result<String>;
+}
+
+/// For tests and benchmarks of the engine alone: "seals" by copying. Never used by the server.
+pub struct ClearText;
+
+impl TextVault for ClearText {
+    fn blind(&self, value: &str) -> [u8; 16] {
+        let h = blake3::hash(value.as_bytes());
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&h.as_bytes()[..16]);
+        out
+    }
+    fn seal(&self, value: &str) -> Result<Vec<u8>> {
+        Ok(value.as_bytes().to_vec())
+    }
+    fn open(&self, sealed: &[u8]) -> Result<String> {
+        String::from_utf8(sealed.to_vec()).map_err(|e| AccessError::Storage(e.to_string()))
+    }
+}
+
+/// An IP address as stored: 16 bytes, IPv4 as v4-mapped IPv6 (`::ffff:a.b.c.d`), so one
+/// byte order covers both families and a CIDR is one key range.
+pub type IpKey = [u8; 16];
+
+pub fn ip_key(ip: IpAddr) -> IpKey {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+pub fn ip_from_key(key: IpKey) -> IpAddr {
+    let v6 = std::net::Ipv6Addr::from(key);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+/// An access event with its account resolved to a cip id: what the engines store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessEvent {
+    pub account: Uuid,
+    pub principal: String,
+    pub ip: IpKey,
+    /// Unix microseconds, UTC.
+    pub at: i64,
+    pub action: Action,
+    pub user_agent: Option<String>,
+    pub session: Option<String>,
+    pub resource: Option<String>,
+    pub event_id: Option<String>,
+}
+
+/// Where a file import stands: the byte offset after the last committed batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportMark {
+    pub file_key: [u8; 32],
+    pub offset: u64,
+    pub line: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestOutcome {
+    /// Events stored by this call.
+    pub accepted: u64,
+    /// Events already stored (re-sent or re-imported): stored once.
+    pub duplicates: u64,
+}
+
+/// One address an account used in a range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpUse {
+    pub ip: IpKey,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub count: u64,
+}
+
+/// One account that used an address (of a network) in a range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountUse {
+    pub account: Uuid,
+    pub ip: IpKey,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub count: u64,
+}
+
+/// A network: every key in `[first, last]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    pub first: IpKey,
+    pub last: IpKey,
+}
+
+impl IpRange {
+    pub fn single(ip: IpKey) -> Self {
+        IpRange {
+            first: ip,
+            last: ip,
+        }
+    }
+
+    /// `a.b.c.d/n` or `x::/n` (IPv4 prefixes count in the v4-mapped space) or a bare address.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let ip: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("`{addr}` is not an IPv4 or IPv6 address"))?;
+        let max = match ip {
+            IpAddr::V4(_) => 32u32,
+            IpAddr::V6(_) => 128,
+        };
+        let bits = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u32>()
+                .ok()
+                .filter(|b| *b <= max)
+                .ok_or_else(|| format!("prefix length must be 0 to {max}"))?,
+        };
+        let key = u128::from_be_bytes(ip_key(ip));
+        let host_bits = max - bits;
+        let mask: u128 = if host_bits == 0 {
+            0
+        } else {
+            (1u128 << host_bits) - 1
+        };
+        if key & mask != 0 {
+            return Err(format!(
+                "`{s}` has host bits set; the network is not aligned"
+            ));
+        }
+        Ok(IpRange {
+            first: key.to_be_bytes(),
+            last: (key | mask).to_be_bytes(),
+        })
+    }
+}
+
+/// One stored event as read back, with its page cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub event: AccessEvent,
+    /// Opaque: pass it back to continue after this event.
+    pub cursor: String,
+}
+
+/// A segment (a time slice of the record) and the accounts that have events in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    pub id: i64,
+    /// Times covered: `[from, to)`.
+    pub from: i64,
+    pub to: i64,
+    pub bytes: u64,
+}
+
+/// What retention needs to know about one account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountClock {
+    pub closed_at: Option<i64>,
+    pub last_accessed_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The access record, behind which each engine sits. Reads answer in time order; ranges are
+/// `[from, to)` in Unix microseconds.
+#[async_trait]
+pub trait AccessStore: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+
+    /// Stores a batch durably. With a mark, records the import position after the events
+    /// are committed: a crash between the two re-imports the batch, and the primary key
+    /// makes that a no-op.
+    async fn ingest(
+        &self,
+        events: Vec<AccessEvent>,
+        mark: Option<ImportMark>,
+    ) -> Result<IngestOutcome>;
+
+    /// The import position of a file (by its identity), if it was imported before.
+    async fn import_mark(&self, file_key: [u8; 32]) -> Result<Option<ImportMark>>;
+
+    /// An account's events in `[from, to)`, oldest first, at most `limit`, after `cursor`.
+    async fn account_events(
+        &self,
+        account: Uuid,
+        from: i64,
+        to: i64,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>>;
+
+    /// The distinct addresses an account used in `[from, to)`, by address.
+    async fn account_ips(&self, account: Uuid, from: i64, to: i64) -> Result<Vec<IpUse>>;
+
+    /// Every account that used an address in `range` during `[from, to)`, by account and ip.
+    async fn ip_accounts(&self, range: IpRange, from: i64, to: i64) -> Result<Vec<AccountUse>>;
+
+    /// Sets or lifts a legal hold: a held account's events are never deleted.
+    async fn set_legal_hold(&self, account: Uuid, held: bool, at: i64) -> Result<()>;
+    async fn legal_holds(&self) -> Result<Vec<Uuid>>;
+
+    /// Segments, oldest first.
+    async fn segments(&self) -> Result<Vec<Segment>>;
+    /// Accounts that have events in a segment.
+    async fn segment_accounts(&self, segment: i64) -> Result<Vec<Uuid>>;
+    /// Deletes a whole segment (a file or a partition): the retention job's only deletion.
+    async fn drop_segment(&self, segment: i64) -> Result<()>;
+
+    /// Bytes on disk used by the record.
+    async fn disk_bytes(&self) -> Result<u64>;
+}
+
+/// Two years: events are kept at least this long after the later of closure and last access.
+pub const RETENTION_MICROS: i64 = 2 * 366 * 24 * 3600 * 1_000_000;
+
+/// Whether an account's events may be deleted at `now`: not held, and two years past the later
+/// of closure and last access. An account with neither time is kept (nothing to count from).
+pub fn account_expired(clock: Option<AccountClock>, held: bool, now: i64) -> bool {
+    if held {
+        return false;
+    }
+    let Some(c) = clock else {
+        // An account unknown to the identity store (deleted): its events are kept until an
+        // operator decides; retention never guesses.
+        return false;
+    };
+    match c.closed_at.max(c.last_accessed_at) {
+        Some(t) => now >= t.saturating_add(RETENTION_MICROS),
+        None => false,
+    }
+}
+
+/// Which segments may be dropped at `now`: those whose every account is expired
+/// ([`account_expired`]). The simplest honest rule: a segment holding one account still under
+/// retention or hold is kept whole (documented in docs/design/0007-access-record.md).
+pub async fn expired_segments<F, Fut>(
+    store: &dyn AccessStore,
+    now: i64,
+    mut clock: F,
+) -> Result<Vec<i64>>
+where
+    F: FnMut(Uuid) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<AccountClock>>>,
+{
+    let holds: std::collections::HashSet<Uuid> = store.legal_holds().await?.into_iter().collect();
+    let mut out = Vec::new();
+    for seg in store.segments().await? {
+        // A segment cannot expire before its own last event is two years old.
+        if now < seg.to.saturating_add(RETENTION_MICROS) {
+            continue;
+        }
+        let mut all = true;
+        for account in store.segment_accounts(seg.id).await? {
+            let c = clock(account).await?;
+            if !account_expired(c, holds.contains(&account), now) {
+                all = false;
+                break;
+            }
+        }
+        if all {
+            out.push(seg.id);
+        }
+    }
+    Ok(out)
+}
+
+/// Runs retention once: drops every expired segment; returns how many were dropped.
+pub async fn retention_run_once<F, Fut>(store: &dyn AccessStore, now: i64, clock: F) -> Result<u32>
+where
+    F: FnMut(Uuid) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<AccountClock>>>,
+{
+    let expired = expired_segments(store, now, clock).await?;
+    for seg in &expired {
+        store.drop_segment(*seg).await?;
+    }
+    Ok(expired.len() as u32)
+}
+
+/// The latest event time per account in a batch: what `last_accessed_at` must advance to.
+pub fn last_access_by_account(events: &[AccessEvent]) -> Vec<(Uuid, i64)> {
+    let mut map: std::collections::HashMap<Uuid, i64> = std::collections::HashMap::new();
+    for e in events {
+        let t = map.entry(e.account).or_insert(e.at);
+        if e.at > *t {
+            *t = e.at;
+        }
+    }
+    let mut v: Vec<(Uuid, i64)> = map.into_iter().collect();
+    v.sort_unstable();
+    v
+}

@@ -1,0 +1,173 @@
+//! The access record's glue between the API/CLI and `cip-access`: opening the engine beside
+//! the identity store, sealing its free text with the installation's keys, resolving the
+//! accounts events name (cip id or the provider's external id), keeping `last_accessed_at`
+//! current, and the retention job.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use cip_access::parse::{ParsedEvent, Rejected};
+use cip_access::{AccessError, AccessEvent, AccessStore, AccountClock, ImportMark, IngestOutcome};
+use cip_store::Store;
+use cip_vault::{BlindIndexKind, Keyring};
+use secrecy::ExposeSecret;
+use uuid::Uuid;
+
+use crate::config::Config;
+
+/// Seals access-event text with the installation's active data key; the dictionary hash is
+/// the blind index of kind `access_text` (stable across data-key rotations).
+pub struct KeyringText {
+    pub keyring: Arc<RwLock<Arc<Keyring>>>,
+}
+
+const TEXT_AAD: &[u8] = b"access/text";
+
+impl cip_access::TextVault for KeyringText {
+    fn blind(&self, value: &str) -> [u8; 16] {
+        let h = crate::install::current_keyring(&self.keyring)
+            .blind_index(BlindIndexKind::AccessText, value);
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&h[..16]);
+        out
+    }
+
+    fn seal(&self, value: &str) -> cip_access::Result<Vec<u8>> {
+        crate::install::current_keyring(&self.keyring)
+            .seal_str(TEXT_AAD, value)
+            .map_err(|e| AccessError::Storage(format!("sealing: {e}")))
+    }
+
+    fn open(&self, sealed: &[u8]) -> cip_access::Result<String> {
+        crate::install::current_keyring(&self.keyring)
+            .open_str(TEXT_AAD, sealed)
+            .map(|s| s.to_string())
+            .map_err(|e| AccessError::Storage(format!("opening: {e}")))
+    }
+}
+
+/// Opens the access record: `<data dir>/access/` with the embedded store, the same
+/// PostgreSQL database (its own tables) otherwise.
+pub async fn open(
+    config: &Config,
+    keyring: Arc<RwLock<Arc<Keyring>>>,
+) -> Result<Arc<dyn AccessStore>, AccessError> {
+    let vault = Arc::new(KeyringText { keyring });
+    match &config.database_url {
+        Some(url) if url.expose_secret().starts_with("postgres") => Ok(Arc::new(
+            cip_access::postgres::PgAccess::open(
+                url.expose_secret(),
+                config.postgres_max_connections,
+                vault,
+            )
+            .await?,
+        )),
+        _ => Ok(Arc::new(cip_access::sqlite::SqliteAccess::open(
+            &config.data_dir.join("access"),
+            vault,
+        )?)),
+    }
+}
+
+/// Account references → cip ids, remembered for the life of the resolver (one request, one
+/// import run). A reference is a cip id when it parses as one and such an account exists,
+/// else the provider's external id.
+#[derive(Default)]
+pub struct Resolver {
+    known: HashMap<String, Option<Uuid>>,
+}
+
+impl Resolver {
+    pub async fn resolve(
+        &mut self,
+        store: &dyn Store,
+        reference: &str,
+    ) -> Result<Option<Uuid>, cip_store::StoreError> {
+        if let Some(hit) = self.known.get(reference) {
+            return Ok(*hit);
+        }
+        let mut found = None;
+        if let Ok(id) = Uuid::parse_str(reference)
+            && store.get_account(id).await?.is_some()
+        {
+            found = Some(id);
+        }
+        if found.is_none() {
+            found = store
+                .get_account_by_external_id(reference)
+                .await?
+                .map(|a| a.id);
+        }
+        self.known.insert(reference.to_string(), found);
+        Ok(found)
+    }
+}
+
+/// Why an ingestion failed as a whole (nothing from the failing batch is acknowledged).
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{0}")]
+    Access(#[from] AccessError),
+    #[error("{0}")]
+    Store(#[from] cip_store::StoreError),
+}
+
+/// Resolves, stores durably, then advances `last_accessed_at` (one update per account per
+/// batch). Lines naming an unknown account join `rejected`.
+pub async fn ingest(
+    store: &dyn Store,
+    access: &dyn AccessStore,
+    resolver: &mut Resolver,
+    parsed: Vec<(u64, ParsedEvent)>,
+    rejected: &mut Vec<Rejected>,
+    mark: Option<ImportMark>,
+) -> Result<IngestOutcome, IngestError> {
+    let mut events = Vec::with_capacity(parsed.len());
+    for (line, p) in parsed {
+        match resolver.resolve(store, &p.account).await? {
+            Some(account) => events.push(AccessEvent {
+                account,
+                principal: p.principal,
+                ip: p.ip,
+                at: p.at,
+                action: p.action,
+                user_agent: p.user_agent,
+                session: p.session,
+                resource: p.resource,
+                event_id: p.event_id,
+            }),
+            None => rejected.push(Rejected {
+                line,
+                reason: "account: no account has this cip id or external id".into(),
+            }),
+        }
+    }
+    let last = cip_access::last_access_by_account(&events);
+    let outcome = access.ingest(events, mark).await?;
+    store.touch_last_accessed(last).await?;
+    metrics::counter!("cip_access_events_accepted_total").increment(outcome.accepted);
+    metrics::counter!("cip_access_events_duplicate_total").increment(outcome.duplicates);
+    Ok(outcome)
+}
+
+/// One pass of retention: drops the segments whose every account is two years past the later
+/// of closure and last access and not under legal hold. Returns the segments dropped.
+pub async fn retention_run_once(
+    store: &dyn Store,
+    access: &dyn AccessStore,
+    now: i64,
+) -> Result<u32, IngestError> {
+    let clock = |id: Uuid| async move {
+        store
+            .get_account(id)
+            .await
+            .map(|a| {
+                a.map(|a| AccountClock {
+                    closed_at: a.closed_at,
+                    last_accessed_at: a.last_accessed_at,
+                })
+            })
+            .map_err(|e| AccessError::Storage(e.to_string()))
+    };
+    Ok(cip_access::retention_run_once(access, now, clock).await?)
+}
