@@ -98,9 +98,10 @@ async fn no_plaintext_at_rest(b: Backend) {
             assert!(tables.iter().any(|t| t == "customers"));
             for t in tables {
                 // Every column of every row, bytea as raw bytes (encode(...,'escape') keeps
-                // printable bytes printable, so plaintext inside bytea would show).
+                // printable bytes printable, so plaintext inside bytea would show). The row
+                // alias must not be a column name of any table (the access record has `t`).
                 let sql = format!(
-                    "SELECT string_agg(x, '') AS all_text FROM (SELECT regexp_replace(row_to_json(t)::text, '\\\\x([0-9a-f]+)', '', 'g') AS x FROM {t} t) s"
+                    "SELECT string_agg(x, '') AS all_text FROM (SELECT regexp_replace(row_to_json(scanned_row)::text, '\\\\x([0-9a-f]+)', '', 'g') AS x FROM {t} AS scanned_row) s"
                 );
                 let row = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .fetch_one(&mut c)
