@@ -16,15 +16,15 @@ use crate::time::{now_micros, to_rfc3339};
 /// Event types a provider can subscribe to.
 pub const EVENT_TYPES: &[&str] = &["account.created", "account.status_changed"];
 
-/// Attempts before a delivery is given up (`failed`): about a day and a half of back-off.
-pub const MAX_ATTEMPTS: i64 = 12;
+/// Attempts before a delivery is given up (`failed`): about 41 hours of back-off.
+pub const MAX_ATTEMPTS: i64 = 18;
 /// How long a claimed attempt is reserved for the instance that claimed it.
 const LEASE_MICROS: i64 = 60_000_000;
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Delay before attempt `attempts + 1`: 10 s doubling per attempt, at most 6 hours.
 pub fn backoff_micros(attempts: i64) -> i64 {
-    let exp = attempts.clamp(1, 12) - 1;
+    let exp = attempts.clamp(1, 20) - 1;
     (10_000_000i64 << exp).min(6 * 3600 * 1_000_000)
 }
 
