@@ -8,6 +8,7 @@
 //! screening query)
 
 mod bench;
+mod bench_rescreen;
 mod lists;
 
 use std::path::PathBuf;
