@@ -66,6 +66,19 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Continuous screening: stored (sealed) customers re-screened against a 1 % change of the
+    /// OFAC SDN list. Baseline: the full re-screen of the same customers in the same run.
+    Rescreen {
+        /// Customers to store and re-screen.
+        #[arg(long, default_value_t = 20_000)]
+        customers: u64,
+        /// Folder with sdn.csv, alt.csv, add.csv, sdn_comments.csv
+        /// [default: $CIP_SHARED_DATA/watchlists/ofac_sdn_2021].
+        #[arg(long)]
+        list_dir: Option<std::path::PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
@@ -110,6 +123,11 @@ pub async fn run(cmd: BenchCommand) -> Result<u8> {
             })
             .await
         }
+        BenchCommand::Rescreen {
+            customers,
+            list_dir,
+            json,
+        } => crate::bench_rescreen::run(customers, list_dir, json).await,
     }
 }
 

@@ -11,6 +11,7 @@
 mod access;
 mod bench;
 mod bench_access;
+mod bench_rescreen;
 mod lists;
 
 use std::path::PathBuf;

@@ -97,7 +97,7 @@ async fn screen_after_write(
 }
 
 /// Parses and seals a submitted customer into a store write.
-pub(crate) fn prepare_customer(
+pub fn prepare_customer(
     state: &AppState,
     input: &CustomerIn,
     id: Uuid,
