@@ -160,13 +160,28 @@ async fn queries(s: &dyn AccessStore) -> Result<Vec<String>> {
     let wide = s.account_ips(a, 0, T0 + 400 * DAY).await?;
     let shown_wide: Vec<_> = wide
         .iter()
-        .map(|u| (ip_from_key(u.ip).to_string(), u.count, u.first_seen, u.last_seen))
+        .map(|u| {
+            (
+                ip_from_key(u.ip).to_string(),
+                u.count,
+                u.first_seen,
+                u.last_seen,
+            )
+        })
         .collect();
-    ensure!(f, shown_wide == shown, "account ips over whole segments {shown_wide:?}");
+    ensure!(
+        f,
+        shown_wide == shown,
+        "account ips over whole segments {shown_wide:?}"
+    );
     let users = s
         .ip_accounts(IpRange::single(ip("198.51.100.10")), 0, T0 + 400 * DAY)
         .await?;
-    ensure!(f, users.len() == 2, "accounts of one ip over whole segments {users:?}");
+    ensure!(
+        f,
+        users.len() == 2,
+        "accounts of one ip over whole segments {users:?}"
+    );
     // A range that cuts segments: only events inside it count.
     let ips = s.account_ips(a, T0 + 8 * DAY, T0 + 9 * DAY).await?;
     let shown: Vec<_> = ips

@@ -265,7 +265,8 @@ fn decode_cursor(s: &str) -> Result<PgCursor> {
 /// The parts of `[from, to)` covered by whole weeks (read from the summary) and the edges
 /// (read from the events).
 fn split_range(from: i64, to: i64) -> (Option<(i64, i64)>, Vec<(i64, i64)>) {
-    let first_whole = from.div_euclid(SEGMENT_MICROS) + i64::from(from.rem_euclid(SEGMENT_MICROS) != 0);
+    let first_whole =
+        from.div_euclid(SEGMENT_MICROS) + i64::from(from.rem_euclid(SEGMENT_MICROS) != 0);
     let end_whole = to.div_euclid(SEGMENT_MICROS); // exclusive
     if first_whole >= end_whole {
         return (None, vec![(from, to)]);
