@@ -113,7 +113,7 @@ pub async fn import_quiet(
         &ImportOptions {
             files: vec![],
             json: true,
-            batch: 50_000,
+            batch: 200_000,
             future_skew_secs,
         },
     )
