@@ -63,6 +63,10 @@ pub(crate) const GET_ACCOUNT_BY_EXTERNAL_ID: &str = "SELECT id, customer_id, ext
 /// Moves `last_accessed_at` forward only (batches may arrive out of order).
 pub(crate) const TOUCH_LAST_ACCESSED: &str = "UPDATE accounts SET last_accessed_at = $1 \
      WHERE id = $2 AND (last_accessed_at IS NULL OR last_accessed_at < $1)";
+/// PostgreSQL only (the shared ops are instantiated for PostgreSQL alone).
+pub(crate) const TOUCH_LAST_ACCESSED_MANY: &str = "UPDATE accounts AS a SET last_accessed_at = v.at \
+     FROM UNNEST($1::uuid[], $2::bigint[]) AS v(id, at) \
+     WHERE a.id = v.id AND (a.last_accessed_at IS NULL OR a.last_accessed_at < v.at)";
 pub(crate) const LIST_ACCOUNTS: &str = "SELECT id, customer_id, external_id, product, \
      account_type, status, opened_at, closed_at, last_accessed_at, version, created_at, \
      updated_at FROM accounts \

@@ -49,6 +49,10 @@ pub struct FileReport {
     listed: Vec<Rejected>,
     resumed_at_line: u64,
     lines: u64,
+    /// Time the storing side waited for the parser, and time it spent storing (resolve,
+    /// write, `last_accessed_at`).
+    pub waited: std::time::Duration,
+    pub storing: std::time::Duration,
 }
 
 pub async fn import(inst: &Installation, opts: ImportOptions) -> Result<u8> {
@@ -109,7 +113,7 @@ pub async fn import_quiet(
         &ImportOptions {
             files: vec![],
             json: true,
-            batch: 50_000,
+            batch: 200_000,
             future_skew_secs,
         },
     )
@@ -188,7 +192,13 @@ async fn import_file(inst: &Installation, path: &Path, opts: &ImportOptions) -> 
         }
     });
     let mut resolver = cip_server::access::Resolver::default();
-    while let Some(batch) = rx.recv().await {
+    // Where the time goes (debug log): waiting for the parser vs storing.
+    let (mut waited, mut storing) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+    loop {
+        let t = std::time::Instant::now();
+        let Some(batch) = rx.recv().await else { break };
+        waited += t.elapsed();
+        let t = std::time::Instant::now();
         let Batch { good, mut bad, end } =
             batch.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let outcome = cip_server::access::ingest(
@@ -211,6 +221,12 @@ async fn import_file(inst: &Installation, path: &Path, opts: &ImportOptions) -> 
                 report.lines
             )
         })?;
+        storing += t.elapsed();
+        tracing::debug!(
+            waited_ms = waited.as_millis() as u64,
+            storing_ms = storing.as_millis() as u64,
+            "access import timing"
+        );
         tracing::info!(
             line = end.line,
             accepted = outcome.accepted,
@@ -239,5 +255,7 @@ async fn import_file(inst: &Installation, path: &Path, opts: &ImportOptions) -> 
     }
     bar.finish_and_clear();
     let _ = reader.join();
+    report.waited = waited;
+    report.storing = storing;
     Ok(report)
 }

@@ -275,6 +275,7 @@ async fn run_in(o: &Options, dir: &Path, database_url: Option<String>) -> Result
         code.rejected
     );
     let import_rate = o.events as f64 / import_secs;
+    let (import_waited, import_storing) = (code.waited.as_secs_f64(), code.storing.as_secs_f64());
     bar.inc(1);
 
     // Disk use.
@@ -350,6 +351,9 @@ async fn run_in(o: &Options, dir: &Path, database_url: Option<String>) -> Result
                 "file_bytes": file_bytes,
                 "import_events_per_sec": import_rate.round(),
                 "baseline_plain_insert_events_per_sec": baseline.round(),
+                "import_secs": import_secs,
+                "import_storing_secs": import_storing,
+                "import_waiting_for_parser_secs": import_waited,
                 "http_events": o.http_events,
                 "http_events_per_sec": http_rate.map(f64::round),
                 "account_ips_90d_ms": {"p50": pct(&h_ips, 0.5), "p99": pct(&h_ips, 0.99), "mean_results": ips_found as f64 / queries as f64},
@@ -372,6 +376,10 @@ async fn run_in(o: &Options, dir: &Path, database_url: Option<String>) -> Result
         println!(
             "  {:<58} {:>12.0} events/s",
             "baseline: plain bulk insert, same rows, no indexes", baseline
+        );
+        println!(
+            "  {:<58} {import_secs:>9.1} s: storing {import_storing:.1} s, waiting for the parser {import_waited:.1} s",
+            "  import time"
         );
         if let Some(r) = http_rate {
             println!(

@@ -222,7 +222,7 @@ enum AccessCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Events per transaction.
-        #[arg(long, default_value_t = 50_000)]
+        #[arg(long, default_value_t = 200_000)]
         batch: usize,
         #[arg(long)]
         json: bool,
