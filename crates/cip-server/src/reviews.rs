@@ -290,6 +290,7 @@ pub async fn rescreen_run_once(state: &AppState) -> Result<Ran, String> {
             .map_err(|e| e.to_string())?;
     }
     if change.added_or_changed.is_empty() {
+        mark_rescreened(state, &change, 0, &cause).await?;
         return Ok(Ran::Did(0));
     }
     let loaded = state.screening.current();
@@ -356,29 +357,47 @@ pub async fn rescreen_run_once(state: &AppState) -> Result<Ran, String> {
             open_items(state, customer_id, hits, &loaded.versions, &cause).await?;
         }
     }
-    if screened == 0 {
-        return Ok(Ran::Did(0));
-    }
-    // The system read every customer's screened data: one entry per re-screen says so.
+    mark_rescreened(state, &change, screened, &cause).await?;
+    Ok(Ran::Did(screened))
+}
+
+/// The meta key that remembers up to which version of a list stored customers were
+/// re-screened. Kept in the database, so a re-screen lost to a restart (or a list imported
+/// by the CLI while no server ran) is found and run at the next start.
+pub fn rescreened_key(list_id: &str) -> String {
+    format!("screening.rescreened.{list_id}")
+}
+
+/// Records that the re-screen of `change` is complete. The same entry, in the same
+/// transaction, says the system read every customer's screened data.
+async fn mark_rescreened(
+    state: &AppState,
+    change: &ListChange,
+    screened: u64,
+    cause: &Cause,
+) -> Result<(), String> {
     state
         .store
-        .append_audit(vec![AuditDraft {
-            at: crate::time::now_micros(),
-            actor: cause.actor,
-            role: cause.role,
-            action: "customer.rescreen".into(),
-            record_type: "screening_list".into(),
-            record_id: Some(change.list_id.clone()),
-            fields: vec![
-                format!("version={}", change.version),
-                format!("customers={screened}"),
-                format!("entries={}", change.added_or_changed.len()),
-                "read=/identity,/payment_methods,/beneficial_owners".into(),
-            ],
-            request_id: None,
-            purpose: Some("continuous screening after a list change".into()),
-        }])
+        .set_meta(
+            &rescreened_key(&change.list_id),
+            change.version.to_string().as_bytes(),
+            AuditDraft {
+                at: crate::time::now_micros(),
+                actor: cause.actor.clone(),
+                role: cause.role.clone(),
+                action: "customer.rescreen".into(),
+                record_type: "screening_list".into(),
+                record_id: Some(change.list_id.clone()),
+                fields: vec![
+                    format!("version={}", change.version),
+                    format!("customers={screened}"),
+                    format!("entries={}", change.added_or_changed.len()),
+                    "read=/identity,/payment_methods,/beneficial_owners".into(),
+                ],
+                request_id: None,
+                purpose: Some("continuous screening after a list change".into()),
+            },
+        )
         .await
-        .map_err(|e| e.to_string())?;
-    Ok(Ran::Did(screened))
+        .map_err(|e| e.to_string())
 }

@@ -604,14 +604,42 @@ impl Screening {
             "screening index rebuilt"
         );
         self.install(loaded);
-        // The first load at start-up is not a change: stored customers were screened against
-        // these versions when they were activated.
         if self
             .initialised
             .swap(true, std::sync::atomic::Ordering::SeqCst)
         {
             for c in changes {
                 self.queue_change(c);
+            }
+        } else {
+            // The first load at start-up: a version whose re-screen never completed (the
+            // server stopped first, or the CLI imported while no server ran) is re-screened
+            // now, against all its entries (the version it followed may be long gone).
+            let current = self.current();
+            for (list, version) in &current.versions {
+                let done = store
+                    .get_meta(&crate::reviews::rescreened_key(list))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .and_then(|v| String::from_utf8(v).ok()?.parse::<i64>().ok());
+                if done.is_some_and(|d| d >= *version) {
+                    continue;
+                }
+                let id = ListId::new(list.clone());
+                let entries: Vec<String> = current
+                    .index
+                    .entries()
+                    .iter()
+                    .filter(|e| e.list == id)
+                    .map(|e| e.entry_id.clone())
+                    .collect();
+                tracing::info!(list = %list, version, "re-screen of this list version was not completed; queued");
+                self.queue_change(crate::reviews::ListChange {
+                    list_id: list.clone(),
+                    version: *version,
+                    added_or_changed: entries,
+                    removed: vec![],
+                });
             }
         }
         Ok(true)

@@ -8,7 +8,10 @@ use serde_json::{Value, json};
 use crate::both_backends;
 use crate::helpers::*;
 
-both_backends!(review_items_follow_customers_and_lists);
+both_backends!(
+    review_items_follow_customers_and_lists,
+    unfinished_rescreen_runs_at_next_start
+);
 
 fn list_v1() -> Value {
     json!([
@@ -246,5 +249,73 @@ async fn review_items_follow_customers_and_lists(b: Backend) {
     assert!(text.contains("customer.rescreen"));
     assert!(!text.contains("Sidorov") && !text.contains("Rashidi") && !text.contains("Quixote"));
     assert!(!text.contains("other birth place"));
+    app.cleanup().await;
+}
+
+/// A list version whose re-screen never ran (imported while no server was running, as
+/// `cip lists import` may be, or the server stopped first) is re-screened at the next start.
+async fn unfinished_rescreen_runs_at_next_start(b: Backend) {
+    use cip_server::screening::{ImportRequest, ListFile, ListFormat, import};
+    let mut app = spawn_app(b).await;
+    let (ivan, _) = app
+        .create_customer(&person("Ivan P. Sidorov", "1961-04-12", "+49 30 901820"))
+        .await;
+    app.stop().await;
+    import(
+        app.state.store.as_ref(),
+        ImportRequest {
+            list: cip_screen::ListId::new("own"),
+            format: ListFormat::OwnJson,
+            files: vec![ListFile {
+                name: "own.json".into(),
+                part: None,
+                bytes: serde_json::to_vec(&list_v1()).unwrap(),
+            }],
+            force: false,
+            actor: "cli".into(),
+            role: "admin".into(),
+            request_id: None,
+        },
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    assert!(
+        app.state
+            .store
+            .get_meta(&cip_server::reviews::rescreened_key("own"))
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing has re-screened this version yet"
+    );
+
+    let pg = app.database_url.clone().map(|u| (u, String::new()));
+    let app2 = spawn_app_in(b, app.data_dir.clone(), pg).await;
+    // The server loads its lists at start on its own task; make sure that first load (which
+    // queues the unfinished re-screen) has happened before running the queue dry.
+    app2.state
+        .screening
+        .refresh(app2.state.store.as_ref())
+        .await
+        .unwrap();
+    rescreen(&app2).await;
+    let items = reviews(&app2, &format!("customer_id={ivan}")).await;
+    assert!(
+        items.iter().any(|i| i["entry_id"] == "B-1"),
+        "the customer stored before the list was screened against it: {items:?}"
+    );
+    let done = app2
+        .state
+        .store
+        .get_meta(&cip_server::reviews::rescreened_key("own"))
+        .await
+        .unwrap();
+    assert_eq!(
+        done.as_deref(),
+        Some(&b"1"[..]),
+        "the re-screen is remembered"
+    );
+    app2.cleanup().await;
     app.cleanup().await;
 }
