@@ -97,10 +97,11 @@ async fn no_plaintext_at_rest(b: Backend) {
                     .collect();
             assert!(tables.iter().any(|t| t == "customers"));
             for t in tables {
-                // Every column of every row, bytea as raw bytes (encode(...,'escape') keeps
+                // Every column of every row, bytea as raw bytes (the row alias must not be a
+                // column name: access_events has a column `t`) (encode(...,'escape') keeps
                 // printable bytes printable, so plaintext inside bytea would show).
                 let sql = format!(
-                    "SELECT string_agg(x, '') AS all_text FROM (SELECT regexp_replace(row_to_json(t)::text, '\\\\x([0-9a-f]+)', '', 'g') AS x FROM {t} t) s"
+                    "SELECT string_agg(x, '') AS all_text FROM (SELECT regexp_replace(row_to_json(whole_row)::text, '\\\\x([0-9a-f]+)', '', 'g') AS x FROM {t} whole_row) s"
                 );
                 let row = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .fetch_one(&mut c)
