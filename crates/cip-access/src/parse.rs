@@ -618,13 +618,13 @@ impl EventReader {
     }
 }
 
+/// Good events with their line numbers, and the refused lines.
+pub type ParsedBody = (Vec<(u64, ParsedEvent)>, Vec<Rejected>);
+
 /// A request body: a JSON array of events, or NDJSON (one object per line). Returns the
 /// events and the rejected items (numbered from 1), or an error when the body as a whole is
 /// not readable.
-pub fn parse_body(
-    body: &[u8],
-    cfg: &ParseConfig,
-) -> Result<(Vec<(u64, ParsedEvent)>, Vec<Rejected>), String> {
+pub fn parse_body(body: &[u8], cfg: &ParseConfig) -> Result<ParsedBody, String> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     let mut good = Vec::new();
     let mut bad = Vec::new();

@@ -264,7 +264,10 @@ fn decode_cursor(s: &str) -> Result<PgCursor> {
 
 /// The parts of `[from, to)` covered by whole weeks (read from the summary) and the edges
 /// (read from the events).
-fn split_range(from: i64, to: i64) -> (Option<(i64, i64)>, Vec<(i64, i64)>) {
+/// `[from, to)` time ranges and inclusive segment ranges.
+type Span = (i64, i64);
+
+fn split_range(from: i64, to: i64) -> (Option<Span>, Vec<Span>) {
     let first_whole =
         from.div_euclid(SEGMENT_MICROS) + i64::from(from.rem_euclid(SEGMENT_MICROS) != 0);
     let end_whole = to.div_euclid(SEGMENT_MICROS); // exclusive
@@ -292,7 +295,7 @@ impl AccessStore for PgAccess {
         mut events: Vec<AccessEvent>,
         mark: Option<ImportMark>,
     ) -> Result<IngestOutcome> {
-        events.sort_unstable_by(|a, b| (a.account, a.at).cmp(&(b.account, b.at)));
+        events.sort_unstable_by_key(|e| (e.account, e.at));
         let mut segs: Vec<i64> = events.iter().map(|e| segment_of(e.at)).collect();
         segs.sort_unstable();
         segs.dedup();

@@ -659,6 +659,7 @@ impl Opener<'_> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn read_account_events(
     readers: &Readers,
     vault: &dyn TextVault,

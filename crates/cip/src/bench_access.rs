@@ -62,12 +62,12 @@ impl Workload {
     fn ip_of(&self, account: usize, k: u64) -> std::net::IpAddr {
         // Every 50th account's address slot points into a shared pool (NAT, VPN exits).
         let slot = account as u64 * 4 + k;
-        let n = if mix(slot) % 50 == 0 {
+        let n = if mix(slot).is_multiple_of(50) {
             mix(slot) % 1000
         } else {
             1000 + slot
         };
-        if account % 8 == 0 {
+        if account.is_multiple_of(8) {
             std::net::IpAddr::V6(std::net::Ipv6Addr::new(
                 0x2001,
                 0x0db8,
