@@ -210,6 +210,7 @@ async fn versions_diffs_and_the_replace_guard(b: Backend) {
     assert_eq!(v["diff"], json!({"added": 1, "changed": 1, "removed": 1}));
 
     // The same content again stores nothing.
+    settle(&app).await;
     let head = app.audit_head().await;
     let (status, v) = upload(&app, &app.admin, path, json_bytes(&own_list_v2())).await;
     assert_eq!(status, 200, "{v}");
@@ -325,6 +326,7 @@ async fn versions_diffs_and_the_replace_guard(b: Backend) {
     );
 
     // An empty or drastically shrunk replacement is refused and changes nothing …
+    settle(&app).await;
     let head = app.audit_head().await;
     let (status, v) = upload(&app, &app.admin, path, b"[]".to_vec()).await;
     assert_eq!(status, 409, "{v}");
@@ -507,6 +509,7 @@ async fn absurd_queries_are_clear_errors() {
     )
     .await;
     assert_eq!(status, 201);
+    settle(&app).await;
     let head = app.audit_head().await;
     let long = "A".repeat(10_000);
     for (body, field, code) in [
@@ -793,4 +796,14 @@ fn cli_imports_shows_and_screens() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(id));
     let out = cip(&["screen", ""], dir.path());
     assert_eq!(out.status.code(), Some(6));
+}
+
+/// Lets the re-screen a list import queued finish (it records its completion with an audit
+/// entry), so an audit-head snapshot taken next sees only what the test does after it. No
+/// sleeping: `Idle` means every change taken before has been applied.
+async fn settle(app: &TestApp) {
+    while let cip_server::jobs::Ran::Did(_) = cip_server::reviews::rescreen_run_once(&app.state)
+        .await
+        .unwrap()
+    {}
 }
