@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use cip_access::parse::{ParseConfig, Rejected};
 use cip_access::{IpRange, StoredEvent, ip_from_key};
 use cip_core::model::Permission;
-use cip_store::AuditDraft;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -25,27 +24,7 @@ use crate::time::{now_micros, parse_rfc3339, to_rfc3339};
 
 const DAY: i64 = 24 * 3600 * 1_000_000;
 
-fn audit(
-    principal: &Principal,
-    headers: &HeaderMap,
-    action: &str,
-    record_type: &str,
-    record_id: Option<String>,
-    fields: Vec<String>,
-    purpose: Option<String>,
-) -> AuditDraft {
-    AuditDraft {
-        at: now_micros(),
-        actor: principal.key_id.clone(),
-        role: principal.role.as_str().into(),
-        action: action.into(),
-        record_type: record_type.into(),
-        record_id,
-        fields,
-        request_id: request_id(headers),
-        purpose,
-    }
-}
+use super::audit_draft as audit;
 
 /// The outcome of an ingestion request.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -26,17 +26,15 @@ fn audit(
     id: Uuid,
     fields: Vec<String>,
 ) -> AuditDraft {
-    AuditDraft {
-        at: now_micros(),
-        actor: principal.key_id.clone(),
-        role: principal.role.as_str().into(),
-        action: action.into(),
-        record_type: "account".into(),
-        record_id: Some(id.to_string()),
+    super::audit_draft(
+        principal,
+        headers,
+        action,
+        "account",
+        Some(id.to_string()),
         fields,
-        request_id: request_id(headers),
-        purpose: None,
-    }
+        None,
+    )
 }
 
 pub fn to_dto(r: AccountRow) -> Account {

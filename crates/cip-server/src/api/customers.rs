@@ -30,17 +30,9 @@ fn audit(
     fields: Vec<String>,
     purpose: Option<String>,
 ) -> AuditDraft {
-    AuditDraft {
-        at: now_micros(),
-        actor: principal.key_id.clone(),
-        role: principal.role.as_str().into(),
-        action: action.into(),
-        record_type: "customer".into(),
-        record_id,
-        fields,
-        request_id: request_id(headers),
-        purpose,
-    }
+    super::audit_draft(
+        principal, headers, action, "customer", record_id, fields, purpose,
+    )
 }
 
 /// Opens a stored customer (only the sections of `projection`) and commits the audit entry

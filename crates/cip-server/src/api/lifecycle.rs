@@ -14,7 +14,7 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{etag, if_match, purpose, request_id};
+use super::{etag, if_match, purpose};
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody, FieldProblem};
 use crate::extract::JsonBody;
@@ -31,17 +31,7 @@ fn draft(
     kind: &str,
     id: String,
 ) -> AuditDraft {
-    AuditDraft {
-        at: now_micros(),
-        actor: principal.key_id.clone(),
-        role: principal.role.as_str().into(),
-        action: action.into(),
-        record_type: kind.into(),
-        record_id: Some(id),
-        fields: vec![],
-        request_id: request_id(headers),
-        purpose: None,
-    }
+    super::audit_draft(principal, headers, action, kind, Some(id), vec![], None)
 }
 
 fn problem(field: &str, code: &str, message: String) -> ApiError {

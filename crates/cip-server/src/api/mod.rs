@@ -30,6 +30,30 @@ pub fn request_id(headers: &HeaderMap) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The audit entry of something `principal` does in this request: who, role, request id
+/// and time filled in, the rest from the caller. Every handler builds its entries here.
+pub fn audit_draft(
+    principal: &crate::auth::Principal,
+    headers: &HeaderMap,
+    action: &str,
+    record_type: &str,
+    record_id: Option<String>,
+    fields: Vec<String>,
+    purpose: Option<String>,
+) -> cip_store::AuditDraft {
+    cip_store::AuditDraft {
+        at: crate::time::now_micros(),
+        actor: principal.key_id.clone(),
+        role: principal.role.as_str().into(),
+        action: action.into(),
+        record_type: record_type.into(),
+        record_id,
+        fields,
+        request_id: request_id(headers),
+        purpose,
+    }
+}
+
 /// The purpose a reader states for reading personal data (recorded in the audit trail).
 pub fn purpose(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     match headers.get(PURPOSE) {

@@ -7,7 +7,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use cip_core::model::Permission;
-use cip_store::{AuditDraft, PageRequest, ReviewDecision, ReviewFilter, ReviewRow};
+use cip_store::{PageRequest, ReviewDecision, ReviewFilter, ReviewRow};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -159,17 +159,15 @@ pub async fn get_review(
     };
     state
         .store
-        .append_audit(vec![AuditDraft {
-            at: now_micros(),
-            actor: principal.key_id.clone(),
-            role: principal.role.as_str().into(),
-            action: "review.read".into(),
-            record_type: "customer".into(),
-            record_id: Some(row.customer_id.to_string()),
-            fields: vec![format!("review={id}"), "/details".into(), "/reason".into()],
-            request_id: super::request_id(&headers),
+        .append_audit(vec![super::audit_draft(
+            &principal,
+            &headers,
+            "review.read",
+            "customer",
+            Some(row.customer_id.to_string()),
+            vec![format!("review={id}"), "/details".into(), "/reason".into()],
             purpose,
-        }])
+        )])
         .await?;
     let mut out = dto(row);
     out.details = Some(details);
@@ -241,17 +239,15 @@ pub async fn decide_review(
             reason: sealed,
             decided_by: principal.key_id.clone(),
             decided_at: now,
-            audit: AuditDraft {
-                at: now,
-                actor: principal.key_id.clone(),
-                role: principal.role.as_str().into(),
-                action: "review.decide".into(),
-                record_type: "review".into(),
-                record_id: Some(id.to_string()),
-                fields: vec![format!("decision={status}"), "/reason".into()],
-                request_id: super::request_id(&headers),
-                purpose: None,
-            },
+            audit: super::audit_draft(
+                &principal,
+                &headers,
+                "review.decide",
+                "review",
+                Some(id.to_string()),
+                vec![format!("decision={status}"), "/reason".into()],
+                None,
+            ),
         })
         .await
         .map_err(|e| match e {

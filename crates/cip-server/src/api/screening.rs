@@ -10,7 +10,7 @@ use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use cip_core::model::Permission;
 use cip_screen::{EntryKind, IdentifierKind, PreparedQuery, QueryIdentifier, ScreenError};
-use cip_store::{AuditDraft, ListVersionMeta};
+use cip_store::ListVersionMeta;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -19,7 +19,7 @@ use crate::error::{ApiError, ErrorBody, FieldProblem};
 use crate::extract::JsonBody;
 use crate::screening::{self, ImportError, ImportRequest, ListFile, ListFormat};
 use crate::state::AppState;
-use crate::time::{now_micros, to_rfc3339};
+use crate::time::to_rfc3339;
 
 /// The largest list upload accepted (the full SDN set is about 3.5 MB).
 pub const MAX_LIST_BYTES: usize = 256 * 1024 * 1024;
@@ -691,17 +691,15 @@ async fn run_screen(
     fields.push(format!("potential_matches={potential}"));
     state
         .store
-        .append_audit(vec![AuditDraft {
-            at: now_micros(),
-            actor: principal.key_id.clone(),
-            role: principal.role.as_str().into(),
-            action: "screening.query".into(),
-            record_type: "screening".into(),
-            record_id: None,
+        .append_audit(vec![super::audit_draft(
+            principal,
+            headers,
+            "screening.query",
+            "screening",
+            None,
             fields,
-            request_id: super::request_id(headers),
             purpose,
-        }])
+        )])
         .await?;
     Ok(Json(ScreenResult {
         threshold,
