@@ -283,12 +283,13 @@ pub fn spawn_jobs(
         }));
     }
     {
-        // The lifecycle's due work (deadlines, closing, re-verification), once a minute.
+        // The lifecycle's due work (deadlines, closing, re-verification), once an hour: the
+        // rules count in days, and a pass reads every account in the statuses it watches.
         let state = state.clone();
         let cancel = cancel.clone();
         handles.push(tokio::spawn(async move {
             let policy = cip_core::lifecycle::DuePolicy::default();
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => break,
