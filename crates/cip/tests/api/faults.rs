@@ -18,16 +18,28 @@ async fn wrong_master_key_refuses_to_start_and_touches_nothing() {
     app.create_customer(&individual("mk")).await;
     app.stop().await;
     let db = app.data_dir.join("cip.sqlite");
-    // Let SQLite fold its WAL into the file so the hash below covers everything.
+    // Let SQLite fold its WAL into the file so the hash below covers everything. The
+    // store's checkpointer thread may still be copying frames after the last commit; a
+    // TRUNCATE checkpoint that reports busy did not finish, so repeat until it reports done
+    // (not busy, empty WAL): from then on there is nothing left for anyone to copy.
     {
-        use sqlx::Connection;
+        use sqlx::{Connection, Row};
         let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.display()))
             .await
             .unwrap();
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&mut c)
-            .await
-            .unwrap();
+        let mut done = false;
+        for _ in 0..1000 {
+            let r = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+            let (busy, log): (i64, i64) = (r.get(0), r.get(1));
+            if busy == 0 && log == 0 {
+                done = true;
+                break;
+            }
+        }
+        assert!(done, "the WAL could not be checkpointed");
     }
     let before = sha256_file(&db);
     let other = cip_vault::MasterKey::generate().unwrap();
