@@ -356,6 +356,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     "postgres_max_connections": config.postgres_max_connections,
                     "audit_checkpoint_secs": config.audit_checkpoint_secs,
                     "screening_threshold": config.screening_threshold,
+                    "list_refresh_secs": config.list_refresh_secs,
                     "log_level": config.log_level,
                 }));
             } else {
