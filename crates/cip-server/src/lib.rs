@@ -19,6 +19,8 @@ pub mod error;
 pub mod extract;
 pub mod install;
 pub mod jobs;
+pub mod policy;
+pub mod policy_file;
 pub mod records;
 pub mod reviews;
 pub mod screening;
