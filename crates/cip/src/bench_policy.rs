@@ -30,9 +30,11 @@ fn body(i: u64) -> serde_json::Value {
         third["identity"]["national_ids"][0]["issuing_country"] = json!("FR");
         third["identity"]["national_ids"][0]["number"] = json!(format!("F{i:09}"));
         third["ownership_percent"] = json!(5);
+        third["control_role"] = json!("Director");
         let mut fourth = owners[1].clone();
         fourth["identity"]["national_ids"][0]["number"] = json!(format!("U{i:09}"));
         fourth["ownership_percent"] = json!(5);
+        fourth["control_role"] = json!("Secretary");
         owners.push(third);
         owners.push(fourth);
     }
