@@ -399,7 +399,10 @@ impl SpecialMeasure {
         let effective_date = date("/effective_date", &input.effective_date);
         let expiry_date = match &input.expiry_date {
             Some(s) => date("/expiry_date", s),
-            None => effective_date.and_then(|d| d.checked_add(jiff::Span::new().days(DEFAULT_TERM_DAYS)).ok()),
+            None => effective_date.and_then(|d| {
+                d.checked_add(jiff::Span::new().days(DEFAULT_TERM_DAYS))
+                    .ok()
+            }),
         };
         if let (Some(e), Some(x)) = (effective_date, expiry_date)
             && x <= e
@@ -423,11 +426,7 @@ impl SpecialMeasure {
             None => Some(DEFAULT_COMPLIANCE_DAYS),
             Some(n) if n <= 365 => u16::try_from(n).ok(),
             Some(_) => {
-                problems.push(problem(
-                    "/compliance_days",
-                    "out_of_range",
-                    "0 to 365 days",
-                ));
+                problems.push(problem("/compliance_days", "out_of_range", "0 to 365 days"));
                 None
             }
         };

@@ -19,6 +19,7 @@ pub mod error;
 pub mod extract;
 pub mod install;
 pub mod jobs;
+pub mod measures;
 pub mod records;
 pub mod reviews;
 pub mod screening;

@@ -1206,9 +1206,12 @@ async fn special_measures(s: Arc<dyn Store>) -> Check {
     let expired = measure_row("SY", base - 1000, base - 1);
     let head = s.audit_head().await.map_err(e("head"))?.0;
     for m in [&current, &future, &expired] {
-        s.insert_measure(m.clone(), draft("special_measure.create", Some(m.id.to_string())))
-            .await
-            .map_err(e("insert measure"))?;
+        s.insert_measure(
+            m.clone(),
+            draft("special_measure.create", Some(m.id.to_string())),
+        )
+        .await
+        .map_err(e("insert measure"))?;
     }
     ensure!(
         s.audit_head().await.map_err(e("head"))?.0 == head + 3,
@@ -1290,7 +1293,10 @@ async fn special_measures(s: Arc<dyn Store>) -> Check {
         .await
         .map_err(e("claim"))?;
     let ids: Vec<Uuid> = claimed.iter().map(|m| m.id).collect();
-    ensure!(ids == vec![current.id], "only the measure in force is claimed: {ids:?}");
+    ensure!(
+        ids == vec![current.id],
+        "only the measure in force is claimed: {ids:?}"
+    );
     ensure!(
         s.claim_measure_sweeps(base + 11, base + 21, 100)
             .await

@@ -13,9 +13,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::writer::{
-    Job, Op, Out, boolean, claimed, count, fail_all, measures, next_group, unit,
-};
+use crate::writer::{Job, Op, Out, boolean, claimed, count, fail_all, measures, next_group, unit};
 use crate::*;
 
 mod ops {

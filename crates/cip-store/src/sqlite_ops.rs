@@ -706,7 +706,12 @@ fn close_reviews(
 
 // ---- special measures ----
 
-fn insert_measure(conn: &Connection, head: &mut Head, m: MeasureRow, audit: AuditDraft) -> Result<()> {
+fn insert_measure(
+    conn: &Connection,
+    head: &mut Head,
+    m: MeasureRow,
+    audit: AuditDraft,
+) -> Result<()> {
     let res = conn.prepare_cached(sql::INSERT_MEASURE)?.execute(params![
         m.id,
         m.version,
@@ -757,23 +762,29 @@ fn update_measure(
 }
 
 /// Inserts each action not recorded yet; its event and audit entry go only with a new row.
-fn record_actions(conn: &Connection, head: &mut Head, actions: Vec<MeasureActionWrite>) -> Result<u64> {
+fn record_actions(
+    conn: &Connection,
+    head: &mut Head,
+    actions: Vec<MeasureActionWrite>,
+) -> Result<u64> {
     let mut n = 0u64;
     for w in actions {
         let r = &w.row;
-        let added = conn.prepare_cached(sql::INSERT_MEASURE_ACTION)?.execute(params![
-            r.id,
-            r.measure_id,
-            r.review_id,
-            r.account_id,
-            r.customer_id,
-            r.action,
-            r.deadline,
-            r.evidence,
-            r.cause,
-            r.actor,
-            r.at,
-        ])?;
+        let added = conn
+            .prepare_cached(sql::INSERT_MEASURE_ACTION)?
+            .execute(params![
+                r.id,
+                r.measure_id,
+                r.review_id,
+                r.account_id,
+                r.customer_id,
+                r.action,
+                r.deadline,
+                r.evidence,
+                r.cause,
+                r.actor,
+                r.at,
+            ])?;
         if added == 0 {
             continue;
         }
@@ -809,7 +820,10 @@ fn claim_measure_sweeps(
 ) -> Result<Vec<MeasureRow>> {
     Ok(conn
         .prepare_cached(&sql::claim_measure_sweeps(""))?
-        .query_map(params![lease_until, now, i64::from(limit)], measure_from_row)?
+        .query_map(
+            params![lease_until, now, i64::from(limit)],
+            measure_from_row,
+        )?
         .collect::<rusqlite::Result<_>>()?)
 }
 

@@ -14,5 +14,6 @@ mod faults;
 mod lifecycle;
 mod reviews;
 mod screening;
+mod special_measures;
 mod system;
 mod validation;
