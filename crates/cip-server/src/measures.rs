@@ -683,9 +683,11 @@ async fn apply_to_existing(state: &AppState, row: &MeasureRow, now: i64) -> Resu
         };
         let evidence = match &measure.target {
             MeasureTarget::Jurisdiction { .. } => {
-                if !countries.contains_key(&account.customer_id) {
+                if let std::collections::hash_map::Entry::Vacant(slot) =
+                    countries.entry(account.customer_id)
+                {
                     let doc = open_customer(state, account.customer_id).await?;
-                    countries.insert(account.customer_id, country_evidence(&doc));
+                    slot.insert(country_evidence(&doc));
                 }
                 let c = countries
                     .get(&account.customer_id)
@@ -877,7 +879,7 @@ pub async fn account_measures(
         let measure = match a.measure_id {
             None => None,
             Some(id) => {
-                if !cache.contains_key(&id) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(id) {
                     let loaded = match state.store.get_measure(id).await? {
                         Some(row) => {
                             let m = MeasureDoc::from_row(&row)?.domain()?;
@@ -885,7 +887,7 @@ pub async fn account_measures(
                         }
                         None => None,
                     };
-                    cache.insert(id, loaded);
+                    slot.insert(loaded);
                 }
                 cache.get(&id).cloned().flatten()
             }
