@@ -19,6 +19,7 @@ both_backends!(
     person_measure_and_confirmed_hit,
     bad_input_writes_nothing_and_roles_are_checked,
     cli_lists_and_reports_measures,
+    an_instance_that_dies_holding_a_measure_is_taken_over,
 );
 
 /// A date `days` from today (UTC), `YYYY-MM-DD`.
@@ -834,5 +835,66 @@ async fn cli_lists_and_reports_measures(b: Backend) {
     let out = cip(&app, &["measures", "report", &unknown, "--json"]);
     assert_eq!(out.status.code(), Some(1), "an unknown measure is an error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("No such special measure"));
+    app.cleanup().await;
+}
+
+/// An instance that claimed a measure and died: while its lease runs no other pass takes
+/// the measure; when it ends, the next pass applies it — once.
+async fn an_instance_that_dies_holding_a_measure_is_taken_over(b: Backend) {
+    let app = spawn_app(b).await;
+    let (cid, _) = app.create_customer(&individual("lease")).await;
+    let aid = json_of(open_account(&app, &cid, "standard").await, 201).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let m = create_measure(
+        &app,
+        &jurisdiction("DE", 0, json!({"maintaining": "prohibited"})),
+    )
+    .await;
+    let mid = m["id"].as_str().unwrap();
+    let now = cip_server::time::now_micros();
+    let minute = 60_000_000i64;
+    let claimed = app
+        .state
+        .store
+        .claim_measure_sweeps(now, now + 10 * minute, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "the dying instance holds the measure");
+    assert_eq!(claimed[0].id.to_string(), mid);
+    assert_eq!(
+        cip_server::measures::measures_run_once(&app.state, now + minute, 10)
+            .await
+            .unwrap(),
+        Ran::Idle,
+        "no pass takes a leased measure"
+    );
+    assert_eq!(
+        cip_server::measures::measures_run_once(&app.state, now + 11 * minute, 10)
+            .await
+            .unwrap(),
+        Ran::Did(1),
+        "after the lease the next pass applies it"
+    );
+    assert_eq!(
+        cip_server::measures::measures_run_once(&app.state, now + 30 * minute, 10)
+            .await
+            .unwrap(),
+        Ran::Idle
+    );
+    let report = json_of(
+        app.get(&format!("/v1/special-measures/{mid}/report"), &app.admin)
+            .await,
+        200,
+    )
+    .await;
+    let accts: Vec<&str> = report["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["account_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(accts, vec![aid.as_str()]);
     app.cleanup().await;
 }
