@@ -249,11 +249,19 @@ pub async fn extend_measure(
             None
         }
     };
-    let reason = super::lifecycle::parse_reason("/reason", &body.value.reason);
+    let reason = body.value.reason.trim().to_string();
+    if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
+        errs.push((
+            "/reason".to_string(),
+            cip_core::parse::FieldError {
+                code: "invalid_reason",
+                message: "a reason of 1 to 500 printable characters is required".into(),
+            },
+        ));
+    }
     if !errs.is_empty() {
         return Err(problems(errs));
     }
-    let reason = reason?;
     let current = load(&state, id).await?;
     let mut doc = MeasureDoc::from_row(&current)?;
     if doc.revocation.is_some() {

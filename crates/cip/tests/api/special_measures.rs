@@ -746,6 +746,24 @@ async fn bad_input_writes_nothing_and_roles_are_checked(b: Backend) {
         fields(&v),
         vec![("/expiry_date".to_string(), "not_later".to_string())]
     );
+    // Every problem of an extension is listed at once.
+    let v = json_of(
+        app.post(
+            &format!("/v1/special-measures/{mid}/extend"),
+            &app.admin,
+            &json!({"expiry_date": "2027-02-30", "reason": " "}),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert_eq!(
+        fields(&v),
+        vec![
+            ("/expiry_date".to_string(), "invalid_date".to_string()),
+            ("/reason".to_string(), "invalid_reason".to_string())
+        ]
+    );
     let again = json_of(
         app.get(&format!("/v1/special-measures/{mid}"), &auditor)
             .await,
