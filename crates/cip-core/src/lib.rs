@@ -11,4 +11,5 @@ pub mod lifecycle;
 pub mod model;
 pub mod mrz;
 pub mod parse;
+pub mod policy;
 pub mod special_measure;

@@ -20,6 +20,8 @@ pub mod extract;
 pub mod install;
 pub mod jobs;
 pub mod measures;
+pub mod policy;
+pub mod policy_file;
 pub mod records;
 pub mod reviews;
 pub mod screening;

@@ -11,9 +11,11 @@
 mod access;
 mod bench;
 mod bench_access;
+mod bench_policy;
 mod bench_rescreen;
 mod lists;
 mod measures;
+mod policy;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -118,6 +120,11 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// The verification policy file: start one, or check what one would change.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// The access record: IP addresses and times of every access to every account.
     Access {
         #[command(subcommand)]
@@ -201,6 +208,21 @@ enum MeasuresCommand {
         target: Target,
         /// The measure's id.
         id: uuid::Uuid,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Print the built-in policy as a file to start from.
+    Init,
+    /// Validate a policy file (every problem with its line; exit 6 if refused), then show
+    /// what it would change for each open account compared with the policy in force.
+    Check {
+        #[command(flatten)]
+        target: Target,
+        file: PathBuf,
         #[arg(long)]
         json: bool,
     },
@@ -382,6 +404,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     "postgres_max_connections": config.postgres_max_connections,
                     "audit_checkpoint_secs": config.audit_checkpoint_secs,
                     "screening_threshold": config.screening_threshold,
+                    "list_refresh_secs": config.list_refresh_secs,
                     "log_level": config.log_level,
                 }));
             } else {
@@ -465,6 +488,18 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             eprintln!("migrations applied");
             Ok(0)
         }
+        Command::Policy { command } => match command {
+            PolicyCommand::Init => Ok(policy::init()),
+            PolicyCommand::Check { target, file, json } => {
+                // A refused file is refused before any database is opened.
+                let Some(proposed) = policy::read(&file, json)? else {
+                    return Ok(lists::EXIT_REFUSED);
+                };
+                let config = load_config(&target, None)?;
+                let inst = open(&config).await?;
+                Ok(policy::check(&inst, proposed, json).await?)
+            }
+        },
         Command::Access { command } => access_command(command).await,
         Command::Bench { command } => Ok(bench::run(command).await?),
     }

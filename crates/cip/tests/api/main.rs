@@ -12,6 +12,7 @@ mod customers;
 mod encryption;
 mod faults;
 mod lifecycle;
+mod policy;
 mod reviews;
 mod screening;
 mod special_measures;
