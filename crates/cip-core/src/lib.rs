@@ -12,3 +12,4 @@ pub mod model;
 pub mod mrz;
 pub mod parse;
 pub mod policy;
+pub mod special_measure;

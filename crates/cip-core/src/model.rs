@@ -299,6 +299,10 @@ pub enum Permission {
     ManageLists,
     /// Confirm or dismiss screening review items.
     DecideReviews,
+    /// Create, extend and revoke special measures (EO 13984 §2).
+    ManageSpecialMeasures,
+    /// Read special measures and their reports.
+    ReadSpecialMeasures,
 }
 
 pub fn role_allows(role: Role, permission: Permission) -> bool {
@@ -307,9 +311,17 @@ pub fn role_allows(role: Role, permission: Permission) -> bool {
         Role::Admin => true,
         Role::Analyst => matches!(
             permission,
-            ReadPersonalData | WriteRecords | ListRecords | Screen | DecideReviews
+            ReadPersonalData
+                | WriteRecords
+                | ListRecords
+                | Screen
+                | DecideReviews
+                | ReadSpecialMeasures
         ),
-        Role::Auditor => matches!(permission, ReadPersonalData | ListRecords | ReadAudit),
+        Role::Auditor => matches!(
+            permission,
+            ReadPersonalData | ListRecords | ReadAudit | ReadSpecialMeasures
+        ),
         Role::Integration => matches!(permission, ReadPersonalData | WriteRecords | Screen),
     }
 }

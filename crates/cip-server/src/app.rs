@@ -31,6 +31,7 @@ use crate::state::AppState;
          (name = "access", description = "The access record: IP addresses and times of every access"),
          (name = "verification", description = "Checks of identity documents"),
          (name = "screening", description = "Screening lists (versioned snapshots) and screening against them"),
+         (name = "special measures", description = "Special measures under EO 13984 §2: prohibitions and conditions on accounts tied to a designated foreign jurisdiction or designated foreign persons"),
          (name = "system", description = "Health, readiness, metrics")),
 )]
 struct ApiDoc;
@@ -110,6 +111,14 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(api::reviews::list_reviews))
         .routes(routes!(api::reviews::get_review))
         .routes(routes!(api::reviews::decide_review))
+        .routes(routes!(
+            api::special_measures::create_measure,
+            api::special_measures::list_measures
+        ))
+        .routes(routes!(api::special_measures::get_measure))
+        .routes(routes!(api::special_measures::extend_measure))
+        .routes(routes!(api::special_measures::revoke_measure))
+        .routes(routes!(api::special_measures::measure_report))
         .split_for_parts()
 }
 
@@ -308,6 +317,27 @@ pub fn spawn_jobs(
                                     break;
                                 }
                             }
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    {
+        // Special measures taking effect: apply each to the accounts that exist then. Every
+        // minute, so a measure whose effective date arrives applies within a minute of it.
+        let state = state.clone();
+        let cancel = cancel.clone();
+        handles.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => {
+                        match crate::measures::measures_run_once(&state, crate::time::now_micros(), 10).await {
+                            Ok(crate::jobs::Ran::Did(n)) => tracing::info!(actions = n, "special measures applied to existing accounts"),
+                            Ok(crate::jobs::Ran::Idle) => {}
+                            Err(e) => tracing::warn!(error = %e, "special-measures pass failed; will retry"),
                         }
                     }
                 }

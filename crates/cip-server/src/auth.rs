@@ -33,7 +33,12 @@ impl Principal {
                 }
                 Permission::ListRecords => "permission to list records (admin, analyst or auditor)",
                 Permission::ReadAudit => "permission to read the audit trail (admin or auditor)",
-                Permission::ManageKeys | Permission::ManageLists => "the admin role",
+                Permission::ManageKeys
+                | Permission::ManageLists
+                | Permission::ManageSpecialMeasures => "the admin role",
+                Permission::ReadSpecialMeasures => {
+                    "permission to read special measures (admin, analyst or auditor)"
+                }
                 Permission::Screen => "permission to screen (admin, analyst or integration)",
                 Permission::DecideReviews => "permission to decide review items (admin or analyst)",
             }))

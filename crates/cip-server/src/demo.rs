@@ -612,7 +612,81 @@ pub async fn load(state: &AppState) -> Result<usize, ApiError> {
             .await?;
         made += 1;
     }
+    demo_measure(state, now_micros()).await?;
     Ok(made)
+}
+
+/// One sample special measure, so a newcomer sees one at work: a made-up determination
+/// conditioning accounts of customers tied to RU (enhanced verification, no Reseller
+/// Accounts). The special-measures job applies it to the demo accounts within a minute.
+async fn demo_measure(state: &AppState, now: i64) -> Result<(), ApiError> {
+    use crate::measures::{
+        ConditionDto, MeasureDoc, MeasureIn, TargetDto, day_start, input_of, wire_of,
+    };
+    let today = crate::time::today_utc();
+    let input = MeasureIn {
+        target: TargetDto {
+            kind: "jurisdiction".into(),
+            country: Some("RU".into()),
+            ..Default::default()
+        },
+        opening: Some("conditioned".into()),
+        maintaining: Some("conditioned".into()),
+        conditions: vec![
+            ConditionDto {
+                kind: "enhanced_verification".into(),
+                allowed_products: None,
+                max_vcpus: None,
+            },
+            ConditionDto {
+                kind: "no_reseller_accounts".into(),
+                allowed_products: None,
+                max_vcpus: None,
+            },
+        ],
+        covers_reseller_accounts: true,
+        legal_reference: "DEMO — sample determination, not a real measure".into(),
+        determination_date: today.to_string(),
+        effective_date: today.to_string(),
+        expiry_date: None,
+        compliance_days: None,
+    };
+    let measure = cip_core::special_measure::SpecialMeasure::parse(&input_of(&input))
+        .map_err(|p| ApiError::Internal(format!("demo measure: {p:?}")))?;
+    let doc = MeasureDoc {
+        measure: wire_of(&measure),
+        extensions: Vec::new(),
+        revocation: None,
+        created_by: "system:demo".into(),
+    };
+    let id = Uuid::now_v7();
+    state
+        .store
+        .insert_measure(
+            cip_store::MeasureRow {
+                id,
+                version: 1,
+                target_kind: "jurisdiction".into(),
+                country: Some("RU".into()),
+                list_id: None,
+                effective_at: day_start(measure.effective_date),
+                expires_at: day_start(measure.expiry_date),
+                revoked_at: None,
+                created_at: now,
+                updated_at: now,
+                swept_at: None,
+                document: serde_json::to_vec(&doc)
+                    .map_err(|e| ApiError::Internal(e.to_string()))?,
+            },
+            demo_audit(
+                "special_measure.create",
+                "special_measure",
+                id,
+                vec!["/*".into()],
+            ),
+        )
+        .await?;
+    Ok(())
 }
 
 fn demo_audit(action: &str, record_type: &str, id: Uuid, fields: Vec<String>) -> AuditDraft {

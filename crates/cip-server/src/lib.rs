@@ -19,6 +19,7 @@ pub mod error;
 pub mod extract;
 pub mod install;
 pub mod jobs;
+pub mod measures;
 pub mod policy;
 pub mod policy_file;
 pub mod records;

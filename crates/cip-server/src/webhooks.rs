@@ -14,7 +14,11 @@ use crate::state::AppState;
 use crate::time::{now_micros, to_rfc3339};
 
 /// Event types a provider can subscribe to.
-pub const EVENT_TYPES: &[&str] = &["account.created", "account.status_changed"];
+pub const EVENT_TYPES: &[&str] = &[
+    "account.created",
+    "account.status_changed",
+    "account.special_measure",
+];
 
 /// Attempts before a delivery is given up (`failed`): about 41 hours of back-off.
 pub const MAX_ATTEMPTS: i64 = 18;

@@ -43,6 +43,10 @@ pub fn checks() -> Vec<NamedCheck> {
         }),
         ("list_versions", |s| Box::pin(list_versions(s))),
         ("reviews", |s| Box::pin(reviews(s))),
+        ("special_measures", |s| Box::pin(special_measures(s))),
+        ("concurrent_measure_claims", |s| {
+            Box::pin(concurrent_measure_claims(s))
+        }),
     ]
 }
 
@@ -1148,6 +1152,306 @@ async fn reviews(s: Arc<dyn Store>) -> Check {
     ensure!(
         statuses == vec!["dismissed", "entry_removed", "dismissed", "open"],
         "statuses in id order: {statuses:?}"
+    );
+    Ok(())
+}
+
+fn measure_row(country: &str, effective_at: i64, expires_at: i64) -> MeasureRow {
+    MeasureRow {
+        id: Uuid::now_v7(),
+        version: 1,
+        target_kind: "jurisdiction".into(),
+        country: Some(country.into()),
+        list_id: None,
+        effective_at,
+        expires_at,
+        revoked_at: None,
+        created_at: 1,
+        updated_at: 1,
+        swept_at: None,
+        document: format!("{{\"country\":\"{country}\"}}").into_bytes(),
+    }
+}
+
+fn action_write(
+    measure_id: Option<Uuid>,
+    review_id: Option<Uuid>,
+    account: &AccountRow,
+    at: i64,
+) -> MeasureActionWrite {
+    MeasureActionWrite {
+        row: MeasureActionRow {
+            id: Uuid::now_v7(),
+            measure_id,
+            review_id,
+            account_id: account.id,
+            customer_id: account.customer_id,
+            action: "close".into(),
+            deadline: Some(at + 100),
+            evidence: b"[{\"kind\":\"address_country\",\"country\":\"KP\"}]".to_vec(),
+            cause: "measure_in_effect".into(),
+            actor: "system:special-measures".into(),
+            at,
+        },
+        event: Some(event_draft("account.special_measure", at)),
+        audit: draft("special_measure.apply", Some(account.id.to_string())),
+    }
+}
+
+async fn special_measures(s: Arc<dyn Store>) -> Check {
+    // Far-future times keep this check apart from measures other checks leave behind.
+    let base = 4_000_000_000_000_000i64;
+    let current = measure_row("KP", base, base + 1000);
+    let future = measure_row("IR", base + 500, base + 1000);
+    let expired = measure_row("SY", base - 1000, base - 1);
+    let head = s.audit_head().await.map_err(e("head"))?.0;
+    for m in [&current, &future, &expired] {
+        s.insert_measure(
+            m.clone(),
+            draft("special_measure.create", Some(m.id.to_string())),
+        )
+        .await
+        .map_err(e("insert measure"))?;
+    }
+    ensure!(
+        s.audit_head().await.map_err(e("head"))?.0 == head + 3,
+        "each measure is created with its audit entry"
+    );
+    let dup = s
+        .insert_measure(current.clone(), draft("special_measure.create", None))
+        .await;
+    ensure!(
+        matches!(dup, Err(StoreError::Duplicate { .. })),
+        "a measure id is unique: {dup:?}"
+    );
+    let got = s
+        .get_measure(current.id)
+        .await
+        .map_err(e("get"))?
+        .ok_or("measure missing")?;
+    ensure!(got == current, "a measure round-trips: {got:?}");
+    let in_force: Vec<Uuid> = s
+        .measures_in_force(base + 10)
+        .await
+        .map_err(e("in force"))?
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    ensure!(
+        in_force.contains(&current.id)
+            && !in_force.contains(&future.id)
+            && !in_force.contains(&expired.id),
+        "only the effective, unexpired measure is in force: {in_force:?}"
+    );
+    let listed = s
+        .list_measures(&PageRequest {
+            after: None,
+            limit: 500,
+        })
+        .await
+        .map_err(e("list"))?;
+    ensure!(
+        [current.id, future.id, expired.id]
+            .iter()
+            .all(|id| listed.iter().any(|m| m.id == *id)),
+        "every measure is listed"
+    );
+
+    // An extension replaces the row at the next version; a stale version is refused.
+    let mut extended = current.clone();
+    extended.version = 2;
+    extended.expires_at = base + 2000;
+    extended.updated_at = 2;
+    s.update_measure(extended.clone(), 1, draft("special_measure.extend", None))
+        .await
+        .map_err(e("extend"))?;
+    let stale = s
+        .update_measure(extended.clone(), 1, draft("special_measure.extend", None))
+        .await;
+    ensure!(
+        matches!(stale, Err(StoreError::VersionConflict { current: 2 })),
+        "a stale version is refused: {stale:?}"
+    );
+    let mut ghost = current.clone();
+    ghost.id = Uuid::now_v7();
+    let missing = s
+        .update_measure(ghost, 1, draft("special_measure.extend", None))
+        .await;
+    ensure!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+    ensure!(
+        s.measures_in_force(base + 1500)
+            .await
+            .map_err(e("in force"))?
+            .iter()
+            .any(|m| m.id == current.id),
+        "the extension keeps the measure in force longer"
+    );
+
+    // Sweeps: only measures in force and not swept are claimed, and once per lease.
+    let claimed = s
+        .claim_measure_sweeps(base + 10, base + 20, 100)
+        .await
+        .map_err(e("claim"))?;
+    let ids: Vec<Uuid> = claimed.iter().map(|m| m.id).collect();
+    ensure!(
+        ids == vec![current.id],
+        "only the measure in force is claimed: {ids:?}"
+    );
+    ensure!(
+        s.claim_measure_sweeps(base + 11, base + 21, 100)
+            .await
+            .map_err(e("claim again"))?
+            .is_empty(),
+        "a leased measure is not claimed again"
+    );
+    ensure!(
+        s.claim_measure_sweeps(base + 20, base + 30, 100)
+            .await
+            .map_err(e("claim after lease"))?
+            .len()
+            == 1,
+        "a lease that ran out frees the measure again"
+    );
+    s.finish_measure_sweep(current.id, base + 21)
+        .await
+        .map_err(e("finish"))?;
+    ensure!(
+        s.claim_measure_sweeps(base + 40, base + 50, 100)
+            .await
+            .map_err(e("claim swept"))?
+            .is_empty(),
+        "a swept measure is not claimed again"
+    );
+
+    // Actions: once per (measure, account) and per (review, account), with event and entry.
+    let cid = Uuid::now_v7();
+    s.insert_customer(write(customer_row(cid, 1, "individual", "KP", 1), vec![]))
+        .await
+        .map_err(e("customer"))?;
+    let account = account_row(cid, None);
+    s.insert_account(account_write(account.clone()))
+        .await
+        .map_err(e("account"))?;
+    let review_id = Uuid::now_v7();
+    let head = s.audit_head().await.map_err(e("head"))?.0;
+    let n = s
+        .record_measure_actions(vec![
+            action_write(Some(current.id), None, &account, 5),
+            action_write(Some(current.id), None, &account, 6),
+            action_write(None, Some(review_id), &account, 7),
+            action_write(None, Some(review_id), &account, 8),
+        ])
+        .await
+        .map_err(e("record"))?;
+    ensure!(n == 2, "one action per measure and per review, got {n}");
+    ensure!(
+        s.audit_head().await.map_err(e("head"))?.0 == head + 2,
+        "only recorded actions are audited"
+    );
+    let again = s
+        .record_measure_actions(vec![action_write(Some(current.id), None, &account, 9)])
+        .await
+        .map_err(e("record again"))?;
+    ensure!(again == 0, "a recorded action is not recorded twice");
+    let by_measure = s
+        .list_measure_actions(&MeasureActionFilter {
+            measure_id: Some(current.id),
+            account_id: None,
+        })
+        .await
+        .map_err(e("list by measure"))?;
+    ensure!(
+        by_measure.len() == 1 && by_measure[0].at == 5 && by_measure[0].deadline == Some(105),
+        "the first action stands: {by_measure:?}"
+    );
+    let by_account = s
+        .list_measure_actions(&MeasureActionFilter {
+            measure_id: None,
+            account_id: Some(account.id),
+        })
+        .await
+        .map_err(e("list by account"))?;
+    ensure!(
+        by_account.len() == 2 && by_account[1].review_id == Some(review_id),
+        "both actions of the account: {by_account:?}"
+    );
+
+    // Opening under a measure: the account and its action commit together, or neither.
+    let opened = account_row(cid, Some("sm-open"));
+    s.insert_account_with_actions(
+        account_write(opened.clone()),
+        vec![action_write(Some(future.id), None, &opened, 10)],
+    )
+    .await
+    .map_err(e("open with actions"))?;
+    ensure!(
+        s.list_measure_actions(&MeasureActionFilter {
+            measure_id: Some(future.id),
+            account_id: Some(opened.id),
+        })
+        .await
+        .map_err(e("list opened"))?
+        .len()
+            == 1,
+        "the opening's action is recorded"
+    );
+    let mut orphan = account_row(Uuid::now_v7(), None);
+    orphan.external_id = None;
+    let refused = s
+        .insert_account_with_actions(
+            account_write(orphan.clone()),
+            vec![action_write(Some(future.id), None, &orphan, 11)],
+        )
+        .await;
+    ensure!(
+        matches!(refused, Err(StoreError::NotFound)),
+        "an account of an unknown customer is refused: {refused:?}"
+    );
+    ensure!(
+        s.list_measure_actions(&MeasureActionFilter {
+            measure_id: None,
+            account_id: Some(orphan.id),
+        })
+        .await
+        .map_err(e("list orphan"))?
+        .is_empty(),
+        "a refused opening records no action"
+    );
+    Ok(())
+}
+
+/// Eight claimers at once over measures due: each measure goes to exactly one of them.
+async fn concurrent_measure_claims(s: Arc<dyn Store>) -> Check {
+    let base = 5_000_000_000_000_000i64;
+    let mut ids = Vec::new();
+    for _ in 0..12 {
+        let m = measure_row("CU", base, base + 1000);
+        ids.push(m.id);
+        s.insert_measure(m, draft("special_measure.create", None))
+            .await
+            .map_err(e("insert"))?;
+    }
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.claim_measure_sweeps(base + 1, base + 100, 3).await
+        }));
+    }
+    let mut got = Vec::new();
+    for t in tasks {
+        let claimed = t.await.map_err(e("join"))?.map_err(e("claim"))?;
+        got.extend(claimed.into_iter().map(|m| m.id));
+    }
+    got.sort();
+    let before = got.len();
+    got.dedup();
+    ensure!(before == got.len(), "a measure was claimed twice");
+    ensure!(
+        ids.iter().all(|id| got.contains(id)),
+        "every due measure was claimed: {} of {}",
+        got.len(),
+        ids.len()
     );
     Ok(())
 }

@@ -15,6 +15,7 @@ mod audit;
 pub mod conformance;
 mod error;
 mod lists;
+mod measures;
 mod ops;
 pub mod postgres;
 mod sql;
@@ -29,6 +30,9 @@ pub use lists::{
     ListStore, ListVersionMeta, ListVersionRow, ListVersionWrite, ReviewDecision, ReviewFilter,
     ReviewRow, ReviewStore,
 };
+pub use measures::{
+    MeasureActionFilter, MeasureActionRow, MeasureActionWrite, MeasureRow, MeasureStore,
+};
 pub use types::*;
 
 use async_trait::async_trait;
@@ -38,7 +42,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Everything cip persists. Both adapters implement it; [`conformance`] proves they agree.
 #[async_trait]
-pub trait Store: ListStore + ReviewStore + Send + Sync + 'static {
+pub trait Store: ListStore + ReviewStore + MeasureStore + Send + Sync + 'static {
     /// Which backend this is, for logs and `/readyz`.
     fn backend(&self) -> Backend;
 

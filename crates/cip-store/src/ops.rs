@@ -1087,6 +1087,198 @@ macro_rules! define_ops {
             rows.iter().map(review_from_row).collect()
         }
 
+        // ---- special measures ----
+
+        pub(crate) async fn insert_measure(
+            conn: &mut $conn,
+            head: &mut Head,
+            m: MeasureRow,
+            audit: AuditDraft,
+        ) -> Result<()> {
+            let res = sqlx::query(crate::sql::INSERT_MEASURE)
+                .bind(m.id)
+                .bind(m.version)
+                .bind(m.target_kind)
+                .bind(m.country)
+                .bind(m.list_id)
+                .bind(m.effective_at)
+                .bind(m.expires_at)
+                .bind(m.revoked_at)
+                .bind(m.created_at)
+                .bind(m.updated_at)
+                .bind(m.swept_at)
+                .bind(m.document)
+                .execute(&mut *conn)
+                .await;
+            match res {
+                Err(e) if is_unique_violation(&e) => return Err(StoreError::Duplicate { what: "special measure id" }),
+                Err(e) => return Err(e.into()),
+                Ok(_) => {}
+            }
+            append_audit(conn, head, audit).await
+        }
+
+        pub(crate) async fn update_measure(
+            conn: &mut $conn,
+            head: &mut Head,
+            m: MeasureRow,
+            expected_version: i64,
+            audit: AuditDraft,
+        ) -> Result<()> {
+            let n = sqlx::query(crate::sql::UPDATE_MEASURE)
+                .bind(m.version)
+                .bind(m.effective_at)
+                .bind(m.expires_at)
+                .bind(m.revoked_at)
+                .bind(m.updated_at)
+                .bind(m.document)
+                .bind(m.id)
+                .bind(expected_version)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            if n == 0 {
+                let row = sqlx::query(crate::sql::MEASURE_VERSION)
+                    .bind(m.id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                return Err(match row {
+                    None => StoreError::NotFound,
+                    Some(r) => StoreError::VersionConflict { current: r.try_get("version")? },
+                });
+            }
+            append_audit(conn, head, audit).await
+        }
+
+        /// Inserts each action not recorded yet; its event and audit entry go only with a
+        /// new row.
+        pub(crate) async fn record_actions(
+            conn: &mut $conn,
+            head: &mut Head,
+            actions: Vec<MeasureActionWrite>,
+        ) -> Result<u64> {
+            let mut n = 0u64;
+            for w in actions {
+                let r = w.row;
+                let added = sqlx::query(crate::sql::INSERT_MEASURE_ACTION)
+                    .bind(r.id)
+                    .bind(r.measure_id)
+                    .bind(r.review_id)
+                    .bind(r.account_id)
+                    .bind(r.customer_id)
+                    .bind(r.action)
+                    .bind(r.deadline)
+                    .bind(r.evidence)
+                    .bind(r.cause)
+                    .bind(r.actor)
+                    .bind(r.at)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                if added == 0 {
+                    continue;
+                }
+                n += 1;
+                write_lifecycle(conn, None, w.event.into_iter().collect()).await?;
+                append_audit(conn, head, w.audit).await?;
+            }
+            Ok(n)
+        }
+
+        fn measure_from_row<R: Row>(r: &R) -> Result<MeasureRow>
+        where
+            for<'a> &'a str: sqlx::ColumnIndex<R>,
+            Uuid: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            Vec<u8>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        {
+            Ok(MeasureRow {
+                id: r.try_get("id")?,
+                version: r.try_get("version")?,
+                target_kind: r.try_get("target_kind")?,
+                country: r.try_get("country")?,
+                list_id: r.try_get("list_id")?,
+                effective_at: r.try_get("effective_at")?,
+                expires_at: r.try_get("expires_at")?,
+                revoked_at: r.try_get("revoked_at")?,
+                created_at: r.try_get("created_at")?,
+                updated_at: r.try_get("updated_at")?,
+                swept_at: r.try_get("swept_at")?,
+                document: r.try_get("document")?,
+            })
+        }
+
+        pub(crate) async fn claim_measure_sweeps(
+            conn: &mut $conn,
+            now: i64,
+            lease_until: i64,
+            limit: u32,
+        ) -> Result<Vec<MeasureRow>> {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(crate::sql::claim_measure_sweeps(
+                "FOR UPDATE SKIP LOCKED",
+            )))
+            .bind(lease_until)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?;
+            rows.iter().map(measure_from_row).collect()
+        }
+
+        pub(crate) async fn get_measure(conn: &mut $conn, id: Uuid) -> Result<Option<MeasureRow>> {
+            let row = sqlx::query(crate::sql::GET_MEASURE)
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            row.as_ref().map(measure_from_row).transpose()
+        }
+
+        pub(crate) async fn list_measures(conn: &mut $conn, page: &PageRequest) -> Result<Vec<MeasureRow>> {
+            let rows = sqlx::query(crate::sql::LIST_MEASURES)
+                .bind(page.after)
+                .bind(i64::from(page.limit))
+                .fetch_all(&mut *conn)
+                .await?;
+            rows.iter().map(measure_from_row).collect()
+        }
+
+        pub(crate) async fn measures_in_force(conn: &mut $conn, now: i64) -> Result<Vec<MeasureRow>> {
+            let rows = sqlx::query(crate::sql::MEASURES_IN_FORCE)
+                .bind(now)
+                .fetch_all(&mut *conn)
+                .await?;
+            rows.iter().map(measure_from_row).collect()
+        }
+
+        pub(crate) async fn list_measure_actions(
+            conn: &mut $conn,
+            f: &MeasureActionFilter,
+        ) -> Result<Vec<MeasureActionRow>> {
+            let rows = sqlx::query(crate::sql::LIST_MEASURE_ACTIONS)
+                .bind(f.measure_id)
+                .bind(f.account_id)
+                .fetch_all(&mut *conn)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(MeasureActionRow {
+                        id: r.try_get("id")?,
+                        measure_id: r.try_get("measure_id")?,
+                        review_id: r.try_get("review_id")?,
+                        account_id: r.try_get("account_id")?,
+                        customer_id: r.try_get("customer_id")?,
+                        action: r.try_get("action")?,
+                        deadline: r.try_get("deadline")?,
+                        evidence: r.try_get("evidence")?,
+                        cause: r.try_get("cause")?,
+                        actor: r.try_get("actor")?,
+                        at: r.try_get("at")?,
+                    })
+                })
+                .collect()
+        }
+
         pub(crate) async fn apply(conn: &mut $conn, head: &mut Head, op: crate::writer::Op) -> Result<crate::writer::Out> {
                 use crate::writer::{Op, Out};
             Ok(match op {
@@ -1160,6 +1352,33 @@ macro_rules! define_ops {
                 }
                 Op::CloseReviews(list, ids, at, audit) => {
                     Out::Count(close_reviews(conn, head, &list, &ids, at, audit).await?)
+                }
+                Op::InsertMeasure(m, audit) => {
+                    insert_measure(conn, head, *m, audit).await?;
+                    Out::Unit
+                }
+                Op::UpdateMeasure(m, v, audit) => {
+                    update_measure(conn, head, *m, v, audit).await?;
+                    Out::Unit
+                }
+                Op::ClaimMeasureSweeps { now, lease_until, limit } => {
+                    Out::Measures(claim_measure_sweeps(conn, now, lease_until, limit).await?)
+                }
+                Op::FinishMeasureSweep(id, at) => {
+                    sqlx::query(crate::sql::FINISH_MEASURE_SWEEP)
+                        .bind(at)
+                        .bind(id)
+                        .execute(&mut *conn)
+                        .await?;
+                    Out::Unit
+                }
+                Op::RecordMeasureActions(actions) => {
+                    Out::Count(record_actions(conn, head, actions).await?)
+                }
+                Op::InsertAccountWithActions(w, actions) => {
+                    insert_account(conn, head, w).await?;
+                    record_actions(conn, head, actions).await?;
+                    Out::Unit
                 }
             })
         }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::writer::{Job, Op, Out, boolean, claimed, count, fail_all, next_group, unit};
+use crate::writer::{Job, Op, Out, boolean, claimed, count, fail_all, measures, next_group, unit};
 use crate::*;
 
 mod ops {
@@ -425,6 +425,79 @@ impl ReviewStore for PgStore {
             self.submit(Op::CloseReviews(list_id.to_string(), entry_ids, at, audit))
                 .await?,
         )
+    }
+}
+
+#[async_trait]
+impl MeasureStore for PgStore {
+    async fn insert_measure(&self, row: MeasureRow, audit: AuditDraft) -> Result<()> {
+        unit(self.submit(Op::InsertMeasure(Box::new(row), audit)).await?)
+    }
+
+    async fn update_measure(
+        &self,
+        row: MeasureRow,
+        expected_version: i64,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        unit(
+            self.submit(Op::UpdateMeasure(Box::new(row), expected_version, audit))
+                .await?,
+        )
+    }
+
+    async fn get_measure(&self, id: Uuid) -> Result<Option<MeasureRow>> {
+        ops::get_measure(&mut *self.pool.acquire().await?, id).await
+    }
+
+    async fn list_measures(&self, page: &PageRequest) -> Result<Vec<MeasureRow>> {
+        ops::list_measures(&mut *self.pool.acquire().await?, page).await
+    }
+
+    async fn measures_in_force(&self, now: i64) -> Result<Vec<MeasureRow>> {
+        ops::measures_in_force(&mut *self.pool.acquire().await?, now).await
+    }
+
+    async fn claim_measure_sweeps(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<MeasureRow>> {
+        measures(
+            self.submit(Op::ClaimMeasureSweeps {
+                now,
+                lease_until,
+                limit,
+            })
+            .await?,
+        )
+    }
+
+    async fn finish_measure_sweep(&self, id: Uuid, at: i64) -> Result<()> {
+        unit(self.submit(Op::FinishMeasureSweep(id, at)).await?)
+    }
+
+    async fn record_measure_actions(&self, actions: Vec<MeasureActionWrite>) -> Result<u64> {
+        count(self.submit(Op::RecordMeasureActions(actions)).await?)
+    }
+
+    async fn insert_account_with_actions(
+        &self,
+        write: AccountWrite,
+        actions: Vec<MeasureActionWrite>,
+    ) -> Result<()> {
+        unit(
+            self.submit(Op::InsertAccountWithActions(write, actions))
+                .await?,
+        )
+    }
+
+    async fn list_measure_actions(
+        &self,
+        filter: &MeasureActionFilter,
+    ) -> Result<Vec<MeasureActionRow>> {
+        ops::list_measure_actions(&mut *self.pool.acquire().await?, filter).await
     }
 }
 

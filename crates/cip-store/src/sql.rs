@@ -195,3 +195,56 @@ pub(crate) const LIST_DELIVERIES: &str = "SELECT d.event_id, d.endpoint_id, e.ev
      d.state, d.attempts, d.next_attempt_at, d.last_status, d.last_error, d.delivered_at, \
      e.created_at FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id \
      WHERE d.endpoint_id = $1 ORDER BY d.event_id DESC LIMIT $2";
+
+// ---- special measures ----
+macro_rules! measure_columns {
+    () => {
+        "id, version, target_kind, country, list_id, effective_at, expires_at, revoked_at, \
+         created_at, updated_at, swept_at, document"
+    };
+}
+pub(crate) const INSERT_MEASURE: &str = "INSERT INTO special_measures (id, version, target_kind, \
+     country, list_id, effective_at, expires_at, revoked_at, created_at, updated_at, swept_at, \
+     document) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)";
+pub(crate) const UPDATE_MEASURE: &str = "UPDATE special_measures SET version = $1, \
+     effective_at = $2, expires_at = $3, revoked_at = $4, updated_at = $5, document = $6 \
+     WHERE id = $7 AND version = $8";
+pub(crate) const MEASURE_VERSION: &str = "SELECT version FROM special_measures WHERE id = $1";
+pub(crate) const GET_MEASURE: &str = concat!(
+    "SELECT ",
+    measure_columns!(),
+    " FROM special_measures WHERE id = $1"
+);
+pub(crate) const LIST_MEASURES: &str = concat!(
+    "SELECT ",
+    measure_columns!(),
+    " FROM special_measures WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"
+);
+pub(crate) const MEASURES_IN_FORCE: &str = concat!(
+    "SELECT ",
+    measure_columns!(),
+    " FROM special_measures WHERE effective_at <= $1 AND expires_at > $1 \
+     AND revoked_at IS NULL ORDER BY id LIMIT 10000"
+);
+/// Claims measures in force that were not yet applied to existing accounts, under a lease.
+/// `{lock}` is `FOR UPDATE SKIP LOCKED` on PostgreSQL.
+pub(crate) fn claim_measure_sweeps(lock: &str) -> String {
+    format!(
+        "UPDATE special_measures SET sweep_claimed_until = $1 WHERE id IN (SELECT id FROM \
+         special_measures WHERE swept_at IS NULL AND revoked_at IS NULL AND effective_at <= $2 \
+         AND expires_at > $2 AND (sweep_claimed_until IS NULL OR sweep_claimed_until <= $2) \
+         ORDER BY id LIMIT $3 {lock}) RETURNING {}",
+        measure_columns!()
+    )
+}
+pub(crate) const FINISH_MEASURE_SWEEP: &str = "UPDATE special_measures SET swept_at = $1, \
+     sweep_claimed_until = NULL WHERE id = $2";
+/// Recorded once: a second action for the same (measure, account) or (review, account)
+/// meets a unique index and is skipped.
+pub(crate) const INSERT_MEASURE_ACTION: &str = "INSERT INTO special_measure_actions (id, \
+     measure_id, review_id, account_id, customer_id, action, deadline, evidence, cause, actor, \
+     at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT DO NOTHING";
+pub(crate) const LIST_MEASURE_ACTIONS: &str = "SELECT id, measure_id, review_id, account_id, \
+     customer_id, action, deadline, evidence, cause, actor, at FROM special_measure_actions \
+     WHERE ($1 IS NULL OR measure_id = $1) AND ($2 IS NULL OR account_id = $2) \
+     ORDER BY at, id LIMIT 10000";

@@ -22,8 +22,8 @@ use uuid::Uuid;
 
 use crate::sqlite_ops as ops;
 use crate::writer::{
-    Job, Op, Out, boolean, claimed, count, fail_all, group_error, is_clean_failure, next_group,
-    unit,
+    Job, Op, Out, boolean, claimed, count, fail_all, group_error, is_clean_failure, measures,
+    next_group, unit,
 };
 use crate::*;
 
@@ -606,6 +606,82 @@ impl ReviewStore for SqliteStore {
             self.submit(Op::CloseReviews(list_id.to_string(), entry_ids, at, audit))
                 .await?,
         )
+    }
+}
+
+#[async_trait]
+impl MeasureStore for SqliteStore {
+    async fn insert_measure(&self, row: MeasureRow, audit: AuditDraft) -> Result<()> {
+        unit(self.submit(Op::InsertMeasure(Box::new(row), audit)).await?)
+    }
+
+    async fn update_measure(
+        &self,
+        row: MeasureRow,
+        expected_version: i64,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        unit(
+            self.submit(Op::UpdateMeasure(Box::new(row), expected_version, audit))
+                .await?,
+        )
+    }
+
+    async fn get_measure(&self, id: Uuid) -> Result<Option<MeasureRow>> {
+        self.read(|c| ops::get_measure(c, id))
+    }
+
+    async fn list_measures(&self, page: &PageRequest) -> Result<Vec<MeasureRow>> {
+        let page = page.clone();
+        self.scan(move |c| ops::list_measures(c, &page)).await
+    }
+
+    async fn measures_in_force(&self, now: i64) -> Result<Vec<MeasureRow>> {
+        self.read(|c| ops::measures_in_force(c, now))
+    }
+
+    async fn claim_measure_sweeps(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<MeasureRow>> {
+        measures(
+            self.submit(Op::ClaimMeasureSweeps {
+                now,
+                lease_until,
+                limit,
+            })
+            .await?,
+        )
+    }
+
+    async fn finish_measure_sweep(&self, id: Uuid, at: i64) -> Result<()> {
+        unit(self.submit(Op::FinishMeasureSweep(id, at)).await?)
+    }
+
+    async fn record_measure_actions(&self, actions: Vec<MeasureActionWrite>) -> Result<u64> {
+        count(self.submit(Op::RecordMeasureActions(actions)).await?)
+    }
+
+    async fn insert_account_with_actions(
+        &self,
+        write: AccountWrite,
+        actions: Vec<MeasureActionWrite>,
+    ) -> Result<()> {
+        unit(
+            self.submit(Op::InsertAccountWithActions(write, actions))
+                .await?,
+        )
+    }
+
+    async fn list_measure_actions(
+        &self,
+        filter: &MeasureActionFilter,
+    ) -> Result<Vec<MeasureActionRow>> {
+        let filter = filter.clone();
+        self.scan(move |c| ops::list_measure_actions(c, &filter))
+            .await
     }
 }
 

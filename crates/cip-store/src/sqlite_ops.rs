@@ -704,6 +704,174 @@ fn close_reviews(
     Ok(n)
 }
 
+// ---- special measures ----
+
+fn insert_measure(
+    conn: &Connection,
+    head: &mut Head,
+    m: MeasureRow,
+    audit: AuditDraft,
+) -> Result<()> {
+    let res = conn.prepare_cached(sql::INSERT_MEASURE)?.execute(params![
+        m.id,
+        m.version,
+        m.target_kind,
+        m.country,
+        m.list_id,
+        m.effective_at,
+        m.expires_at,
+        m.revoked_at,
+        m.created_at,
+        m.updated_at,
+        m.swept_at,
+        m.document,
+    ]);
+    match res {
+        Err(e) if is_unique_violation(&e) => {
+            return Err(StoreError::Duplicate {
+                what: "special measure id",
+            });
+        }
+        Err(e) => return Err(e.into()),
+        Ok(_) => {}
+    }
+    append_audit(conn, head, audit)
+}
+
+fn update_measure(
+    conn: &Connection,
+    head: &mut Head,
+    m: MeasureRow,
+    expected_version: i64,
+    audit: AuditDraft,
+) -> Result<()> {
+    let n = conn.prepare_cached(sql::UPDATE_MEASURE)?.execute(params![
+        m.version,
+        m.effective_at,
+        m.expires_at,
+        m.revoked_at,
+        m.updated_at,
+        m.document,
+        m.id,
+        expected_version,
+    ])?;
+    if n == 0 {
+        return Err(current_version(conn, sql::MEASURE_VERSION, m.id)?);
+    }
+    append_audit(conn, head, audit)
+}
+
+/// Inserts each action not recorded yet; its event and audit entry go only with a new row.
+fn record_actions(
+    conn: &Connection,
+    head: &mut Head,
+    actions: Vec<MeasureActionWrite>,
+) -> Result<u64> {
+    let mut n = 0u64;
+    for w in actions {
+        let r = &w.row;
+        let added = conn
+            .prepare_cached(sql::INSERT_MEASURE_ACTION)?
+            .execute(params![
+                r.id,
+                r.measure_id,
+                r.review_id,
+                r.account_id,
+                r.customer_id,
+                r.action,
+                r.deadline,
+                r.evidence,
+                r.cause,
+                r.actor,
+                r.at,
+            ])?;
+        if added == 0 {
+            continue;
+        }
+        n += 1;
+        write_lifecycle(conn, None, w.event.into_iter().collect())?;
+        append_audit(conn, head, w.audit)?;
+    }
+    Ok(n)
+}
+
+fn measure_from_row(r: &Row<'_>) -> rusqlite::Result<MeasureRow> {
+    Ok(MeasureRow {
+        id: r.get(0)?,
+        version: r.get(1)?,
+        target_kind: r.get(2)?,
+        country: r.get(3)?,
+        list_id: r.get(4)?,
+        effective_at: r.get(5)?,
+        expires_at: r.get(6)?,
+        revoked_at: r.get(7)?,
+        created_at: r.get(8)?,
+        updated_at: r.get(9)?,
+        swept_at: r.get(10)?,
+        document: r.get(11)?,
+    })
+}
+
+fn claim_measure_sweeps(
+    conn: &Connection,
+    now: i64,
+    lease_until: i64,
+    limit: u32,
+) -> Result<Vec<MeasureRow>> {
+    Ok(conn
+        .prepare_cached(&sql::claim_measure_sweeps(""))?
+        .query_map(
+            params![lease_until, now, i64::from(limit)],
+            measure_from_row,
+        )?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn get_measure(conn: &Connection, id: Uuid) -> Result<Option<MeasureRow>> {
+    Ok(conn
+        .prepare_cached(sql::GET_MEASURE)?
+        .query_row([id], measure_from_row)
+        .optional()?)
+}
+
+pub(crate) fn list_measures(conn: &Connection, page: &PageRequest) -> Result<Vec<MeasureRow>> {
+    Ok(conn
+        .prepare_cached(sql::LIST_MEASURES)?
+        .query_map(params![page.after, i64::from(page.limit)], measure_from_row)?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn measures_in_force(conn: &Connection, now: i64) -> Result<Vec<MeasureRow>> {
+    Ok(conn
+        .prepare_cached(sql::MEASURES_IN_FORCE)?
+        .query_map([now], measure_from_row)?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn list_measure_actions(
+    conn: &Connection,
+    f: &MeasureActionFilter,
+) -> Result<Vec<MeasureActionRow>> {
+    Ok(conn
+        .prepare_cached(sql::LIST_MEASURE_ACTIONS)?
+        .query_map(params![f.measure_id, f.account_id], |r| {
+            Ok(MeasureActionRow {
+                id: r.get(0)?,
+                measure_id: r.get(1)?,
+                review_id: r.get(2)?,
+                account_id: r.get(3)?,
+                customer_id: r.get(4)?,
+                action: r.get(5)?,
+                deadline: r.get(6)?,
+                evidence: r.get(7)?,
+                cause: r.get(8)?,
+                actor: r.get(9)?,
+                at: r.get(10)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
 pub(crate) fn apply(conn: &Connection, head: &mut Head, op: Op) -> Result<Out> {
     Ok(match op {
         Op::InitMeta(name, value) => Out::Bytes(init_meta(conn, &name, &value)?),
@@ -779,6 +947,30 @@ pub(crate) fn apply(conn: &Connection, head: &mut Head, op: Op) -> Result<Out> {
         }
         Op::CloseReviews(list, ids, at, audit) => {
             Out::Count(close_reviews(conn, head, &list, &ids, at, audit)?)
+        }
+        Op::InsertMeasure(m, audit) => {
+            insert_measure(conn, head, *m, audit)?;
+            Out::Unit
+        }
+        Op::UpdateMeasure(m, v, audit) => {
+            update_measure(conn, head, *m, v, audit)?;
+            Out::Unit
+        }
+        Op::ClaimMeasureSweeps {
+            now,
+            lease_until,
+            limit,
+        } => Out::Measures(claim_measure_sweeps(conn, now, lease_until, limit)?),
+        Op::FinishMeasureSweep(id, at) => {
+            conn.prepare_cached(sql::FINISH_MEASURE_SWEEP)?
+                .execute(params![at, id])?;
+            Out::Unit
+        }
+        Op::RecordMeasureActions(actions) => Out::Count(record_actions(conn, head, actions)?),
+        Op::InsertAccountWithActions(w, actions) => {
+            insert_account(conn, head, w)?;
+            record_actions(conn, head, actions)?;
+            Out::Unit
         }
     })
 }

@@ -31,6 +31,16 @@ pub(crate) enum Op {
     OpenReview(Box<ReviewRow>, AuditDraft),
     DecideReview(Box<ReviewDecision>),
     CloseReviews(String, Vec<String>, i64, AuditDraft),
+    InsertMeasure(Box<MeasureRow>, AuditDraft),
+    UpdateMeasure(Box<MeasureRow>, i64, AuditDraft),
+    ClaimMeasureSweeps {
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    },
+    FinishMeasureSweep(Uuid, i64),
+    RecordMeasureActions(Vec<MeasureActionWrite>),
+    InsertAccountWithActions(AccountWrite, Vec<MeasureActionWrite>),
 }
 
 pub(crate) enum Out {
@@ -39,6 +49,7 @@ pub(crate) enum Out {
     Bytes(Vec<u8>),
     Claimed(Vec<ClaimedDelivery>),
     Count(u64),
+    Measures(Vec<MeasureRow>),
 }
 
 pub(crate) struct Job {
@@ -69,6 +80,15 @@ pub(crate) fn unit(out: Out) -> Result<()> {
 pub(crate) fn claimed(out: Out) -> Result<Vec<ClaimedDelivery>> {
     match out {
         Out::Claimed(c) => Ok(c),
+        _ => Err(StoreError::Backend(
+            "writer returned an unexpected result".into(),
+        )),
+    }
+}
+
+pub(crate) fn measures(out: Out) -> Result<Vec<MeasureRow>> {
+    match out {
+        Out::Measures(m) => Ok(m),
         _ => Err(StoreError::Backend(
             "writer returned an unexpected result".into(),
         )),

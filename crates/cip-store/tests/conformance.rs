@@ -161,3 +161,177 @@ async fn postgres_instances_claim_each_delivery_once() {
     );
     assert_eq!(all.len(), 120, "no delivery claimed twice");
 }
+
+/// Two instances over one PostgreSQL database apply special measures at the same time:
+/// each measure is claimed by exactly one of them, and even when both record the actions of
+/// the same measure (a lease that ran out while the first was still working), each account
+/// gets its action — and its webhook event — once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_instances_claim_each_measure_once() {
+    use cip_store::{
+        AccountRow, AccountWrite, CustomerRow, CustomerWrite, EventDraft, MeasureActionFilter,
+        MeasureActionRow, MeasureActionWrite, MeasureRow, conformance::draft,
+    };
+    use uuid::Uuid;
+    let admin = admin_url();
+    let (url, name) = match postgres::create_scratch_database(&admin).await {
+        Ok(x) => x,
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("SKIPPED: PostgreSQL unavailable ({e}); set CI=1 to make this fail");
+            return;
+        }
+        Err(e) => panic!("PostgreSQL at {admin} is required in CI: {e}"),
+    };
+    let a: Arc<dyn Store> = Arc::new(postgres::PgStore::open(&url, 4).await.unwrap());
+    let b: Arc<dyn Store> = Arc::new(postgres::PgStore::open(&url, 4).await.unwrap());
+    let mut measures = Vec::new();
+    for _ in 0..30 {
+        let id = Uuid::now_v7();
+        measures.push(id);
+        a.insert_measure(
+            MeasureRow {
+                id,
+                version: 1,
+                target_kind: "jurisdiction".into(),
+                country: Some("KP".into()),
+                list_id: None,
+                effective_at: 1,
+                expires_at: 1_000_000,
+                revoked_at: None,
+                created_at: 1,
+                updated_at: 1,
+                swept_at: None,
+                document: b"{}".to_vec(),
+            },
+            draft("special_measure.create", Some(id.to_string())),
+        )
+        .await
+        .unwrap();
+    }
+    let claim = |s: Arc<dyn Store>| {
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let batch = s.claim_measure_sweeps(10, 100, 4).await.unwrap();
+                if batch.is_empty() {
+                    break;
+                }
+                got.extend(batch.into_iter().map(|m| m.id));
+            }
+            got
+        })
+    };
+    let (x, y) = (claim(a.clone()), claim(b.clone()));
+    let (x, y) = (x.await.unwrap(), y.await.unwrap());
+    let mut all: Vec<Uuid> = x.iter().chain(y.iter()).copied().collect();
+    let total = all.len();
+    all.sort();
+    all.dedup();
+
+    // Both instances record the same measure's actions for the same 20 accounts.
+    let cid = Uuid::now_v7();
+    a.insert_customer(CustomerWrite {
+        row: CustomerRow {
+            id: cid,
+            kind: "individual".into(),
+            version: 1,
+            created_at: 1,
+            updated_at: 1,
+            country: Some("KP".into()),
+            document: b"{}".to_vec(),
+            key_id: 1,
+        },
+        terms: vec![],
+        audit: draft("customer.create", None),
+        idempotency: None,
+    })
+    .await
+    .unwrap();
+    let mut accounts = Vec::new();
+    for _ in 0..20 {
+        let id = Uuid::now_v7();
+        accounts.push(id);
+        a.insert_account(AccountWrite {
+            row: AccountRow {
+                id,
+                customer_id: cid,
+                external_id: None,
+                product: "compute".into(),
+                account_type: "standard".into(),
+                status: "active".into(),
+                opened_at: None,
+                closed_at: None,
+                last_accessed_at: None,
+                version: 1,
+                created_at: 1,
+                updated_at: 1,
+            },
+            audit: draft("account.create", None),
+            idempotency: None,
+            transition: None,
+            events: vec![],
+        })
+        .await
+        .unwrap();
+    }
+    let measure = measures[0];
+    let writes = |accounts: Vec<Uuid>| -> Vec<MeasureActionWrite> {
+        accounts
+            .into_iter()
+            .map(|account_id| MeasureActionWrite {
+                row: MeasureActionRow {
+                    id: Uuid::now_v7(),
+                    measure_id: Some(measure),
+                    review_id: None,
+                    account_id,
+                    customer_id: cid,
+                    action: "close".into(),
+                    deadline: Some(50),
+                    evidence: b"[]".to_vec(),
+                    cause: "measure_in_effect".into(),
+                    actor: "system:special-measures".into(),
+                    at: 20,
+                },
+                event: Some(EventDraft {
+                    id: Uuid::now_v7(),
+                    event_type: "account.special_measure".into(),
+                    payload: b"{}".to_vec(),
+                    created_at: 20,
+                }),
+                audit: draft("special_measure.apply", Some(account_id.to_string())),
+            })
+            .collect()
+    };
+    let (wa, wb) = (writes(accounts.clone()), writes(accounts.clone()));
+    let (sa, sb) = (a.clone(), b.clone());
+    let (ra, rb) = tokio::join!(
+        tokio::spawn(async move { sa.record_measure_actions(wa).await.unwrap() }),
+        tokio::spawn(async move { sb.record_measure_actions(wb).await.unwrap() })
+    );
+    let recorded = ra.unwrap() + rb.unwrap();
+    let rows = a
+        .list_measure_actions(&MeasureActionFilter {
+            measure_id: Some(measure),
+            account_id: None,
+        })
+        .await
+        .unwrap();
+    let events: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM webhook_events WHERE event_type = 'account.special_measure'",
+    )
+    .fetch_one(&sqlx::PgPool::connect(&url).await.unwrap())
+    .await
+    .unwrap();
+    postgres::drop_database(&admin, &name).await.unwrap();
+    assert_eq!(
+        total,
+        30,
+        "every measure claimed (a: {}, b: {})",
+        x.len(),
+        y.len()
+    );
+    assert_eq!(all.len(), 30, "no measure claimed twice");
+    assert_eq!(recorded, 20, "each account's action recorded once");
+    assert_eq!(rows.len(), 20);
+    assert_eq!(events, 20, "one webhook event per recorded action");
+}

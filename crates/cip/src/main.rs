@@ -14,6 +14,7 @@ mod bench_access;
 mod bench_policy;
 mod bench_rescreen;
 mod lists;
+mod measures;
 mod policy;
 
 use std::path::PathBuf;
@@ -84,6 +85,11 @@ enum Command {
     Lists {
         #[command(subcommand)]
         command: ListsCommand,
+    },
+    /// Special measures (EO 13984 §2): list them, report what one did.
+    Measures {
+        #[command(subcommand)]
+        command: MeasuresCommand,
     },
     /// Screen a name against every loaded list (ranked candidates with explanations).
     Screen {
@@ -185,6 +191,26 @@ enum KeysCommand {
     },
     /// Print a new random master key (for CIP_MASTER_KEY in production).
     GenerateMasterKey,
+}
+
+#[derive(Subcommand)]
+enum MeasuresCommand {
+    /// Every special measure with its status (scheduled, in_force, expired, revoked).
+    List {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every account a measure touched: evidence, action, deadline, when (audited).
+    Report {
+        #[command(flatten)]
+        target: Target,
+        /// The measure's id.
+        id: uuid::Uuid,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -415,6 +441,18 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 let config = load_config(&target, None)?;
                 let inst = open(&config).await?;
                 Ok(lists::show(&inst, json).await?)
+            }
+        },
+        Command::Measures { command } => match command {
+            MeasuresCommand::List { target, json } => {
+                let config = load_config(&target, None)?;
+                let inst = open(&config).await?;
+                Ok(measures::list(&inst, json).await?)
+            }
+            MeasuresCommand::Report { target, id, json } => {
+                let config = load_config(&target, None)?;
+                let inst = open(&config).await?;
+                Ok(measures::report(&inst, id, json).await?)
             }
         },
         Command::Screen {

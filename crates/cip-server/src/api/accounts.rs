@@ -51,6 +51,7 @@ pub fn to_dto(r: AccountRow) -> Account {
         version: r.version,
         created_at: to_rfc3339(r.created_at),
         updated_at: to_rfc3339(r.updated_at),
+        special_measures: None,
     }
 }
 
@@ -229,6 +230,104 @@ pub async fn create_account(
         Some(r) => super::lifecycle::parse_reason("/status_reason", r)?,
         None => "account created".to_string(),
     };
+    // Special measures in force: a prohibited application is refused, a conditioned one is
+    // opened with the conditions attached (docs/design/0010-special-measures.md).
+    let account_type = AccountType::parse(&row.account_type)
+        .ok_or_else(|| ApiError::Internal("account type was parsed".into()))?;
+    let check = crate::measures::check_opening(&state, row.customer_id, account_type, now).await?;
+    if check.read_record {
+        // The check read the customer's record: audited before anything else happens. A
+        // refusal leaves only this entry (no account, no action).
+        let refused = !check.refusals.is_empty();
+        let mut fields: Vec<String> = check
+            .refusals
+            .iter()
+            .map(|r| format!("refused_by={}", r.measure_id))
+            .chain(
+                check
+                    .attached
+                    .iter()
+                    .map(|a| format!("conditions_of={}", a.row.id)),
+            )
+            .collect();
+        fields.extend(
+            crate::measures::EVIDENCE_FIELDS
+                .iter()
+                .map(|f| f.to_string()),
+        );
+        state
+            .store
+            .append_audit(vec![super::audit_draft(
+                &principal,
+                &headers,
+                if refused {
+                    "account.refused"
+                } else {
+                    "special_measure.check"
+                },
+                "customer",
+                Some(row.customer_id.to_string()),
+                fields,
+                Some("special measures at account opening".into()),
+            )])
+            .await?;
+    }
+    if !check.refusals.is_empty() {
+        let first = &check.refusals[0];
+        return Err(ApiError::Coded {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "CIP-MEASURE-0001",
+            message: format!(
+                "Opening this account is prohibited by special measure {} ({}). Nothing was stored.",
+                first.measure_id, first.legal_reference
+            ),
+            details: check
+                .refusals
+                .iter()
+                .map(|r| FieldProblem {
+                    field: "/customer_id".into(),
+                    code: "prohibited_by_special_measure".into(),
+                    message: format!(
+                        "special measure {} ({}) prohibits this account; the customer is tied to its target by {}",
+                        r.measure_id,
+                        r.legal_reference,
+                        r.evidence
+                            .iter()
+                            .map(|e| format!("{} of {}", e.kind, e.subject))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                })
+                .collect(),
+        });
+    }
+    let mut actions = Vec::new();
+    let mut attached_dtos = Vec::new();
+    for a in &check.attached {
+        let w = crate::measures::action_write(
+            &row,
+            Some((&a.row, &a.measure)),
+            None,
+            cip_core::special_measure::RequiredAction::ApplyConditions,
+            None,
+            &a.evidence,
+            "opening",
+            audit(
+                &principal,
+                &headers,
+                "special_measure.attach",
+                id,
+                vec![format!("measure={}", a.row.id)],
+            ),
+            false,
+        );
+        attached_dtos.push(crate::measures::action_dto(
+            &w.row,
+            Some(&(a.row.clone(), a.measure.clone())),
+            now,
+        ));
+        actions.push(w);
+    }
     let transition = cip_store::TransitionRow {
         account_id: id,
         version: 1,
@@ -248,9 +347,15 @@ pub async fn create_account(
             "product": row.product,
             "status": row.status,
             "reason": reason,
+            "special_measures": attached_dtos.iter().map(|m| serde_json::json!({
+                "measure_id": m.measure_id,
+                "action": m.action,
+                "conditions": m.conditions,
+            })).collect::<Vec<_>>(),
         }),
     );
-    let dto = to_dto(row.clone());
+    let mut dto = to_dto(row.clone());
+    dto.special_measures = Some(attached_dtos);
     let response = serde_json::to_vec(&dto).map_err(|e| ApiError::Internal(e.to_string()))?;
     let write = AccountWrite {
         row,
@@ -272,7 +377,15 @@ pub async fn create_account(
         transition: Some(transition),
         events: vec![event],
     };
-    match state.store.insert_account(write).await {
+    let inserted = if actions.is_empty() {
+        state.store.insert_account(write).await
+    } else {
+        state
+            .store
+            .insert_account_with_actions(write, actions)
+            .await
+    };
+    match inserted {
         Ok(()) => {}
         Err(StoreError::NotFound) => return Err(ApiError::NotFound("customer")),
         Err(StoreError::IdempotencyReplay(stored)) => {
@@ -312,7 +425,9 @@ pub async fn get_account(
         .await?
         .ok_or(ApiError::NotFound("account"))?;
     let version = row.version;
-    Ok(([(header::ETAG, etag(version))], Json(to_dto(row))).into_response())
+    let mut dto = to_dto(row);
+    dto.special_measures = Some(crate::measures::account_measures(&state, id, now_micros()).await?);
+    Ok(([(header::ETAG, etag(version))], Json(dto)).into_response())
 }
 
 /// Change an account (status, product, times…). Send the version you read in `If-Match`.

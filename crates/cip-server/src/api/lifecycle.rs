@@ -293,6 +293,11 @@ pub struct DecisionDto {
     /// Statuses that may follow the current one.
     pub next_statuses: Vec<&'static str>,
     pub reasons: Vec<String>,
+    /// Special measures in force on this account (and policy actions of confirmed
+    /// screening hits), each with its action, conditions, deadline and evidence. They only
+    /// narrow the answer: `close` means no use and closure by the deadline, `restrict` and
+    /// `apply_conditions` restricted use under the conditions.
+    pub special_measures: Vec<crate::measures::AccountMeasureDto>,
 }
 
 /// May this account be opened, used, must it be restricted or closed — and why. Reads the
@@ -347,16 +352,77 @@ pub async fn account_decision(
         _ => None,
     };
     reasons.extend(determination.reasons.iter().cloned());
+    let measures: Vec<_> = crate::measures::account_measures(&state, id, now_micros())
+        .await?
+        .into_iter()
+        .filter(|m| m.in_force)
+        .collect();
+    let mut usage = d.usage;
+    let mut must_close = d.must_close;
+    let mut measure_verification = false;
+    let mut may_open = matches!(status, AccountStatus::Applied);
+    for m in &measures {
+        let cited = match (&m.measure_id, &m.legal_reference) {
+            (Some(mid), Some(legal)) => format!("special measure {mid} ({legal})"),
+            _ => format!(
+                "a confirmed screening hit (review {})",
+                m.review_id.map(|r| r.to_string()).unwrap_or_default()
+            ),
+        };
+        let by = m
+            .deadline
+            .as_deref()
+            .map(|d| format!(" by {d}"))
+            .unwrap_or_default();
+        match m.action.as_str() {
+            "close" => {
+                usage = lifecycle::Usage::None;
+                must_close = true;
+                may_open = false;
+                reasons.push(format!(
+                    "{cited}: the account must not be used and must be closed{by}"
+                ));
+            }
+            "restrict" => {
+                if usage == lifecycle::Usage::Full {
+                    usage = lifecycle::Usage::Restricted;
+                }
+                reasons.push(format!("{cited}: restrict the account pending review"));
+            }
+            _ => {
+                if usage == lifecycle::Usage::Full {
+                    usage = lifecycle::Usage::Restricted;
+                }
+                if m.conditions
+                    .iter()
+                    .any(|c| c.kind == "enhanced_verification")
+                {
+                    measure_verification = true;
+                }
+                reasons.push(format!(
+                    "{cited}: use only under its conditions ({}){by}",
+                    m.conditions
+                        .iter()
+                        .map(|c| c.kind.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+    }
     Ok(Json(DecisionDto {
         account_id: id,
         status: account.status.clone(),
         version: account.version,
-        may_open: matches!(status, AccountStatus::Applied),
-        may_use: d.usage != lifecycle::Usage::None,
-        usage: d.usage.as_str(),
-        must_restrict: d.usage == lifecycle::Usage::Restricted,
-        must_close: d.must_close,
+        may_open,
+        may_use: usage != lifecycle::Usage::None,
+        usage: usage.as_str(),
+        // An account a measure restricts must be restricted even while it is not yet in use.
+        must_restrict: usage == lifecycle::Usage::Restricted
+            || measures.iter().any(|m| m.action != "close"),
+        must_close,
         verification_needed: d.verification_needed
+            || measure_verification
             || (status == AccountStatus::Applied && determination.requires_verification),
         customer_requires_verification: determination.requires_verification,
         open_as,
@@ -365,6 +431,7 @@ pub async fn account_decision(
             .map(AccountStatus::as_str)
             .collect(),
         reasons,
+        special_measures: measures,
     }))
 }
 
@@ -375,7 +442,8 @@ pub async fn account_decision(
 pub struct WebhookCreate {
     /// http(s) URL that receives POSTs.
     pub url: String,
-    /// Event types (`account.created`, `account.status_changed`) or `["*"]`.
+    /// Event types (`account.created`, `account.status_changed`, `account.special_measure`)
+    /// or `["*"]`.
     pub events: Vec<String>,
 }
 

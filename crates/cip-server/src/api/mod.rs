@@ -10,6 +10,7 @@ pub mod documents;
 pub mod lifecycle;
 pub mod reviews;
 pub mod screening;
+pub mod special_measures;
 pub mod system;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};

@@ -265,5 +265,31 @@ pub async fn decide_review(
         .get_review(id)
         .await?
         .ok_or(ApiError::NotFound("review item"))?;
+    if status == "confirmed" {
+        // The policy action of a confirmed hit, right after the decision committed: the
+        // measure targeting the entry, or restriction pending review. A failure here is
+        // reported (500) while the decision stands; confirming is not repeatable, so the
+        // error names the item for an operator (docs/design/0010-special-measures.md).
+        crate::measures::on_confirmed_hit(
+            &state,
+            &row,
+            |account, action| {
+                super::audit_draft(
+                    &principal,
+                    &headers,
+                    "special_measure.apply",
+                    "account",
+                    Some(account.id.to_string()),
+                    vec![format!("review={id}"), format!("action={action}")],
+                    Some("confirmed screening hit".into()),
+                )
+            },
+            now,
+        )
+        .await
+        .map_err(|e| {
+            ApiError::Internal(format!("policy action of confirmed review {id}: {e:?}"))
+        })?;
+    }
     Ok(Json(dto(row)))
 }

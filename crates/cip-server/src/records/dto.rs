@@ -353,6 +353,11 @@ pub struct Account {
     pub version: i64,
     pub created_at: String,
     pub updated_at: String,
+    /// Special measures (and policy actions of confirmed screening hits) on this account,
+    /// with their conditions, deadlines and evidence. Shown when one account is read or
+    /// created, not in lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub special_measures: Option<Vec<crate::measures::AccountMeasureDto>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -15,5 +15,6 @@ mod lifecycle;
 mod policy;
 mod reviews;
 mod screening;
+mod special_measures;
 mod system;
 mod validation;
