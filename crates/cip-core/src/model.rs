@@ -299,6 +299,11 @@ pub enum Permission {
     ManageLists,
     /// Confirm or dismiss screening review items.
     DecideReviews,
+    /// Record verification results (documents, codes, payment confirmations, vendor
+    /// requests).
+    RecordVerification,
+    /// Resolve unverified cases.
+    ResolveCases,
 }
 
 pub fn role_allows(role: Role, permission: Permission) -> bool {
@@ -307,10 +312,19 @@ pub fn role_allows(role: Role, permission: Permission) -> bool {
         Role::Admin => true,
         Role::Analyst => matches!(
             permission,
-            ReadPersonalData | WriteRecords | ListRecords | Screen | DecideReviews
+            ReadPersonalData
+                | WriteRecords
+                | ListRecords
+                | Screen
+                | DecideReviews
+                | RecordVerification
+                | ResolveCases
         ),
         Role::Auditor => matches!(permission, ReadPersonalData | ListRecords | ReadAudit),
-        Role::Integration => matches!(permission, ReadPersonalData | WriteRecords | Screen),
+        Role::Integration => matches!(
+            permission,
+            ReadPersonalData | WriteRecords | Screen | RecordVerification
+        ),
     }
 }
 

@@ -29,7 +29,7 @@ use crate::state::AppState;
          (name = "webhooks", description = "Signed notifications of account changes"),
          (name = "audit", description = "The tamper-evident audit trail"),
          (name = "access", description = "The access record: IP addresses and times of every access"),
-         (name = "verification", description = "Checks of identity documents"),
+         (name = "verification", description = "Verification evidence (documents, one-time codes, payment confirmations, external vendors) and unverified cases"),
          (name = "screening", description = "Screening lists (versioned snapshots) and screening against them"),
          (name = "system", description = "Health, readiness, metrics")),
 )]
@@ -110,6 +110,17 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(api::reviews::list_reviews))
         .routes(routes!(api::reviews::get_review))
         .routes(routes!(api::reviews::decide_review))
+        .routes(routes!(
+            api::verification::list_evidence,
+            api::verification::post_evidence
+        ))
+        .routes(routes!(api::verification::post_document))
+        .routes(routes!(api::verification::create_otp))
+        .routes(routes!(api::verification::verify_otp))
+        .routes(routes!(api::verification::create_verification_request))
+        .routes(routes!(api::verification::vendor_callback))
+        .routes(routes!(api::verification::list_cases))
+        .routes(routes!(api::verification::resolve_case))
         .split_for_parts()
 }
 
@@ -392,6 +403,10 @@ pub fn state_from(inst: &crate::install::Installation, config: &crate::config::C
         ownership_threshold_bp: 2500,
         screening: Arc::new(crate::screening::Screening::default()),
         screening_threshold: config.screening_threshold,
+        verification: Arc::new(crate::verification::Verification::from_config(
+            &config.verification,
+            &config.data_dir,
+        )),
     }
 }
 

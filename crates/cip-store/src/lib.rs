@@ -20,7 +20,9 @@ pub mod postgres;
 mod sql;
 pub mod sqlite;
 mod sqlite_ops;
+mod sqlite_verification;
 mod types;
+mod verification;
 mod writer;
 
 pub use audit::{AuditDraft, AuditEntry, canonical_audit_body};
@@ -30,6 +32,7 @@ pub use lists::{
     ReviewRow, ReviewStore,
 };
 pub use types::*;
+pub use verification::*;
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -38,7 +41,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Everything cip persists. Both adapters implement it; [`conformance`] proves they agree.
 #[async_trait]
-pub trait Store: ListStore + ReviewStore + Send + Sync + 'static {
+pub trait Store: ListStore + ReviewStore + VerificationStore + Send + Sync + 'static {
     /// Which backend this is, for logs and `/readyz`.
     fn backend(&self) -> Backend;
 

@@ -1161,6 +1161,7 @@ macro_rules! define_ops {
                 Op::CloseReviews(list, ids, at, audit) => {
                     Out::Count(close_reviews(conn, head, &list, &ids, at, audit).await?)
                 }
+                other => super::verification_ops::apply(conn, head, other).await?,
             })
         }
     };

@@ -780,6 +780,7 @@ pub(crate) fn apply(conn: &Connection, head: &mut Head, op: Op) -> Result<Out> {
         Op::CloseReviews(list, ids, at, audit) => {
             Out::Count(close_reviews(conn, head, &list, &ids, at, audit)?)
         }
+        other => crate::sqlite_verification::apply(conn, head, other)?,
     })
 }
 

@@ -31,6 +31,13 @@ pub(crate) enum Op {
     OpenReview(Box<ReviewRow>, AuditDraft),
     DecideReview(Box<ReviewDecision>),
     CloseReviews(String, Vec<String>, i64, AuditDraft),
+    // verification (sqlite_verification.rs, postgres/verification_ops.rs)
+    InsertEvidence(Box<EvidenceWrite>),
+    InsertOtp(Box<OtpRow>, AuditDraft),
+    UpdateOtp(Box<OtpUpdate>),
+    InsertVerificationRequest(Box<VerificationRequestRow>, AuditDraft),
+    OpenCases(Vec<(CaseRow, AuditDraft)>),
+    ResolveCase(Box<CaseResolution>),
 }
 
 pub(crate) enum Out {

@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod reviews;
 pub mod screening;
 pub mod system;
+pub mod verification;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
