@@ -16,3 +16,4 @@ mod reviews;
 mod screening;
 mod system;
 mod validation;
+mod verification;
