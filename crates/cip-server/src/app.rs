@@ -22,7 +22,7 @@ use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "cip", description = "Customer Identification Program engine for IaaS providers (EO 13984). All /v1 routes need `Authorization: Bearer <API key>`.", license(name = "Apache-2.0")),
+    info(title = "cip", description = "Customer Identification Program engine for IaaS providers (EO 13984). All /v1 routes need `Authorization: Bearer <API key>`, except `POST /v1/vendor-callbacks/{vendor}`, which is authenticated by its HMAC signature.", license(name = "Apache-2.0")),
     modifiers(&SecurityAddon),
     tags((name = "customers", description = "Identity records of customers and their beneficial owners"),
          (name = "accounts", description = "IaaS accounts"),
