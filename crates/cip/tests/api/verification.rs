@@ -20,6 +20,7 @@ both_backends!(
     failed_checks_fail_the_account_and_open_a_case,
     unverified_case_opened_by_due_work_and_resolved,
     roles_are_checked,
+    entity_verified_by_formation_document_and_its_foreign_owner,
 );
 
 /// A valid TD3 passport (expires 2032) matching [`swedish`].
@@ -39,7 +40,11 @@ fn swedish(tag: &str) -> Value {
 
 /// A customer with one account pending verification: (customer id, account id).
 async fn pending(app: &TestApp, tag: &str) -> (String, String) {
-    let (cid, _) = app.create_customer(&swedish(tag)).await;
+    pending_with(app, &swedish(tag)).await
+}
+
+async fn pending_with(app: &TestApp, body: &Value) -> (String, String) {
+    let (cid, _) = app.create_customer(body).await;
     let resp = app
         .post(
             "/v1/accounts",
@@ -749,4 +754,170 @@ async fn roles_are_checked(b: Backend) {
         .unwrap();
     assert_eq!(resp.status(), 401);
     app.cleanup().await;
+}
+
+/// Kenji Watanabe's passport (generated: TD3, JPN, check digits computed per ICAO 9303).
+const KENJI: &str =
+    "P<JPNWATANABE<<KENJI<<<<<<<<<<<<<<<<<<<<<<<<\nTK99887763JPN8001014M3301018<<<<<<<<<<<<<<06";
+
+async fn entity_verified_by_formation_document_and_its_foreign_owner(b: Backend) {
+    let app = spawn_app(b).await;
+    // A British company with one U.S. and one Japanese beneficial owner.
+    let mut body = entity("ev");
+    body["entity"] = json!({"place_of_organization": "GB", "entity_type": "Ltd"});
+    body["identity"]["addresses"] = json!([{"kind": "registered", "lines": ["1 Fleet Street"], "city": "London", "country": "GB"}]);
+    let (cid, aid) = pending_with(&app, &body).await;
+    let customer: Value = app
+        .get(&format!("/v1/customers/{cid}"), &app.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let kenji = customer["beneficial_owners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["identity"]["names"][0]["full"] == "Kenji Watanabe")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let docs = format!("/v1/customers/{cid}/documents");
+    let formation = |jurisdiction: &str| {
+        json!({"formation": {"document_type": "certificate_of_incorporation",
+            "registry": "Companies House", "number": "01234567",
+            "jurisdiction": jurisdiction, "entity_type": "LTD"}})
+    };
+    // Inconsistent with the record: a failed result naming the difference.
+    let r: Value = app
+        .post(&docs, &app.admin, &formation("US-DE"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["method"], "formation_document");
+    assert_eq!(r["result"], "fail", "{r}");
+    assert!(r["reasons"][0].as_str().unwrap().contains("GB"), "{r}");
+    // Bad input is refused and recorded nowhere.
+    let resp = app.post(&docs, &app.admin, &formation("XX")).await;
+    assert_eq!(resp.status(), 422);
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["details"][0]["field"], "/formation/jurisdiction");
+
+    let r: Value = app
+        .post(&docs, &app.admin, &formation("GB"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["result"], "pass", "{r}");
+    assert_eq!(r["verification"]["state"], "pending");
+    let missing = r["verification"]["missing"].to_string();
+    assert!(
+        missing.contains(&kenji) && !missing.contains("entity"),
+        "only the foreign owner is left: {missing}"
+    );
+
+    // The owner's passport, then the billing system confirms the owner's card.
+    let r: Value = app
+        .post(
+            &docs,
+            &app.admin,
+            &json!({"mrz": KENJI, "beneficial_owner_id": kenji}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["result"], "pass", "{r}");
+    assert_eq!(account_status(&app, &aid).await, "pending_verification");
+    let integration = app.key(Role::Integration).await;
+    let r: Value = app
+        .post(
+            &format!("/v1/customers/{cid}/evidence"),
+            &integration,
+            &json!({"method": "payment_confirmation", "result": "pass",
+                "beneficial_owner_id": kenji, "details": {"instrument": "card"}}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["verification"]["state"], "verified", "{r}");
+    assert_eq!(account_status(&app, &aid).await, "active");
+    let ev = evidence(&app, &cid).await;
+    assert_eq!(ev.len(), 4);
+    assert_eq!(ev[2]["beneficial_owner_id"], kenji.as_str());
+    app.cleanup().await;
+}
+
+/// The HTTP sender (SMS gateway / email relay) signs what it posts like webhooks.
+#[tokio::test]
+async fn http_sender_signs_its_requests() {
+    use cip_server::verification::{CodeMessage, CodeSender, HttpSender};
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let relay = axum::Router::new().route(
+        "/send",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let tx = tx.clone();
+                async move {
+                    let sig = headers
+                        .get("cip-signature")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    let _ = tx.send((sig, body.to_vec()));
+                    axum::http::StatusCode::ACCEPTED
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/send", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, relay).await.unwrap() });
+    let sender = HttpSender {
+        url,
+        secret: "relay-secret-0123456789".to_string().into(),
+        client: cip_server::webhooks::client(),
+    };
+    let challenge = uuid::Uuid::now_v7();
+    sender
+        .send(&CodeMessage {
+            challenge_id: challenge,
+            channel: "phone".into(),
+            to: "+4930901820".into(),
+            code: "042917".into(),
+            expires_at: 1_700_000_000_000_000,
+        })
+        .await
+        .unwrap();
+    let (sig, body) = rx.recv().await.unwrap();
+    let (t, v1) = sig.split_once(",v1=").unwrap();
+    let t: i64 = t.strip_prefix("t=").unwrap().parse().unwrap();
+    assert_eq!(
+        v1,
+        cip_vault::webhook_signature("relay-secret-0123456789", t, &body)
+    );
+    let m: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(m["code"], "042917");
+    assert_eq!(m["to"], "+4930901820");
+    assert_eq!(m["challenge_id"], challenge.to_string());
+    // A relay that refuses is an error the route reports (502), not a silent loss.
+    let refusing = HttpSender {
+        url: "http://127.0.0.1:9/none".into(),
+        secret: "relay-secret-0123456789".to_string().into(),
+        client: cip_server::webhooks::client(),
+    };
+    let e = refusing
+        .send(&CodeMessage {
+            challenge_id: challenge,
+            channel: "phone".into(),
+            to: "+4930901820".into(),
+            code: "042917".into(),
+            expires_at: 0,
+        })
+        .await
+        .unwrap_err();
+    assert!(!e.contains("042917") && !e.contains("+4930901820"), "{e}");
 }
