@@ -120,6 +120,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(api::verification::create_verification_request))
         .routes(routes!(api::verification::vendor_callback))
         .routes(routes!(api::verification::list_cases))
+        .routes(routes!(api::verification::get_case))
         .routes(routes!(api::verification::resolve_case))
         .split_for_parts()
 }

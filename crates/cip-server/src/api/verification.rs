@@ -1342,6 +1342,9 @@ pub struct CaseDto {
     pub resolution: Option<String>,
     pub resolved_by: Option<String>,
     pub resolved_at: Option<String>,
+    /// The analyst's reason (only from `GET /v1/cases/{id}`, an audited read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution_reason: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -1361,6 +1364,7 @@ fn case_dto(c: CaseRow) -> CaseDto {
         resolution: c.resolution,
         resolved_by: c.resolved_by,
         resolved_at: c.resolved_at.map(to_rfc3339),
+        resolution_reason: None,
     }
 }
 
@@ -1428,6 +1432,52 @@ pub async fn list_cases(
         items: rows.into_iter().map(case_dto).collect(),
         next_cursor,
     }))
+}
+
+/// One case with the analyst's reason (which may name the person: the read is audited before
+/// the answer; admin, analyst, auditor, integration).
+#[utoipa::path(get, path = "/v1/cases/{id}", tag = "verification",
+    params(("id" = Uuid, Path), ("X-Purpose" = Option<String>, Header, description = "Why (recorded in the audit trail)")),
+    responses((status = 200, body = CaseDto), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_case(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+) -> Result<Json<CaseDto>, ApiError> {
+    principal.require(Permission::ReadPersonalData)?;
+    let purpose = purpose(&headers)?;
+    let row = state
+        .store
+        .get_case(id)
+        .await?
+        .ok_or(ApiError::NotFound("case"))?;
+    let reason = match &row.resolution_reason {
+        None => None,
+        Some(sealed) => Some(
+            state
+                .keyring()
+                .open_str(v::case_reason_aad(id).as_bytes(), sealed)
+                .map_err(internal)?
+                .to_string(),
+        ),
+    };
+    state
+        .store
+        .append_audit(vec![audit_draft(
+            &principal,
+            &headers,
+            "case.read",
+            "case",
+            Some(id.to_string()),
+            vec!["/resolution_reason".into()],
+            purpose,
+        )])
+        .await?;
+    let mut dto = case_dto(row);
+    dto.resolution_reason = reason;
+    Ok(Json(dto))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

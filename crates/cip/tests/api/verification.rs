@@ -667,6 +667,20 @@ async fn unverified_case_opened_by_due_work_and_resolved(b: Backend) {
         .await
         .unwrap();
     assert!(open["items"].as_array().unwrap().is_empty());
+    // The reason is read back through an audited read only.
+    let head = app.audit_head().await;
+    let one: Value = app
+        .get(&format!("/v1/cases/{case}"), &auditor)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        one["resolution_reason"],
+        "customer stopped answering; account closed"
+    );
+    assert_eq!(app.audit_head().await, head + 1, "the read is audited");
+    assert!(resolved["items"][0].get("resolution_reason").is_none());
     // The reason is sealed at rest.
     let stored = app
         .state
