@@ -1161,7 +1161,12 @@ macro_rules! define_ops {
                 Op::CloseReviews(list, ids, at, audit) => {
                     Out::Count(close_reviews(conn, head, &list, &ids, at, audit).await?)
                 }
-                other => super::verification_ops::apply(conn, head, other).await?,
+                op @ (Op::InsertEvidence(_)
+        | Op::InsertOtp(..)
+        | Op::UpdateOtp(_)
+        | Op::InsertVerificationRequest(..)
+        | Op::OpenCases(_)
+        | Op::ResolveCase(_)) => super::verification_ops::apply(conn, head, op).await?,
             })
         }
     };

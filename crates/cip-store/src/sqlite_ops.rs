@@ -780,7 +780,12 @@ pub(crate) fn apply(conn: &Connection, head: &mut Head, op: Op) -> Result<Out> {
         Op::CloseReviews(list, ids, at, audit) => {
             Out::Count(close_reviews(conn, head, &list, &ids, at, audit)?)
         }
-        other => crate::sqlite_verification::apply(conn, head, other)?,
+        op @ (Op::InsertEvidence(_)
+        | Op::InsertOtp(..)
+        | Op::UpdateOtp(_)
+        | Op::InsertVerificationRequest(..)
+        | Op::OpenCases(_)
+        | Op::ResolveCase(_)) => crate::sqlite_verification::apply(conn, head, op)?,
     })
 }
 
