@@ -13,3 +13,4 @@ pub mod mrz;
 pub mod parse;
 pub mod policy;
 pub mod special_measure;
+pub mod verification;

@@ -303,6 +303,11 @@ pub enum Permission {
     ManageSpecialMeasures,
     /// Read special measures and their reports.
     ReadSpecialMeasures,
+    /// Record verification results (documents, codes, payment confirmations, vendor
+    /// requests).
+    RecordVerification,
+    /// Resolve unverified cases.
+    ResolveCases,
 }
 
 pub fn role_allows(role: Role, permission: Permission) -> bool {
@@ -317,12 +322,17 @@ pub fn role_allows(role: Role, permission: Permission) -> bool {
                 | Screen
                 | DecideReviews
                 | ReadSpecialMeasures
+                | RecordVerification
+                | ResolveCases
         ),
         Role::Auditor => matches!(
             permission,
             ReadPersonalData | ListRecords | ReadAudit | ReadSpecialMeasures
         ),
-        Role::Integration => matches!(permission, ReadPersonalData | WriteRecords | Screen),
+        Role::Integration => matches!(
+            permission,
+            ReadPersonalData | WriteRecords | Screen | RecordVerification
+        ),
     }
 }
 

@@ -22,14 +22,14 @@ use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "cip", description = "Customer Identification Program engine for IaaS providers (EO 13984). All /v1 routes need `Authorization: Bearer <API key>`.", license(name = "Apache-2.0")),
+    info(title = "cip", description = "Customer Identification Program engine for IaaS providers (EO 13984). All /v1 routes need `Authorization: Bearer <API key>`, except `POST /v1/vendor-callbacks/{vendor}`, which is authenticated by its HMAC signature.", license(name = "Apache-2.0")),
     modifiers(&SecurityAddon),
     tags((name = "customers", description = "Identity records of customers and their beneficial owners"),
          (name = "accounts", description = "IaaS accounts"),
          (name = "webhooks", description = "Signed notifications of account changes"),
          (name = "audit", description = "The tamper-evident audit trail"),
          (name = "access", description = "The access record: IP addresses and times of every access"),
-         (name = "verification", description = "Checks of identity documents"),
+         (name = "verification", description = "Verification evidence (documents, one-time codes, payment confirmations, external vendors) and unverified cases"),
          (name = "screening", description = "Screening lists (versioned snapshots) and screening against them"),
          (name = "special measures", description = "Special measures under EO 13984 §2: prohibitions and conditions on accounts tied to a designated foreign jurisdiction or designated foreign persons"),
          (name = "system", description = "Health, readiness, metrics")),
@@ -119,6 +119,18 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(api::special_measures::extend_measure))
         .routes(routes!(api::special_measures::revoke_measure))
         .routes(routes!(api::special_measures::measure_report))
+        .routes(routes!(
+            api::verification::list_evidence,
+            api::verification::post_evidence
+        ))
+        .routes(routes!(api::verification::post_document))
+        .routes(routes!(api::verification::create_otp))
+        .routes(routes!(api::verification::verify_otp))
+        .routes(routes!(api::verification::create_verification_request))
+        .routes(routes!(api::verification::vendor_callback))
+        .routes(routes!(api::verification::list_cases))
+        .routes(routes!(api::verification::get_case))
+        .routes(routes!(api::verification::resolve_case))
         .split_for_parts()
 }
 
@@ -426,6 +438,10 @@ pub fn state_from(inst: &crate::install::Installation, config: &crate::config::C
         ownership_threshold_bp: 2500,
         screening: Arc::new(crate::screening::Screening::default()),
         screening_threshold: config.screening_threshold,
+        verification: Arc::new(crate::verification::Verification::from_config(
+            &config.verification,
+            &config.data_dir,
+        )),
     }
 }
 

@@ -41,6 +41,12 @@ impl Principal {
                 }
                 Permission::Screen => "permission to screen (admin, analyst or integration)",
                 Permission::DecideReviews => "permission to decide review items (admin or analyst)",
+                Permission::RecordVerification => {
+                    "permission to record verification results (admin, analyst or integration)"
+                }
+                Permission::ResolveCases => {
+                    "permission to resolve unverified cases (admin or analyst)"
+                }
             }))
         }
     }

@@ -33,8 +33,34 @@ pub struct Config {
     pub access_future_skew_secs: u64,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// One-time codes and the verification outcome (docs/design/0011-verification.md).
+    pub verification: VerificationConfig,
     /// Where the config came from, for `cip config print`.
     pub sources: Vec<String>,
+}
+
+/// How one-time codes are sent and checked, and when failures fail an account.
+#[derive(Debug, Clone)]
+pub struct VerificationConfig {
+    pub otp_ttl_secs: u64,
+    /// Wrong codes allowed per challenge; the challenge is locked after them.
+    pub otp_max_attempts: u32,
+    /// Minimum time between two codes to the same customer and channel.
+    pub otp_resend_interval_secs: u64,
+    /// Codes per customer and channel in any hour.
+    pub otp_max_per_hour: u32,
+    pub otp_sender: OtpSenderConfig,
+    /// Failed results in one verification round that fail the account (0: never).
+    pub failure_limit: u32,
+}
+
+/// Where codes go: a file per code in `data_dir/otp-outbox` (development), or an HTTP relay
+/// (SMS gateway / email relay) that receives `{challenge_id, channel, to, code, expires_at}`
+/// signed like webhooks.
+#[derive(Debug, Clone)]
+pub enum OtpSenderConfig {
+    File,
+    Http { url: String, secret: SecretString },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +88,15 @@ pub struct ConfigLayer {
     pub access_future_skew_secs: Option<u64>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
+    pub otp_ttl_secs: Option<u64>,
+    pub otp_max_attempts: Option<u32>,
+    pub otp_resend_interval_secs: Option<u64>,
+    pub otp_max_per_hour: Option<u32>,
+    /// `file` (default) or `http`.
+    pub otp_sender: Option<String>,
+    pub otp_http_url: Option<String>,
+    pub otp_http_secret: Option<String>,
+    pub verification_failure_limit: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +152,24 @@ impl ConfigLayer {
                 }
                 "CIP_LOG_FORMAT" => layer.log_format = Some(v),
                 "CIP_LOG_LEVEL" => layer.log_level = Some(v),
+                "CIP_OTP_TTL_SECS" => layer.otp_ttl_secs = Some(parse_num("CIP_OTP_TTL_SECS", &v)?),
+                "CIP_OTP_MAX_ATTEMPTS" => {
+                    layer.otp_max_attempts = Some(parse_num("CIP_OTP_MAX_ATTEMPTS", &v)?)
+                }
+                "CIP_OTP_RESEND_INTERVAL_SECS" => {
+                    layer.otp_resend_interval_secs =
+                        Some(parse_num("CIP_OTP_RESEND_INTERVAL_SECS", &v)?)
+                }
+                "CIP_OTP_MAX_PER_HOUR" => {
+                    layer.otp_max_per_hour = Some(parse_num("CIP_OTP_MAX_PER_HOUR", &v)?)
+                }
+                "CIP_OTP_SENDER" => layer.otp_sender = Some(v),
+                "CIP_OTP_HTTP_URL" => layer.otp_http_url = Some(v),
+                "CIP_OTP_HTTP_SECRET" => layer.otp_http_secret = Some(v),
+                "CIP_VERIFICATION_FAILURE_LIMIT" => {
+                    layer.verification_failure_limit =
+                        Some(parse_num("CIP_VERIFICATION_FAILURE_LIMIT", &v)?)
+                }
                 _ => {}
             }
         }
@@ -155,6 +208,18 @@ impl ConfigLayer {
                 .or(self.access_future_skew_secs),
             log_format: over.log_format.or(self.log_format),
             log_level: over.log_level.or(self.log_level),
+            otp_ttl_secs: over.otp_ttl_secs.or(self.otp_ttl_secs),
+            otp_max_attempts: over.otp_max_attempts.or(self.otp_max_attempts),
+            otp_resend_interval_secs: over
+                .otp_resend_interval_secs
+                .or(self.otp_resend_interval_secs),
+            otp_max_per_hour: over.otp_max_per_hour.or(self.otp_max_per_hour),
+            otp_sender: over.otp_sender.or(self.otp_sender),
+            otp_http_url: over.otp_http_url.or(self.otp_http_url),
+            otp_http_secret: over.otp_http_secret.or(self.otp_http_secret),
+            verification_failure_limit: over
+                .verification_failure_limit
+                .or(self.verification_failure_limit),
         }
     }
 }
@@ -220,9 +285,18 @@ fn env_is_set(l: &ConfigLayer) -> bool {
         || l.list_refresh_secs.is_some()
         || l.log_format.is_some()
         || l.log_level.is_some()
+        || l.otp_ttl_secs.is_some()
+        || l.otp_max_attempts.is_some()
+        || l.otp_resend_interval_secs.is_some()
+        || l.otp_max_per_hour.is_some()
+        || l.otp_sender.is_some()
+        || l.otp_http_url.is_some()
+        || l.otp_http_secret.is_some()
+        || l.verification_failure_limit.is_some()
 }
 
 fn validate(l: ConfigLayer, sources: Vec<String>) -> Result<Config, ConfigError> {
+    let verification = validate_verification(&l)?;
     let listen_raw = l.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
     let listen: SocketAddr = listen_raw.parse().map_err(|_| ConfigError::Invalid {
         key: "listen",
@@ -323,6 +397,7 @@ fn validate(l: ConfigLayer, sources: Vec<String>) -> Result<Config, ConfigError>
         });
     }
     Ok(Config {
+        verification,
         listen,
         data_dir: l.data_dir.unwrap_or_else(|| PathBuf::from("cip-data")),
         database_url,
@@ -338,6 +413,74 @@ fn validate(l: ConfigLayer, sources: Vec<String>) -> Result<Config, ConfigError>
         log_format,
         log_level: l.log_level.unwrap_or_else(|| "info".into()),
         sources,
+    })
+}
+
+fn validate_verification(l: &ConfigLayer) -> Result<VerificationConfig, ConfigError> {
+    let otp_ttl_secs = l.otp_ttl_secs.unwrap_or(600);
+    if !(60..=86_400).contains(&otp_ttl_secs) {
+        return Err(ConfigError::Invalid {
+            key: "otp_ttl_secs",
+            message: "must be between 60 and 86400".into(),
+        });
+    }
+    let otp_max_attempts = l.otp_max_attempts.unwrap_or(5);
+    if !(1..=20).contains(&otp_max_attempts) {
+        return Err(ConfigError::Invalid {
+            key: "otp_max_attempts",
+            message: "must be between 1 and 20".into(),
+        });
+    }
+    let otp_resend_interval_secs = l.otp_resend_interval_secs.unwrap_or(60);
+    if otp_resend_interval_secs > 3600 {
+        return Err(ConfigError::Invalid {
+            key: "otp_resend_interval_secs",
+            message: "must be at most 3600".into(),
+        });
+    }
+    let otp_max_per_hour = l.otp_max_per_hour.unwrap_or(5);
+    if !(1..=100).contains(&otp_max_per_hour) {
+        return Err(ConfigError::Invalid {
+            key: "otp_max_per_hour",
+            message: "must be between 1 and 100".into(),
+        });
+    }
+    let otp_sender = match l.otp_sender.as_deref().unwrap_or("file") {
+        "file" => OtpSenderConfig::File,
+        "http" => {
+            let url = l.otp_http_url.clone().unwrap_or_default();
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError::Invalid {
+                    key: "otp_http_url",
+                    message: "otp_sender = \"http\" needs an http(s):// URL of the relay".into(),
+                });
+            }
+            let secret = l.otp_http_secret.clone().unwrap_or_default();
+            if secret.len() < 16 {
+                return Err(ConfigError::Invalid {
+                    key: "otp_http_secret",
+                    message: "otp_sender = \"http\" needs a signing secret of at least 16 characters (the value itself is not shown)".into(),
+                });
+            }
+            OtpSenderConfig::Http {
+                url,
+                secret: SecretString::from(secret),
+            }
+        }
+        other => {
+            return Err(ConfigError::Invalid {
+                key: "otp_sender",
+                message: format!("'{other}' is not one of: file, http"),
+            });
+        }
+    };
+    Ok(VerificationConfig {
+        otp_ttl_secs,
+        otp_max_attempts,
+        otp_resend_interval_secs,
+        otp_max_per_hour,
+        otp_sender,
+        failure_limit: l.verification_failure_limit.unwrap_or(3),
     })
 }
 
@@ -359,7 +502,7 @@ impl Config {
             ),
         };
         format!(
-            "# sources: {}\nlisten = \"{}\"\ndata_dir = \"{}\"\ndatabase_url = {}\nmaster_key = {}\nmax_body_bytes = {}\nrequest_timeout_secs = {}\npostgres_max_connections = {}\naudit_checkpoint_secs = {}\nscreening_threshold = {}\nlist_refresh_secs = {}\naccess_max_body_bytes = {}\naccess_future_skew_secs = {}\nlog_format = \"{}\"\nlog_level = \"{}\"\n",
+            "# sources: {}\nlisten = \"{}\"\ndata_dir = \"{}\"\ndatabase_url = {}\nmaster_key = {}\nmax_body_bytes = {}\nrequest_timeout_secs = {}\npostgres_max_connections = {}\naudit_checkpoint_secs = {}\nscreening_threshold = {}\nlist_refresh_secs = {}\naccess_max_body_bytes = {}\naccess_future_skew_secs = {}\nlog_format = \"{}\"\nlog_level = \"{}\"\notp_ttl_secs = {}\notp_max_attempts = {}\notp_resend_interval_secs = {}\notp_max_per_hour = {}\notp_sender = {}\nverification_failure_limit = {}\n",
             self.sources.join(" < "),
             self.listen,
             self.data_dir.display(),
@@ -378,6 +521,17 @@ impl Config {
                 LogFormat::Json => "json",
             },
             self.log_level,
+            self.verification.otp_ttl_secs,
+            self.verification.otp_max_attempts,
+            self.verification.otp_resend_interval_secs,
+            self.verification.otp_max_per_hour,
+            match &self.verification.otp_sender {
+                OtpSenderConfig::File => "\"file\"".to_string(),
+                OtpSenderConfig::Http { url, .. } => {
+                    format!("\"http\"\notp_http_url = \"{url}\"\notp_http_secret = \"***\"")
+                }
+            },
+            self.verification.failure_limit,
         )
     }
 }
@@ -461,6 +615,57 @@ mod tests {
             e.to_string().starts_with("master_key:") && !e.to_string().contains("short"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn verification_settings_are_validated() {
+        let c = load(None, env(&[]), ConfigLayer::default()).unwrap();
+        assert_eq!(c.verification.otp_ttl_secs, 600);
+        assert_eq!(c.verification.otp_max_attempts, 5);
+        assert_eq!(c.verification.failure_limit, 3);
+        assert!(matches!(c.verification.otp_sender, OtpSenderConfig::File));
+        let e = load(
+            None,
+            env(&[("CIP_OTP_SENDER", "http")]),
+            ConfigLayer::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("otp_http_url:"), "{e}");
+        let e = load(
+            None,
+            env(&[
+                ("CIP_OTP_SENDER", "http"),
+                ("CIP_OTP_HTTP_URL", "https://relay.example/send"),
+                ("CIP_OTP_HTTP_SECRET", "short"),
+            ]),
+            ConfigLayer::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("otp_http_secret:") && !e.to_string().contains("short"),
+            "{e}"
+        );
+        let c = load(
+            None,
+            env(&[
+                ("CIP_OTP_SENDER", "http"),
+                ("CIP_OTP_HTTP_URL", "https://relay.example/send"),
+                ("CIP_OTP_HTTP_SECRET", "a-long-relay-secret-value"),
+                ("CIP_OTP_MAX_ATTEMPTS", "3"),
+            ]),
+            ConfigLayer::default(),
+        )
+        .unwrap();
+        assert_eq!(c.verification.otp_max_attempts, 3);
+        let printed = c.to_redacted_toml();
+        assert!(!printed.contains("a-long-relay-secret-value"), "{printed}");
+        let e = load(
+            None,
+            env(&[("CIP_OTP_MAX_ATTEMPTS", "0")]),
+            ConfigLayer::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("otp_max_attempts:"), "{e}");
     }
 
     #[test]

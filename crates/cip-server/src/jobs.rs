@@ -107,6 +107,10 @@ pub async fn lifecycle_run_once(
             }
         }
     }
+    // Every account that failed (by the deadline above, or by failed checks) becomes an
+    // unverified case for an analyst (docs/design/0011). Cases are not counted as moves: a
+    // backlog beyond `batch` is opened by the next passes.
+    crate::verification::open_cases(state, batch).await?;
     Ok(if moved == 0 {
         Ran::Idle
     } else {

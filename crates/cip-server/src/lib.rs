@@ -28,4 +28,5 @@ pub mod screening;
 pub mod state;
 pub mod telemetry;
 pub mod time;
+pub mod verification;
 pub mod webhooks;

@@ -23,6 +23,8 @@ pub struct AppState {
     pub screening: Arc<crate::screening::Screening>,
     /// Hits at or above this score open a review item (`screening_threshold`, default 0.80).
     pub screening_threshold: f32,
+    /// One-time code settings and sender, the failure limit (docs/design/0011).
+    pub verification: Arc<crate::verification::Verification>,
 }
 
 impl AppState {

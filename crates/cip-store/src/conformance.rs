@@ -47,6 +47,7 @@ pub fn checks() -> Vec<NamedCheck> {
         ("concurrent_measure_claims", |s| {
             Box::pin(concurrent_measure_claims(s))
         }),
+        ("verification", |s| Box::pin(verification(s))),
     ]
 }
 
@@ -1452,6 +1453,377 @@ async fn concurrent_measure_claims(s: Arc<dyn Store>) -> Check {
         "every due measure was claimed: {} of {}",
         got.len(),
         ids.len()
+    );
+    Ok(())
+}
+
+fn evidence(cid: Uuid, method: &str, result: &str, at: i64, source: Option<&str>) -> EvidenceRow {
+    EvidenceRow {
+        id: Uuid::now_v7(),
+        customer_id: cid,
+        beneficial_owner_id: None,
+        method: method.into(),
+        result: result.into(),
+        at,
+        actor: "k1".into(),
+        source_key: source.map(str::to_string),
+        details: format!("sealed-{method}-{at}").into_bytes(),
+    }
+}
+
+fn otp(cid: Uuid, channel: &str, created_at: i64) -> OtpRow {
+    OtpRow {
+        id: Uuid::now_v7(),
+        customer_id: cid,
+        beneficial_owner_id: None,
+        channel: channel.into(),
+        destination_hash: [3; 32],
+        code_hash: [4; 32],
+        created_at,
+        expires_at: created_at + 600_000_000,
+        attempts: 0,
+        max_attempts: 5,
+        status: "pending".into(),
+        version: 1,
+    }
+}
+
+async fn verification(s: Arc<dyn Store>) -> Check {
+    let cid = Uuid::now_v7();
+    s.insert_customer(write(customer_row(cid, 1, "individual", "DE", 1), vec![]))
+        .await
+        .map_err(e("customer"))?;
+
+    // Evidence, with a file and the completion of a vendor request.
+    let req = VerificationRequestRow {
+        id: Uuid::now_v7(),
+        customer_id: cid,
+        beneficial_owner_id: None,
+        vendor: "acme".into(),
+        status: "open".into(),
+        secret: b"sealed-secret".to_vec(),
+        created_at: 5,
+        completed_at: None,
+        actor: "k1".into(),
+    };
+    s.insert_verification_request(req.clone(), draft("verification_request.create", None))
+        .await
+        .map_err(e("request"))?;
+    let dup = s
+        .insert_verification_request(req.clone(), draft("verification_request.create", None))
+        .await;
+    ensure!(
+        matches!(dup, Err(StoreError::Duplicate { .. })),
+        "a request id is stored once: {dup:?}"
+    );
+    let doc = evidence(cid, "document", "fail", 10, None);
+    let file = EvidenceFile {
+        sha256: [9; 32],
+        content_type: "image/png".into(),
+        size: 4,
+        content: b"seal".to_vec(),
+    };
+    let stored = s
+        .insert_evidence(EvidenceWrite {
+            row: doc.clone(),
+            file: Some(file.clone()),
+            completes_request: None,
+            audit: draft("evidence.create", None),
+        })
+        .await
+        .map_err(e("evidence"))?;
+    ensure!(stored, "new evidence must be stored");
+    let vendor = evidence(cid, "vendor", "pass", 20, Some("vendor:acme:evt-1"));
+    let stored = s
+        .insert_evidence(EvidenceWrite {
+            row: vendor.clone(),
+            file: None,
+            completes_request: Some(req.id),
+            audit: draft("evidence.create", None),
+        })
+        .await
+        .map_err(e("vendor evidence"))?;
+    ensure!(stored, "vendor evidence must be stored");
+    let head = s.audit_head().await.map_err(e("head"))?;
+    let again = s
+        .insert_evidence(EvidenceWrite {
+            row: evidence(cid, "vendor", "fail", 30, Some("vendor:acme:evt-1")),
+            file: None,
+            completes_request: None,
+            audit: draft("evidence.create", None),
+        })
+        .await
+        .map_err(e("replayed evidence"))?;
+    ensure!(!again, "a replayed source key must not be stored again");
+    ensure!(
+        s.audit_head().await.map_err(e("head"))? == head,
+        "a replay writes no audit entry"
+    );
+    let listed = s.list_evidence(cid).await.map_err(e("list evidence"))?;
+    ensure!(
+        listed == vec![doc.clone(), vendor.clone()],
+        "evidence lists oldest first, as stored: {listed:?}"
+    );
+    ensure!(
+        s.get_evidence_file(doc.id).await.map_err(e("file"))? == Some(file),
+        "the file must come back as stored"
+    );
+    ensure!(
+        s.get_evidence_file(vendor.id)
+            .await
+            .map_err(e("no file"))?
+            .is_none(),
+        "evidence without a file has none"
+    );
+    let done = s
+        .get_verification_request(req.id)
+        .await
+        .map_err(e("get request"))?
+        .ok_or("request missing")?;
+    ensure!(
+        done.status == "completed" && done.completed_at == Some(20),
+        "the result completes its request: {done:?}"
+    );
+
+    // One-time codes: a new challenge supersedes the pending one; updates are versioned.
+    let first = otp(cid, "email", 100);
+    s.insert_otp(first.clone(), draft("otp.create", None))
+        .await
+        .map_err(e("otp"))?;
+    let phone = otp(cid, "phone", 150);
+    s.insert_otp(phone.clone(), draft("otp.create", None))
+        .await
+        .map_err(e("otp phone"))?;
+    let second = otp(cid, "email", 200);
+    s.insert_otp(second.clone(), draft("otp.create", None))
+        .await
+        .map_err(e("otp 2"))?;
+    let f = s
+        .get_otp(first.id)
+        .await
+        .map_err(e("get otp"))?
+        .ok_or("otp missing")?;
+    ensure!(
+        f.status == "superseded" && f.version == 2,
+        "the earlier pending challenge is superseded: {f:?}"
+    );
+    let p = s.get_otp(phone.id).await.map_err(e("get otp"))?;
+    ensure!(
+        p == Some(phone.clone()),
+        "another channel is untouched: {p:?}"
+    );
+    let recent = s
+        .recent_otps(cid, None, "email", 150)
+        .await
+        .map_err(e("recent"))?;
+    ensure!(
+        recent == vec![second.clone()],
+        "recent challenges since a time, newest first: {recent:?}"
+    );
+    let mut tried = second.clone();
+    tried.attempts = 1;
+    tried.version = 2;
+    s.update_otp(OtpUpdate {
+        row: tried.clone(),
+        expected_version: 1,
+        evidence: None,
+        audit: draft("otp.attempt", None),
+    })
+    .await
+    .map_err(e("attempt"))?;
+    let stale = s
+        .update_otp(OtpUpdate {
+            row: tried.clone(),
+            expected_version: 1,
+            evidence: Some(evidence(cid, "otp_email", "pass", 300, None)),
+            audit: draft("otp.attempt", None),
+        })
+        .await;
+    ensure!(
+        matches!(stale, Err(StoreError::VersionConflict { current: 2 })),
+        "a stale attempt is a version conflict: {stale:?}"
+    );
+    let mut ok = tried.clone();
+    ok.status = "verified".into();
+    ok.version = 3;
+    let pass = evidence(cid, "otp_email", "pass", 300, None);
+    s.update_otp(OtpUpdate {
+        row: ok.clone(),
+        expected_version: 2,
+        evidence: Some(pass.clone()),
+        audit: draft("otp.verify", None),
+    })
+    .await
+    .map_err(e("verify"))?;
+    ensure!(
+        s.get_otp(ok.id).await.map_err(e("get"))? == Some(ok.clone()),
+        "the verified challenge is stored"
+    );
+    let listed = s.list_evidence(cid).await.map_err(e("list evidence"))?;
+    ensure!(
+        listed.len() == 3 && listed[2] == pass,
+        "a stale attempt wrote no evidence; the pass did: {listed:?}"
+    );
+    let missing = s
+        .update_otp(OtpUpdate {
+            row: otp(cid, "email", 1),
+            expected_version: 1,
+            evidence: None,
+            audit: draft("otp.attempt", None),
+        })
+        .await;
+    ensure!(
+        matches!(missing, Err(StoreError::NotFound)),
+        "an unknown challenge is NotFound: {missing:?}"
+    );
+
+    // Unverified cases: one per transition to failed.
+    let a = account_row(cid, None);
+    s.insert_account(account_write(a.clone()))
+        .await
+        .map_err(e("account"))?;
+    let mut failed = a.clone();
+    failed.version = 2;
+    failed.status = "failed".into();
+    let mut w = account_write(failed.clone());
+    w.transition = Some(TransitionRow {
+        account_id: a.id,
+        version: 2,
+        from_status: a.status.clone(),
+        to_status: "failed".into(),
+        reason: "verification not completed by the policy deadline".into(),
+        actor: "system:lifecycle".into(),
+        at: 1_000,
+    });
+    s.update_account(w, 1).await.map_err(e("fail account"))?;
+    let todo: Vec<UnverifiedTransition> = s
+        .unverified_without_case(10_000)
+        .await
+        .map_err(e("unverified"))?
+        .into_iter()
+        .filter(|t| t.account_id == a.id)
+        .collect();
+    ensure!(
+        todo.len() == 1 && todo[0].version == 2 && todo[0].customer_id == cid,
+        "the transition to failed needs a case: {todo:?}"
+    );
+    let case = CaseRow {
+        id: Uuid::now_v7(),
+        account_id: a.id,
+        customer_id: cid,
+        transition_version: 2,
+        reason: todo[0].reason.clone(),
+        opened_at: 2_000,
+        status: "open".into(),
+        resolution: None,
+        resolution_reason: None,
+        resolved_by: None,
+        resolved_at: None,
+    };
+    let n = s
+        .open_cases(vec![(case.clone(), draft("case.open", None))])
+        .await
+        .map_err(e("open case"))?;
+    let mut twin = case.clone();
+    twin.id = Uuid::now_v7();
+    let head = s.audit_head().await.map_err(e("head"))?;
+    let n2 = s
+        .open_cases(vec![(twin, draft("case.open", None))])
+        .await
+        .map_err(e("open twin"))?;
+    ensure!(n == 1 && n2 == 0, "one case per transition: {n} then {n2}");
+    ensure!(
+        s.audit_head().await.map_err(e("head"))? == head,
+        "a skipped case writes no audit entry"
+    );
+    let left = s
+        .unverified_without_case(10_000)
+        .await
+        .map_err(e("unverified"))?;
+    ensure!(
+        !left.iter().any(|t| t.account_id == a.id),
+        "a transition with a case is not listed again"
+    );
+    let page = PageRequest {
+        after: None,
+        limit: 100,
+    };
+    let open = s
+        .list_cases(
+            &CaseFilter {
+                status: Some("open".into()),
+                opened_from: Some(1_500),
+                opened_to: Some(2_500),
+            },
+            &page,
+        )
+        .await
+        .map_err(e("list cases"))?;
+    ensure!(open == vec![case.clone()], "open cases in range: {open:?}");
+    let outside = s
+        .list_cases(
+            &CaseFilter {
+                status: None,
+                opened_from: Some(2_001),
+                opened_to: None,
+            },
+            &page,
+        )
+        .await
+        .map_err(e("list cases"))?;
+    ensure!(
+        !outside.iter().any(|c| c.id == case.id),
+        "the range filter excludes it"
+    );
+    let resolution = CaseResolution {
+        id: case.id,
+        resolution: "closed".into(),
+        reason: b"sealed-reason".to_vec(),
+        resolved_by: "k2".into(),
+        resolved_at: 3_000,
+        audit: draft("case.resolve", None),
+    };
+    s.resolve_case(resolution.clone())
+        .await
+        .map_err(e("resolve"))?;
+    let again = s.resolve_case(resolution.clone()).await;
+    ensure!(
+        matches!(again, Err(StoreError::Duplicate { .. })),
+        "a resolved case cannot be resolved again: {again:?}"
+    );
+    let mut unknown = resolution;
+    unknown.id = Uuid::now_v7();
+    let nf = s.resolve_case(unknown).await;
+    ensure!(
+        matches!(nf, Err(StoreError::NotFound)),
+        "an unknown case is NotFound: {nf:?}"
+    );
+    let got = s
+        .get_case(case.id)
+        .await
+        .map_err(e("get case"))?
+        .ok_or("case missing")?;
+    ensure!(
+        got.status == "resolved"
+            && got.resolution.as_deref() == Some("closed")
+            && got.resolution_reason.as_deref() == Some(&b"sealed-reason"[..])
+            && got.resolved_by.as_deref() == Some("k2")
+            && got.resolved_at == Some(3_000),
+        "the resolution is stored: {got:?}"
+    );
+    let resolved = s
+        .list_cases(
+            &CaseFilter {
+                status: Some("open".into()),
+                ..Default::default()
+            },
+            &page,
+        )
+        .await
+        .map_err(e("list"))?;
+    ensure!(
+        !resolved.iter().any(|c| c.id == case.id),
+        "a resolved case is not open"
     );
     Ok(())
 }

@@ -21,7 +21,9 @@ pub mod postgres;
 mod sql;
 pub mod sqlite;
 mod sqlite_ops;
+mod sqlite_verification;
 mod types;
+mod verification;
 mod writer;
 
 pub use audit::{AuditDraft, AuditEntry, canonical_audit_body};
@@ -34,6 +36,7 @@ pub use measures::{
     MeasureActionFilter, MeasureActionRow, MeasureActionWrite, MeasureRow, MeasureStore,
 };
 pub use types::*;
+pub use verification::*;
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -42,7 +45,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Everything cip persists. Both adapters implement it; [`conformance`] proves they agree.
 #[async_trait]
-pub trait Store: ListStore + ReviewStore + MeasureStore + Send + Sync + 'static {
+pub trait Store:
+    ListStore + ReviewStore + MeasureStore + VerificationStore + Send + Sync + 'static
+{
     /// Which backend this is, for logs and `/readyz`.
     fn backend(&self) -> Backend;
 

@@ -1380,6 +1380,12 @@ macro_rules! define_ops {
                     record_actions(conn, head, actions).await?;
                     Out::Unit
                 }
+                op @ (Op::InsertEvidence(_)
+        | Op::InsertOtp(..)
+        | Op::UpdateOtp(_)
+        | Op::InsertVerificationRequest(..)
+        | Op::OpenCases(_)
+        | Op::ResolveCase(_)) => super::verification_ops::apply(conn, head, op).await?,
             })
         }
     };

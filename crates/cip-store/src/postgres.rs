@@ -19,6 +19,7 @@ use crate::*;
 mod ops {
     crate::ops::define_ops!(sqlx::PgConnection);
 }
+mod verification_ops;
 
 /// The advisory lock key that serialises audit-chain appends ("cip-audit" as an integer).
 const AUDIT_LOCK: i64 = 0x6369_702d_6175_6474;
@@ -498,6 +499,85 @@ impl MeasureStore for PgStore {
         filter: &MeasureActionFilter,
     ) -> Result<Vec<MeasureActionRow>> {
         ops::list_measure_actions(&mut *self.pool.acquire().await?, filter).await
+    }
+}
+
+#[async_trait]
+impl VerificationStore for PgStore {
+    async fn insert_evidence(&self, write: EvidenceWrite) -> Result<bool> {
+        boolean(self.submit(Op::InsertEvidence(Box::new(write))).await?)
+    }
+
+    async fn list_evidence(&self, customer_id: Uuid) -> Result<Vec<EvidenceRow>> {
+        verification_ops::list_evidence(&mut *self.pool.acquire().await?, customer_id).await
+    }
+
+    async fn get_evidence_file(&self, evidence_id: Uuid) -> Result<Option<EvidenceFile>> {
+        verification_ops::get_evidence_file(&mut *self.pool.acquire().await?, evidence_id).await
+    }
+
+    async fn insert_otp(&self, row: OtpRow, audit: AuditDraft) -> Result<()> {
+        unit(self.submit(Op::InsertOtp(Box::new(row), audit)).await?)
+    }
+
+    async fn get_otp(&self, id: Uuid) -> Result<Option<OtpRow>> {
+        verification_ops::get_otp(&mut *self.pool.acquire().await?, id).await
+    }
+
+    async fn update_otp(&self, update: OtpUpdate) -> Result<()> {
+        unit(self.submit(Op::UpdateOtp(Box::new(update))).await?)
+    }
+
+    async fn recent_otps(
+        &self,
+        customer_id: Uuid,
+        beneficial_owner_id: Option<Uuid>,
+        channel: &str,
+        since: i64,
+    ) -> Result<Vec<OtpRow>> {
+        verification_ops::recent_otps(
+            &mut *self.pool.acquire().await?,
+            customer_id,
+            beneficial_owner_id,
+            channel,
+            since,
+        )
+        .await
+    }
+
+    async fn insert_verification_request(
+        &self,
+        row: VerificationRequestRow,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        unit(
+            self.submit(Op::InsertVerificationRequest(Box::new(row), audit))
+                .await?,
+        )
+    }
+
+    async fn get_verification_request(&self, id: Uuid) -> Result<Option<VerificationRequestRow>> {
+        verification_ops::get_verification_request(&mut *self.pool.acquire().await?, id).await
+    }
+
+    async fn unverified_without_case(&self, limit: u32) -> Result<Vec<UnverifiedTransition>> {
+        verification_ops::unverified_without_case(&mut *self.pool.acquire().await?, limit).await
+    }
+
+    async fn open_cases(&self, cases: Vec<(CaseRow, AuditDraft)>) -> Result<u64> {
+        count(self.submit(Op::OpenCases(cases)).await?)
+    }
+
+    async fn get_case(&self, id: Uuid) -> Result<Option<CaseRow>> {
+        verification_ops::get_case(&mut *self.pool.acquire().await?, id).await
+    }
+
+    async fn list_cases(&self, filter: &CaseFilter, page: &PageRequest) -> Result<Vec<CaseRow>> {
+        verification_ops::list_cases(&mut *self.pool.acquire().await?, filter, page).await
+    }
+
+    async fn resolve_case(&self, resolution: CaseResolution) -> Result<()> {
+        unit(self.submit(Op::ResolveCase(Box::new(resolution))).await?)
     }
 }
 

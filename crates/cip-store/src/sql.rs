@@ -248,3 +248,58 @@ pub(crate) const LIST_MEASURE_ACTIONS: &str = "SELECT id, measure_id, review_id,
      customer_id, action, deadline, evidence, cause, actor, at FROM special_measure_actions \
      WHERE ($1 IS NULL OR measure_id = $1) AND ($2 IS NULL OR account_id = $2) \
      ORDER BY at, id LIMIT 10000";
+
+// ---- verification (docs/design/0011-verification.md) ----
+pub(crate) const EVIDENCE_SOURCE_EXISTS: &str =
+    "SELECT 1 AS one FROM verification_evidence WHERE source_key = $1";
+pub(crate) const INSERT_EVIDENCE: &str = "INSERT INTO verification_evidence (id, customer_id, \
+     beneficial_owner_id, method, result, at, actor, source_key, details) \
+     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)";
+pub(crate) const INSERT_EVIDENCE_FILE: &str = "INSERT INTO verification_files (evidence_id, \
+     sha256, content_type, size, content) VALUES ($1,$2,$3,$4,$5)";
+pub(crate) const COMPLETE_REQUEST: &str = "UPDATE verification_requests SET status = 'completed', \
+     completed_at = $1 WHERE id = $2 AND status = 'open'";
+pub(crate) const LIST_EVIDENCE: &str = "SELECT id, customer_id, beneficial_owner_id, method, \
+     result, at, actor, source_key, details FROM verification_evidence WHERE customer_id = $1 \
+     ORDER BY at, id";
+pub(crate) const GET_EVIDENCE_FILE: &str = "SELECT sha256, content_type, size, content \
+     FROM verification_files WHERE evidence_id = $1";
+pub(crate) const SUPERSEDE_OTPS: &str = "UPDATE otp_challenges SET status = 'superseded', \
+     version = version + 1 WHERE customer_id = $1 AND channel = $2 AND status = 'pending' \
+     AND (beneficial_owner_id = $3 OR (beneficial_owner_id IS NULL AND $3 IS NULL)) AND id <> $4";
+pub(crate) const INSERT_OTP: &str = "INSERT INTO otp_challenges (id, customer_id, \
+     beneficial_owner_id, channel, destination_hash, code_hash, created_at, expires_at, \
+     attempts, max_attempts, status, version) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)";
+pub(crate) const GET_OTP: &str = "SELECT id, customer_id, beneficial_owner_id, channel, destination_hash, \
+     code_hash, created_at, expires_at, attempts, max_attempts, status, version FROM otp_challenges WHERE id = $1";
+pub(crate) const RECENT_OTPS: &str = "SELECT id, customer_id, beneficial_owner_id, channel, destination_hash, \
+     code_hash, created_at, expires_at, attempts, max_attempts, status, version FROM otp_challenges WHERE customer_id = $1 AND channel = $2 AND created_at >= $3 \
+     AND (beneficial_owner_id = $4 OR (beneficial_owner_id IS NULL AND $4 IS NULL)) \
+     ORDER BY created_at DESC, id DESC";
+pub(crate) const UPDATE_OTP: &str = "UPDATE otp_challenges SET attempts = $1, status = $2, \
+     version = $3 WHERE id = $4 AND version = $5";
+pub(crate) const OTP_VERSION: &str = "SELECT version FROM otp_challenges WHERE id = $1";
+pub(crate) const INSERT_VERIFICATION_REQUEST: &str = "INSERT INTO verification_requests (id, \
+     customer_id, beneficial_owner_id, vendor, status, secret, created_at, completed_at, actor) \
+     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)";
+pub(crate) const GET_VERIFICATION_REQUEST: &str = "SELECT id, customer_id, beneficial_owner_id, \
+     vendor, status, secret, created_at, completed_at, actor FROM verification_requests \
+     WHERE id = $1";
+pub(crate) const UNVERIFIED_WITHOUT_CASE: &str = "SELECT t.account_id, a.customer_id, t.version, \
+     t.reason, t.at FROM account_transitions t JOIN accounts a ON a.id = t.account_id \
+     WHERE t.to_status = 'failed' AND NOT EXISTS (SELECT 1 FROM verification_cases c \
+     WHERE c.account_id = t.account_id AND c.transition_version = t.version) \
+     ORDER BY t.at, t.account_id LIMIT $1";
+pub(crate) const INSERT_CASE: &str = "INSERT INTO verification_cases (id, account_id, \
+     customer_id, transition_version, reason, opened_at, status, resolution, resolution_reason, \
+     resolved_by, resolved_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) \
+     ON CONFLICT (account_id, transition_version) DO NOTHING";
+pub(crate) const GET_CASE: &str = "SELECT id, account_id, customer_id, transition_version, reason, opened_at, \
+     status, resolution, resolution_reason, resolved_by, resolved_at FROM verification_cases WHERE id = $1";
+pub(crate) const LIST_CASES: &str = "SELECT id, account_id, customer_id, transition_version, reason, opened_at, \
+     status, resolution, resolution_reason, resolved_by, resolved_at FROM verification_cases WHERE ($1 IS NULL OR id > $1) AND ($2 IS NULL OR status = $2) \
+     AND ($3 IS NULL OR opened_at >= $3) AND ($4 IS NULL OR opened_at < $4) ORDER BY id LIMIT $5";
+pub(crate) const RESOLVE_CASE: &str = "UPDATE verification_cases SET status = 'resolved', \
+     resolution = $1, resolution_reason = $2, resolved_by = $3, resolved_at = $4 \
+     WHERE id = $5 AND status = 'open'";
+pub(crate) const CASE_EXISTS: &str = "SELECT 1 AS one FROM verification_cases WHERE id = $1";

@@ -685,6 +685,91 @@ impl MeasureStore for SqliteStore {
     }
 }
 
+#[async_trait]
+impl VerificationStore for SqliteStore {
+    async fn insert_evidence(&self, write: EvidenceWrite) -> Result<bool> {
+        boolean(self.submit(Op::InsertEvidence(Box::new(write))).await?)
+    }
+
+    async fn list_evidence(&self, customer_id: Uuid) -> Result<Vec<EvidenceRow>> {
+        self.scan(move |c| crate::sqlite_verification::list_evidence(c, customer_id))
+            .await
+    }
+
+    async fn get_evidence_file(&self, evidence_id: Uuid) -> Result<Option<EvidenceFile>> {
+        self.scan(move |c| crate::sqlite_verification::get_evidence_file(c, evidence_id))
+            .await
+    }
+
+    async fn insert_otp(&self, row: OtpRow, audit: AuditDraft) -> Result<()> {
+        unit(self.submit(Op::InsertOtp(Box::new(row), audit)).await?)
+    }
+
+    async fn get_otp(&self, id: Uuid) -> Result<Option<OtpRow>> {
+        self.read(|c| crate::sqlite_verification::get_otp(c, id))
+    }
+
+    async fn update_otp(&self, update: OtpUpdate) -> Result<()> {
+        unit(self.submit(Op::UpdateOtp(Box::new(update))).await?)
+    }
+
+    async fn recent_otps(
+        &self,
+        customer_id: Uuid,
+        beneficial_owner_id: Option<Uuid>,
+        channel: &str,
+        since: i64,
+    ) -> Result<Vec<OtpRow>> {
+        self.read(|c| {
+            crate::sqlite_verification::recent_otps(
+                c,
+                customer_id,
+                beneficial_owner_id,
+                channel,
+                since,
+            )
+        })
+    }
+
+    async fn insert_verification_request(
+        &self,
+        row: VerificationRequestRow,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        unit(
+            self.submit(Op::InsertVerificationRequest(Box::new(row), audit))
+                .await?,
+        )
+    }
+
+    async fn get_verification_request(&self, id: Uuid) -> Result<Option<VerificationRequestRow>> {
+        self.read(|c| crate::sqlite_verification::get_verification_request(c, id))
+    }
+
+    async fn unverified_without_case(&self, limit: u32) -> Result<Vec<UnverifiedTransition>> {
+        self.scan(move |c| crate::sqlite_verification::unverified_without_case(c, limit))
+            .await
+    }
+
+    async fn open_cases(&self, cases: Vec<(CaseRow, AuditDraft)>) -> Result<u64> {
+        count(self.submit(Op::OpenCases(cases)).await?)
+    }
+
+    async fn get_case(&self, id: Uuid) -> Result<Option<CaseRow>> {
+        self.read(|c| crate::sqlite_verification::get_case(c, id))
+    }
+
+    async fn list_cases(&self, filter: &CaseFilter, page: &PageRequest) -> Result<Vec<CaseRow>> {
+        let (filter, page) = (filter.clone(), page.clone());
+        self.scan(move |c| crate::sqlite_verification::list_cases(c, &filter, &page))
+            .await
+    }
+
+    async fn resolve_case(&self, resolution: CaseResolution) -> Result<()> {
+        unit(self.submit(Op::ResolveCase(Box::new(resolution))).await?)
+    }
+}
+
 /// The audit entry of a background re-encryption (key rotation touches every record).
 pub(crate) fn reseal_audit(id: Uuid, key_id: u32) -> AuditDraft {
     AuditDraft {

@@ -972,6 +972,12 @@ pub(crate) fn apply(conn: &Connection, head: &mut Head, op: Op) -> Result<Out> {
             record_actions(conn, head, actions)?;
             Out::Unit
         }
+        op @ (Op::InsertEvidence(_)
+        | Op::InsertOtp(..)
+        | Op::UpdateOtp(_)
+        | Op::InsertVerificationRequest(..)
+        | Op::OpenCases(_)
+        | Op::ResolveCase(_)) => crate::sqlite_verification::apply(conn, head, op)?,
     })
 }
 

@@ -41,6 +41,13 @@ pub(crate) enum Op {
     FinishMeasureSweep(Uuid, i64),
     RecordMeasureActions(Vec<MeasureActionWrite>),
     InsertAccountWithActions(AccountWrite, Vec<MeasureActionWrite>),
+    // verification (sqlite_verification.rs, postgres/verification_ops.rs)
+    InsertEvidence(Box<EvidenceWrite>),
+    InsertOtp(Box<OtpRow>, AuditDraft),
+    UpdateOtp(Box<OtpUpdate>),
+    InsertVerificationRequest(Box<VerificationRequestRow>, AuditDraft),
+    OpenCases(Vec<(CaseRow, AuditDraft)>),
+    ResolveCase(Box<CaseResolution>),
 }
 
 pub(crate) enum Out {

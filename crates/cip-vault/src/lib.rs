@@ -255,10 +255,13 @@ pub enum BlindIndexKind {
     /// Free text of access events (principal, user agent, session, resource): the key of
     /// their per-segment dictionaries.
     AccessText,
+    /// One-time verification codes (keyed with the challenge id, so equal codes of two
+    /// challenges hash apart).
+    OtpCode,
 }
 
 impl BlindIndexKind {
-    pub const ALL: [BlindIndexKind; 9] = [
+    pub const ALL: [BlindIndexKind; 10] = [
         BlindIndexKind::Email,
         BlindIndexKind::Phone,
         BlindIndexKind::NationalId,
@@ -268,6 +271,7 @@ impl BlindIndexKind {
         BlindIndexKind::ExternalId,
         BlindIndexKind::Name,
         BlindIndexKind::AccessText,
+        BlindIndexKind::OtpCode,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -280,6 +284,7 @@ impl BlindIndexKind {
             BlindIndexKind::ExternalId => "external_id",
             BlindIndexKind::Name => "name",
             BlindIndexKind::AccessText => "access_text",
+            BlindIndexKind::OtpCode => "otp_code",
         }
     }
 }

@@ -86,7 +86,7 @@ fn name_tokens(s: &str) -> Vec<String> {
     tokens
 }
 
-fn compare(m: &Mrz, ident: &IdentityDto) -> Comparison {
+pub(crate) fn compare(m: &Mrz, ident: &IdentityDto) -> Comparison {
     let doc_tokens = name_tokens(&format!(
         "{} {}",
         m.primary_identifier, m.secondary_identifier
@@ -202,24 +202,29 @@ pub async fn mrz_check(
         valid: true,
         expired: m.is_expired(today),
         comparison,
-        fields: MrzFields {
-            format: m.format.as_str(),
-            document_code: m.document_code.clone(),
-            issuing_state: m.issuing_state.code.to_string(),
-            issuing_country: m.issuing_state.country.map(|c| c.as_str().to_string()),
-            surname: m.primary_identifier.clone(),
-            given_names: m.secondary_identifier.clone(),
-            document_number: m.document_number.clone(),
-            nationality: m.nationality.code.to_string(),
-            nationality_country: m.nationality.country.map(|c| c.as_str().to_string()),
-            birth_date: m.birth_date.map(|d| d.to_string()),
-            sex: match m.sex {
-                Sex::Female => "F",
-                Sex::Male => "M",
-                Sex::Unspecified => "X",
-            },
-            expiry_date: m.expiry_date.to_string(),
-            optional_data: m.optional_data.clone(),
-        },
+        fields: fields_of(&m),
     }))
+}
+
+/// The zone's fields as the API shows them.
+pub(crate) fn fields_of(m: &Mrz) -> MrzFields {
+    MrzFields {
+        format: m.format.as_str(),
+        document_code: m.document_code.clone(),
+        issuing_state: m.issuing_state.code.to_string(),
+        issuing_country: m.issuing_state.country.map(|c| c.as_str().to_string()),
+        surname: m.primary_identifier.clone(),
+        given_names: m.secondary_identifier.clone(),
+        document_number: m.document_number.clone(),
+        nationality: m.nationality.code.to_string(),
+        nationality_country: m.nationality.country.map(|c| c.as_str().to_string()),
+        birth_date: m.birth_date.map(|d| d.to_string()),
+        sex: match m.sex {
+            Sex::Female => "F",
+            Sex::Male => "M",
+            Sex::Unspecified => "X",
+        },
+        expiry_date: m.expiry_date.to_string(),
+        optional_data: m.optional_data.clone(),
+    }
 }

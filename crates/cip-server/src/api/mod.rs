@@ -12,6 +12,7 @@ pub mod reviews;
 pub mod screening;
 pub mod special_measures;
 pub mod system;
+pub mod verification;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -18,3 +18,4 @@ mod screening;
 mod special_measures;
 mod system;
 mod validation;
+mod verification;
