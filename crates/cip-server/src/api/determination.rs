@@ -186,7 +186,7 @@ pub fn evidence_of(doc: &CustomerDoc) -> (Vec<Evidence>, Vec<(Uuid, Vec<Evidence
 /// Where the customer's accounts were accessed from: one `ip_geolocation` fact per account
 /// and country (known countries only), the address being the first the account used there.
 /// Each account's addresses read is audited like `GET /v1/accounts/{id}/countries`.
-async fn access_evidence(
+pub(crate) async fn access_evidence(
     state: &AppState,
     principal: &Principal,
     headers: &HeaderMap,

@@ -216,6 +216,12 @@ async fn countries_of_addresses_feed_the_determination(b: Backend) {
             .any(|c| c.contains("ip geolocation") && c.contains("2001:db8::1")),
         "{conflicts:?}"
     );
+    // The account's decision rests on the same evidence: an established U.S. person.
+    let decision = get(&app, &format!("/v1/accounts/{a}/decision")).await;
+    assert_eq!(
+        decision["customer_requires_verification"], false,
+        "{decision}"
+    );
     // The account's addresses read for the determination are in the audit trail.
     let audit = get(&app, &format!("/v1/audit?record_id={a}")).await;
     let actions: Vec<&str> = audit["items"]
@@ -229,8 +235,8 @@ async fn countries_of_addresses_feed_the_determination(b: Backend) {
             .iter()
             .filter(|x| **x == "access_countries.read")
             .count()
-            >= 3,
-        "countries, February, determination: {actions:?}"
+            >= 4,
+        "countries, February, determination, decision: {actions:?}"
     );
     app.cleanup().await;
 }
