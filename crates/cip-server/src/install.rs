@@ -32,7 +32,7 @@ pub enum InstallError {
     Store(#[from] StoreError),
     #[error("cannot open the access record: {0}")]
     Access(#[from] cip_access::AccessError),
-    #[error("{0}")]
+    #[error(transparent)]
     GeoIp(#[from] crate::geoip::GeoIpError),
     #[error("key material in the database is damaged or was wrapped under another master key: {0}")]
     Vault(#[from] VaultError),
