@@ -186,6 +186,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
 pub fn spawn_jobs(
     state: AppState,
     checkpoint_every: Duration,
+    list_refresh: Duration,
     cancel: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut handles = Vec::new();
@@ -229,10 +230,12 @@ pub fn spawn_jobs(
     }
     {
         // Another process (the CLI, another instance) may activate a list version: pick it up.
+        // `serve` loaded the lists just before this, so the first look is one period later.
         let state = state.clone();
         let cancel = cancel.clone();
         handles.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            let mut tick =
+                tokio::time::interval_at(tokio::time::Instant::now() + list_refresh, list_refresh);
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => break,
@@ -368,6 +371,7 @@ pub async fn serve(
     let mut jobs = spawn_jobs(
         state.clone(),
         Duration::from_secs(config.audit_checkpoint_secs),
+        Duration::from_secs(config.list_refresh_secs),
         cancel.clone(),
     );
     if let Some(stream) = stream {

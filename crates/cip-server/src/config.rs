@@ -23,6 +23,9 @@ pub struct Config {
     pub audit_checkpoint_secs: u64,
     /// Screening hits at or above this score open a review item.
     pub screening_threshold: f32,
+    /// Look for list versions activated by another process (the CLI, another instance) this
+    /// often.
+    pub list_refresh_secs: u64,
     /// Body limit of `POST /v1/access-events` (batches of tens of thousands of events),
     /// after decompression.
     pub access_max_body_bytes: usize,
@@ -71,6 +74,7 @@ pub struct ConfigLayer {
     pub postgres_max_connections: Option<u32>,
     pub audit_checkpoint_secs: Option<u64>,
     pub screening_threshold: Option<f32>,
+    pub list_refresh_secs: Option<u64>,
     pub access_max_body_bytes: Option<usize>,
     pub access_future_skew_secs: Option<u64>,
     pub geoip_db: Option<PathBuf>,
@@ -124,6 +128,9 @@ impl ConfigLayer {
                 "CIP_SCREENING_THRESHOLD" => {
                     layer.screening_threshold = Some(parse_num("CIP_SCREENING_THRESHOLD", &v)?)
                 }
+                "CIP_LIST_REFRESH_SECS" => {
+                    layer.list_refresh_secs = Some(parse_num("CIP_LIST_REFRESH_SECS", &v)?)
+                }
                 "CIP_ACCESS_MAX_BODY_BYTES" => {
                     layer.access_max_body_bytes = Some(parse_num("CIP_ACCESS_MAX_BODY_BYTES", &v)?)
                 }
@@ -172,6 +179,7 @@ impl ConfigLayer {
                 .or(self.postgres_max_connections),
             audit_checkpoint_secs: over.audit_checkpoint_secs.or(self.audit_checkpoint_secs),
             screening_threshold: over.screening_threshold.or(self.screening_threshold),
+            list_refresh_secs: over.list_refresh_secs.or(self.list_refresh_secs),
             access_max_body_bytes: over.access_max_body_bytes.or(self.access_max_body_bytes),
             access_future_skew_secs: over
                 .access_future_skew_secs
@@ -246,6 +254,7 @@ fn env_is_set(l: &ConfigLayer) -> bool {
         || l.postgres_max_connections.is_some()
         || l.audit_checkpoint_secs.is_some()
         || l.screening_threshold.is_some()
+        || l.list_refresh_secs.is_some()
         || l.geoip_db.is_some()
         || l.access_nats_url.is_some()
         || l.access_nats_stream.is_some()
@@ -313,6 +322,13 @@ fn validate(l: ConfigLayer, sources: Vec<String>) -> Result<Config, ConfigError>
         return Err(ConfigError::Invalid {
             key: "screening_threshold",
             message: "must be between 0.5 and 1.0".into(),
+        });
+    }
+    let list_refresh_secs = l.list_refresh_secs.unwrap_or(10);
+    if list_refresh_secs == 0 {
+        return Err(ConfigError::Invalid {
+            key: "list_refresh_secs",
+            message: "must be at least 1".into(),
         });
     }
     let access_max_body_bytes = l.access_max_body_bytes.unwrap_or(64 * 1024 * 1024);
@@ -383,6 +399,7 @@ fn validate(l: ConfigLayer, sources: Vec<String>) -> Result<Config, ConfigError>
         postgres_max_connections,
         audit_checkpoint_secs,
         screening_threshold,
+        list_refresh_secs,
         access_max_body_bytes,
         access_future_skew_secs,
         geoip_db,
@@ -492,7 +509,7 @@ impl Config {
             ),
         };
         format!(
-            "# sources: {}\nlisten = \"{}\"\ndata_dir = \"{}\"\ndatabase_url = {}\nmaster_key = {}\nmax_body_bytes = {}\nrequest_timeout_secs = {}\npostgres_max_connections = {}\naudit_checkpoint_secs = {}\nscreening_threshold = {}\naccess_max_body_bytes = {}\naccess_future_skew_secs = {}\n{}{}log_format = \"{}\"\nlog_level = \"{}\"\n",
+            "# sources: {}\nlisten = \"{}\"\ndata_dir = \"{}\"\ndatabase_url = {}\nmaster_key = {}\nmax_body_bytes = {}\nrequest_timeout_secs = {}\npostgres_max_connections = {}\naudit_checkpoint_secs = {}\nscreening_threshold = {}\nlist_refresh_secs = {}\naccess_max_body_bytes = {}\naccess_future_skew_secs = {}\n{}{}log_format = \"{}\"\nlog_level = \"{}\"\n",
             self.sources.join(" < "),
             self.listen,
             self.data_dir.display(),
@@ -503,6 +520,7 @@ impl Config {
             self.postgres_max_connections,
             self.audit_checkpoint_secs,
             self.screening_threshold,
+            self.list_refresh_secs,
             self.access_max_body_bytes,
             self.access_future_skew_secs,
             match &self.geoip_db {

@@ -190,8 +190,26 @@ fn open_checkpointer(path: &Path) -> Result<Connection> {
 /// Ends when the writer (the only sender) ends.
 fn checkpoint_loop(conn: Connection, wake: std::sync::mpsc::Receiver<()>) {
     while wake.recv().is_ok() {
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "WAL checkpoint failed; the next commit retries it");
+        let started = std::time::Instant::now();
+        // (busy, frames in the WAL, frames copied into the database)
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        }) {
+            Ok((log, copied)) => {
+                let took = started.elapsed();
+                metrics::histogram!("cip_sqlite_checkpoint_seconds").record(took.as_secs_f64());
+                metrics::gauge!("cip_sqlite_wal_frames").set(log as f64);
+                tracing::debug!(
+                    target: "cip_store::wal",
+                    ms = took.as_secs_f64() * 1e3,
+                    wal_frames = log,
+                    copied_frames = copied,
+                    "checkpoint pass"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "WAL checkpoint failed; the next commit retries it")
+            }
         }
     }
 }
@@ -247,8 +265,19 @@ fn writer_loop(
             fail_all(outcomes.into_iter().map(|(reply, _)| reply), &e);
             continue;
         }
+        let committing = std::time::Instant::now();
         match conn.execute_batch("COMMIT") {
             Ok(()) => {
+                let took = committing.elapsed();
+                metrics::histogram!("cip_sqlite_commit_seconds").record(took.as_secs_f64());
+                if took > Duration::from_millis(20) {
+                    tracing::debug!(
+                        target: "cip_store::wal",
+                        ms = took.as_secs_f64() * 1e3,
+                        jobs = outcomes.len(),
+                        "slow commit"
+                    );
+                }
                 for (reply, result) in outcomes {
                     let _ = reply.send(result);
                 }

@@ -97,6 +97,14 @@ pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
 }
 
 pub async fn run(cmd: BenchCommand) -> Result<u8> {
+    // Benchmarks print figures, not logs; `RUST_LOG` (e.g. `cip_store::wal=debug`) turns the
+    // server's events on, on stderr, to see what a run did.
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     match cmd {
         BenchCommand::Onboard {
             customers,

@@ -356,6 +356,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     "postgres_max_connections": config.postgres_max_connections,
                     "audit_checkpoint_secs": config.audit_checkpoint_secs,
                     "screening_threshold": config.screening_threshold,
+                    "list_refresh_secs": config.list_refresh_secs,
                     "geoip_db": config.geoip_db,
                     "access_nats": config.access_nats.as_ref().map(|n| serde_json::json!({
                         "url": config::redact_url(&n.url),

@@ -116,6 +116,8 @@ pub async fn spawn_app_in_with(
         database_url: database_url.clone(),
         max_body_bytes: Some(256 * 1024),
         audit_checkpoint_secs: Some(3600),
+        // Tests drive `Screening::refresh` themselves; the job must not race them.
+        list_refresh_secs: Some(3600),
         ..Default::default()
     };
     let config = config::load(None, ConfigLayer::default(), flags.merge(extra)).unwrap();
