@@ -11,3 +11,4 @@ pub mod lifecycle;
 pub mod model;
 pub mod mrz;
 pub mod parse;
+pub mod policy;

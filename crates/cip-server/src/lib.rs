@@ -21,6 +21,8 @@ pub mod extract;
 pub mod geoip;
 pub mod install;
 pub mod jobs;
+pub mod policy;
+pub mod policy_file;
 pub mod records;
 pub mod reviews;
 pub mod screening;

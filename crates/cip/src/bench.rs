@@ -66,6 +66,16 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The verification policy: determination + evaluation of one customer with four
+    /// beneficial owners (p50/p99; baseline: opening the record), and re-evaluating every
+    /// stored customer under a new policy (baseline: the plain scan of the same rows).
+    Policy {
+        /// Customers to store and re-evaluate.
+        #[arg(long, default_value_t = 50_000)]
+        customers: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Continuous screening: stored (sealed) customers re-screened against a 1 % change of the
     /// OFAC SDN list. Baseline: the full re-screen of the same customers in the same run.
     Rescreen {
@@ -136,6 +146,7 @@ pub async fn run(cmd: BenchCommand) -> Result<u8> {
             list_dir,
             json,
         } => crate::bench_rescreen::run(customers, list_dir, json).await,
+        BenchCommand::Policy { customers, json } => crate::bench_policy::run(customers, json).await,
     }
 }
 

@@ -11,8 +11,10 @@
 mod access;
 mod bench;
 mod bench_access;
+mod bench_policy;
 mod bench_rescreen;
 mod lists;
+mod policy;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -112,6 +114,11 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// The verification policy file: start one, or check what one would change.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// The access record: IP addresses and times of every access to every account.
     Access {
         #[command(subcommand)]
@@ -178,6 +185,21 @@ enum KeysCommand {
     },
     /// Print a new random master key (for CIP_MASTER_KEY in production).
     GenerateMasterKey,
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Print the built-in policy as a file to start from.
+    Init,
+    /// Validate a policy file (every problem with its line; exit 6 if refused), then show
+    /// what it would change for each open account compared with the policy in force.
+    Check {
+        #[command(flatten)]
+        target: Target,
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -436,6 +458,18 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             eprintln!("migrations applied");
             Ok(0)
         }
+        Command::Policy { command } => match command {
+            PolicyCommand::Init => Ok(policy::init()),
+            PolicyCommand::Check { target, file, json } => {
+                // A refused file is refused before any database is opened.
+                let Some(proposed) = policy::read(&file, json)? else {
+                    return Ok(lists::EXIT_REFUSED);
+                };
+                let config = load_config(&target, None)?;
+                let inst = open(&config).await?;
+                Ok(policy::check(&inst, proposed, json).await?)
+            }
+        },
         Command::Access { command } => access_command(command).await,
         Command::Bench { command } => Ok(bench::run(command).await?),
     }

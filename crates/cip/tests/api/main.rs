@@ -14,6 +14,7 @@ mod encryption;
 mod faults;
 mod geo;
 mod lifecycle;
+mod policy;
 mod reviews;
 mod screening;
 mod system;

@@ -1,0 +1,167 @@
+//! `cip policy init|check`: a policy file is validated with line numbers and explained
+//! against the stored customers before anything is applied.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::helpers::{Backend, spawn_app};
+
+fn cip(args: &[&str], app: &crate::helpers::TestApp) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cip"));
+    cmd.args(args)
+        .arg("--data-dir")
+        .arg(&app.data_dir)
+        .env_remove("CIP_DATABASE_URL")
+        .env_remove("CIP_CONFIG");
+    if let Some(url) = &app.database_url {
+        cmd.arg("--database-url").arg(url);
+    }
+    cmd.output().unwrap()
+}
+
+fn check_json(app: &crate::helpers::TestApp, file: &std::path::Path) -> Value {
+    let out = cip(&["policy", "check", file.to_str().unwrap(), "--json"], app);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+async fn policy_check_explains_a_file_before_it_is_applied(backend: Backend) {
+    let app = spawn_app(backend).await;
+    cip_server::demo::load(&app.state).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    // `init` prints the policy in force; checking it changes nothing.
+    let init = Command::new(env!("CARGO_BIN_EXE_cip"))
+        .args(["policy", "init"])
+        .output()
+        .unwrap();
+    assert!(init.status.success());
+    let builtin = String::from_utf8(init.stdout).unwrap();
+    let same = dir.path().join("builtin.toml");
+    std::fs::write(&same, &builtin).unwrap();
+    let v = check_json(&app, &same);
+    let accounts = v["accounts"].as_u64().unwrap();
+    assert!(accounts > 10, "{v}");
+    assert!(v["customers"].as_u64().unwrap() > 5, "{v}");
+    assert_eq!(v["changes"].as_array().unwrap().len(), 0, "{v}");
+    assert_eq!(v["verdicts_before"], v["verdicts_after"]);
+    let before: u64 = v["verdicts_before"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(before, accounts, "every open account has one verdict");
+    let not_required = v["verdicts_before"]["not_required"].as_u64().unwrap_or(0);
+    assert!(not_required > 0, "the demo has U.S. customers: {v}");
+
+    // Verifying U.S. persons too moves exactly those accounts to pending.
+    let everyone = dir.path().join("everyone.toml");
+    std::fs::write(
+        &everyone,
+        builtin
+            .replace("verify_us_persons = false", "verify_us_persons = true")
+            .replace("version = \"builtin\"", "version = \"2026-12-everyone\""),
+    )
+    .unwrap();
+    let v = check_json(&app, &everyone);
+    assert_eq!(v["proposed"], "2026-12-everyone");
+    assert_eq!(
+        v["moves"]["not_required -> pending"].as_u64(),
+        Some(not_required),
+        "{v}"
+    );
+    for c in v["changes"].as_array().unwrap() {
+        assert_eq!(c["verdict_before"], "not_required", "{c}");
+        assert_eq!(c["verdict_after"], "pending", "{c}");
+    }
+
+    // A jurisdiction factor raises the tier of the customers tied to it, only those.
+    let risky = dir.path().join("risky.toml");
+    let with_factor = builtin.replacen(
+        "[[factors]]",
+        "[[factors]]\nkind = \"jurisdiction\"\ncountries = [\"DE\", \"GB\", \"FR\", \"JP\", \"IN\", \"BR\", \"NG\", \"RU\", \"CN\"]\nraise = 1\n\n[[factors]]",
+        1,
+    );
+    std::fs::write(&risky, &with_factor).unwrap();
+    let v = check_json(&app, &risky);
+    let tier_changes = v["tier_changes"].as_u64().unwrap();
+    assert!(tier_changes > 0 && tier_changes < accounts, "{v}");
+
+    // The bulk read of every record is audited.
+    let entries = app
+        .state
+        .store
+        .list_audit(&cip_store::AuditFilter::default(), 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e.draft.action == "policy.check")
+            .count(),
+        3
+    );
+
+    // A refused file: every problem with its line, exit 6, nothing read or written.
+    let head = app.audit_head().await;
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        builtin
+            .replace("base_tier = \"standard\"", "base_tier = \"medium\"")
+            .replace("raise = 1", "raise = 0")
+            .replace(
+                "verify_us_persons = false",
+                "verify_us_persons = false\nverify_everything = 1",
+            ),
+    )
+    .unwrap();
+    let out = cip(&["policy", "check", bad.to_str().unwrap()], &app);
+    assert_eq!(out.status.code(), Some(6));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("verify_everything"), "{err}");
+    assert!(err.contains("nothing was changed"), "{err}");
+    // Unknown keys stop the parse; fixed, the contradictions are all reported with lines.
+    let bad2 = builtin
+        .replace("base_tier = \"standard\"", "base_tier = \"medium\"")
+        .replace("raise = 1", "raise = 0");
+    std::fs::write(&bad, &bad2).unwrap();
+    let out = cip(&["policy", "check", bad.to_str().unwrap(), "--json"], &app);
+    assert_eq!(out.status.code(), Some(6));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    let problems = v["problems"].as_array().unwrap();
+    let base_line = bad2
+        .lines()
+        .position(|l| l.starts_with("base_tier"))
+        .unwrap()
+        + 1;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["line"] == base_line && p["message"].as_str().unwrap().contains("medium")),
+        "{v}"
+    );
+    assert_eq!(
+        problems
+            .iter()
+            .filter(|p| p["message"].as_str().unwrap().contains("raise"))
+            .count(),
+        3,
+        "{v}"
+    );
+    assert_eq!(
+        app.audit_head().await,
+        head,
+        "a refused file reads and writes nothing"
+    );
+    app.cleanup().await;
+}
+
+crate::both_backends!(policy_check_explains_a_file_before_it_is_applied);
