@@ -74,6 +74,9 @@ pub struct Evidence {
     pub country: CountryCode,
     /// Where in the record the fact is (a JSON pointer), for the analyst.
     pub source: String,
+    /// For IP geolocation: the address located (the first one the account used in that
+    /// country), so the analyst can see which access the fact comes from.
+    pub ip: Option<std::net::IpAddr>,
 }
 
 impl Evidence {
@@ -82,7 +85,32 @@ impl Evidence {
             kind,
             country,
             source: source.into(),
+            ip: None,
         }
+    }
+
+    /// An access from `ip`, located in `country` ("any person located in the United States").
+    pub fn located(country: CountryCode, ip: std::net::IpAddr, source: impl Into<String>) -> Self {
+        Evidence {
+            kind: EvidenceKind::IpGeolocation,
+            country,
+            source: source.into(),
+            ip: Some(ip),
+        }
+    }
+
+    /// "ip geolocation at /accounts/…/countries/DE (198.51.100.7)": how a fact is named in
+    /// reasons and conflicts.
+    fn describe(&self) -> String {
+        let mut s = format!(
+            "{} at {}",
+            self.kind.as_str().replace('_', " "),
+            self.source
+        );
+        if let Some(ip) = self.ip {
+            s.push_str(&format!(" ({ip})"));
+        }
+        s
     }
 
     pub fn points_to_us(&self) -> bool {
@@ -119,34 +147,27 @@ pub fn determine(evidence: Vec<Evidence>) -> Determination {
     let mut reasons = Vec::new();
     let mut conflicts = Vec::new();
     let status = if let Some(first) = establishing.first() {
-        reasons.push(format!(
-            "U.S. status established by {} ({})",
-            first.kind.as_str().replace('_', " "),
-            first.source
-        ));
+        reasons.push(format!("U.S. status established by {}", first.describe()));
         for f in &foreign {
             conflicts.push(format!(
-                "{} at {} is {}, outside the U.S.",
-                f.kind.as_str().replace('_', " "),
-                f.source,
+                "{} is {}, outside the U.S.",
+                f.describe(),
                 f.country
             ));
         }
         Status::UsPerson
     } else if !foreign.is_empty() {
         reasons.push(format!(
-            "no fact establishes U.S. status, and {} point(s) outside the U.S. (e.g. {} {} at {})",
+            "no fact establishes U.S. status, and {} point(s) outside the U.S. (e.g. {}: {})",
             foreign.len(),
-            foreign[0].kind.as_str().replace('_', " "),
+            foreign[0].describe(),
             foreign[0].country,
-            foreign[0].source
         ));
         if !supporting_us.is_empty() {
             conflicts.push(format!(
-                "{} fact(s) point to the U.S. but do not establish U.S. status (e.g. {} at {})",
+                "{} fact(s) point to the U.S. but do not establish U.S. status (e.g. {})",
                 supporting_us.len(),
-                supporting_us[0].kind.as_str().replace('_', " "),
-                supporting_us[0].source
+                supporting_us[0].describe()
             ));
         }
         Status::ForeignPerson
@@ -256,6 +277,45 @@ mod tests {
             Status::UsPerson,
             "territories count"
         );
+    }
+
+    #[test]
+    fn a_us_location_against_foreign_documents_is_a_surfaced_conflict() {
+        let c = |s: &str| CountryCode::parse(s).unwrap();
+        let d = determine(vec![
+            ev(EvidenceKind::DeclaredCitizenship, "DE"),
+            Evidence::located(
+                c("US"),
+                "192.0.2.7".parse().unwrap(),
+                "/accounts/a/countries/US",
+            ),
+            Evidence::located(
+                c("FR"),
+                "2001:db8::1".parse().unwrap(),
+                "/accounts/a/countries/FR",
+            ),
+        ]);
+        assert_eq!(d.status, Status::UsPerson, "any person located in the U.S.");
+        assert!(d.reasons[0].contains("192.0.2.7"), "{:?}", d.reasons);
+        assert_eq!(d.conflicts.len(), 2, "{:?}", d.conflicts);
+        assert!(
+            d.conflicts
+                .iter()
+                .any(|c| c.contains("declared citizenship") && c.contains("DE"))
+        );
+        assert!(
+            d.conflicts
+                .iter()
+                .any(|c| c.contains("2001:db8::1") && c.contains("FR"))
+        );
+        // Foreign accesses only: foreign, with the address named.
+        let d = determine(vec![Evidence::located(
+            c("DE"),
+            "198.51.100.7".parse().unwrap(),
+            "/accounts/a/countries/DE",
+        )]);
+        assert_eq!(d.status, Status::ForeignPerson);
+        assert!(d.reasons[0].contains("198.51.100.7"), "{:?}", d.reasons);
     }
 
     #[test]

@@ -171,3 +171,46 @@ pub async fn retention_run_once(
     };
     Ok(cip_access::retention_run_once(access, now, clock).await?)
 }
+
+/// The addresses of an account grouped by the country they geolocate to: when it was first
+/// and last accessed from there, how often, from how many addresses, and the address it was
+/// first accessed from. Countries are looked up now, with the database configured now
+/// (docs/design/0012): `None` collects the addresses whose country is unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountryUse {
+    pub country: Option<cip_core::parse::CountryCode>,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub count: u64,
+    pub ips: u64,
+    pub first_ip: cip_access::IpKey,
+}
+
+pub fn countries(geo: &dyn crate::geoip::Geolocate, ips: &[cip_access::IpUse]) -> Vec<CountryUse> {
+    let mut by: Vec<CountryUse> = Vec::new();
+    for u in ips {
+        let c = geo.country(cip_access::ip_from_key(u.ip));
+        match by.iter_mut().find(|x| x.country == c) {
+            Some(x) => {
+                if u.first_seen < x.first_seen {
+                    x.first_seen = u.first_seen;
+                    x.first_ip = u.ip;
+                }
+                x.last_seen = x.last_seen.max(u.last_seen);
+                x.count += u.count;
+                x.ips += 1;
+            }
+            None => by.push(CountryUse {
+                country: c,
+                first_seen: u.first_seen,
+                last_seen: u.last_seen,
+                count: u.count,
+                ips: 1,
+                first_ip: u.ip,
+            }),
+        }
+    }
+    // First accessed from first; unknown last.
+    by.sort_by_key(|x| (x.country.is_none(), x.first_seen));
+    by
+}

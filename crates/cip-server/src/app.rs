@@ -94,6 +94,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(api::access::account_access_events))
         .routes(routes!(api::access::export_access_events))
         .routes(routes!(api::access::account_ips))
+        .routes(routes!(api::access::account_countries))
         .routes(routes!(api::access::ip_accounts))
         .routes(routes!(api::access::set_legal_hold))
         .routes(routes!(api::audit::list_audit))
@@ -399,12 +400,25 @@ pub async fn serve(
         .refresh(state.store.as_ref())
         .await
         .map_err(|e| std::io::Error::other(format!("loading the screening lists: {e}")))?;
-    let jobs = spawn_jobs(
+    // The access-event stream, when configured: connected before serving, so a wrong URL
+    // stops the start instead of events silently piling up.
+    let stream = match &config.access_nats {
+        Some(n) => Some(
+            crate::access_stream::AccessStream::connect(n)
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let mut jobs = spawn_jobs(
         state.clone(),
         Duration::from_secs(config.audit_checkpoint_secs),
         Duration::from_secs(config.list_refresh_secs),
         cancel.clone(),
     );
+    if let Some(stream) = stream {
+        jobs.push(tokio::spawn(stream.run(state.clone(), cancel.clone())));
+    }
     let app = router(
         state.clone(),
         Duration::from_secs(config.request_timeout_secs),
@@ -431,6 +445,7 @@ pub fn state_from(inst: &crate::install::Installation, config: &crate::config::C
         access_ingest: Arc::new(tokio::sync::Semaphore::new(2)),
         access_max_body_bytes: config.access_max_body_bytes,
         access_future_skew_micros: config.access_future_skew_secs as i64 * 1_000_000,
+        geoip: inst.geoip.clone(),
         keyring: inst.keyring.clone(),
         master: inst.master.clone(),
         checkpoint_key: inst.checkpoint_key.clone(),

@@ -31,6 +31,10 @@ pub struct Config {
     pub access_max_body_bytes: usize,
     /// Access events later than now + this are refused (clock skew of the sender).
     pub access_future_skew_secs: u64,
+    /// A GeoLite2/GeoIP2 Country or City `.mmdb` file; `None`: countries are unknown.
+    pub geoip_db: Option<PathBuf>,
+    /// The NATS JetStream stream of access events `cip serve` consumes, if any.
+    pub access_nats: Option<NatsConfig>,
     pub log_format: LogFormat,
     pub log_level: String,
     /// One-time codes and the verification outcome (docs/design/0011-verification.md).
@@ -63,6 +67,19 @@ pub enum OtpSenderConfig {
     Http { url: String, secret: SecretString },
 }
 
+/// Where the access-event stream is and how it is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsConfig {
+    /// `nats://host:port` (or `tls://…`); credentials in the URL are redacted when printed.
+    pub url: String,
+    pub stream: String,
+    pub subject: String,
+    /// The durable pull consumer: instances sharing the name share the work.
+    pub consumer: String,
+    /// Messages fetched, stored and acknowledged together.
+    pub batch: usize,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -86,6 +103,12 @@ pub struct ConfigLayer {
     pub list_refresh_secs: Option<u64>,
     pub access_max_body_bytes: Option<usize>,
     pub access_future_skew_secs: Option<u64>,
+    pub geoip_db: Option<PathBuf>,
+    pub access_nats_url: Option<String>,
+    pub access_nats_stream: Option<String>,
+    pub access_nats_subject: Option<String>,
+    pub access_nats_consumer: Option<String>,
+    pub access_nats_batch: Option<usize>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
     pub otp_ttl_secs: Option<u64>,
@@ -150,6 +173,14 @@ impl ConfigLayer {
                     layer.access_future_skew_secs =
                         Some(parse_num("CIP_ACCESS_FUTURE_SKEW_SECS", &v)?)
                 }
+                "CIP_GEOIP_DB" => layer.geoip_db = Some(PathBuf::from(v)),
+                "CIP_ACCESS_NATS_URL" => layer.access_nats_url = Some(v),
+                "CIP_ACCESS_NATS_STREAM" => layer.access_nats_stream = Some(v),
+                "CIP_ACCESS_NATS_SUBJECT" => layer.access_nats_subject = Some(v),
+                "CIP_ACCESS_NATS_CONSUMER" => layer.access_nats_consumer = Some(v),
+                "CIP_ACCESS_NATS_BATCH" => {
+                    layer.access_nats_batch = Some(parse_num("CIP_ACCESS_NATS_BATCH", &v)?)
+                }
                 "CIP_LOG_FORMAT" => layer.log_format = Some(v),
                 "CIP_LOG_LEVEL" => layer.log_level = Some(v),
                 "CIP_OTP_TTL_SECS" => layer.otp_ttl_secs = Some(parse_num("CIP_OTP_TTL_SECS", &v)?),
@@ -206,6 +237,12 @@ impl ConfigLayer {
             access_future_skew_secs: over
                 .access_future_skew_secs
                 .or(self.access_future_skew_secs),
+            geoip_db: over.geoip_db.or(self.geoip_db),
+            access_nats_url: over.access_nats_url.or(self.access_nats_url),
+            access_nats_stream: over.access_nats_stream.or(self.access_nats_stream),
+            access_nats_subject: over.access_nats_subject.or(self.access_nats_subject),
+            access_nats_consumer: over.access_nats_consumer.or(self.access_nats_consumer),
+            access_nats_batch: over.access_nats_batch.or(self.access_nats_batch),
             log_format: over.log_format.or(self.log_format),
             log_level: over.log_level.or(self.log_level),
             otp_ttl_secs: over.otp_ttl_secs.or(self.otp_ttl_secs),
@@ -283,6 +320,12 @@ fn env_is_set(l: &ConfigLayer) -> bool {
         || l.audit_checkpoint_secs.is_some()
         || l.screening_threshold.is_some()
         || l.list_refresh_secs.is_some()
+        || l.geoip_db.is_some()
+        || l.access_nats_url.is_some()
+        || l.access_nats_stream.is_some()
+        || l.access_nats_subject.is_some()
+        || l.access_nats_consumer.is_some()
+        || l.access_nats_batch.is_some()
         || l.log_format.is_some()
         || l.log_level.is_some()
         || l.otp_ttl_secs.is_some()
@@ -376,6 +419,30 @@ fn validate(l: ConfigLayer, sources: Vec<String>) -> Result<Config, ConfigError>
             message: "must be at most 86400 (one day)".into(),
         });
     }
+    let geoip_db = match l.geoip_db {
+        Some(p) if p.as_os_str().is_empty() => None,
+        Some(p) => {
+            // The file itself is opened and checked by the installation (crate::geoip).
+            if !p.is_file() {
+                return Err(ConfigError::Invalid {
+                    key: "geoip_db",
+                    message: format!(
+                        "{} is not a file; give the path of a GeoLite2/GeoIP2 Country or City .mmdb",
+                        p.display()
+                    ),
+                });
+            }
+            Some(p)
+        }
+        None => None,
+    };
+    let access_nats = nats_config(
+        l.access_nats_url,
+        l.access_nats_stream,
+        l.access_nats_subject,
+        l.access_nats_consumer,
+        l.access_nats_batch,
+    )?;
     let log_format = match l.log_format.as_deref().unwrap_or("text") {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
@@ -410,6 +477,8 @@ fn validate(l: ConfigLayer, sources: Vec<String>) -> Result<Config, ConfigError>
         list_refresh_secs,
         access_max_body_bytes,
         access_future_skew_secs,
+        geoip_db,
+        access_nats,
         log_format,
         log_level: l.log_level.unwrap_or_else(|| "info".into()),
         sources,
@@ -484,6 +553,87 @@ fn validate_verification(l: &ConfigLayer) -> Result<VerificationConfig, ConfigEr
     })
 }
 
+/// A stream or consumer name: NATS forbids whitespace, `.`, `*`, `>`, path separators.
+fn nats_name(key: &'static str, v: &str) -> Result<String, ConfigError> {
+    let ok = !v.is_empty()
+        && v.len() <= 255
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(ConfigError::Invalid {
+            key,
+            message: format!("'{v}' must be 1 to 255 letters, digits, '-' or '_'"),
+        })
+    }
+}
+
+fn nats_config(
+    url: Option<String>,
+    stream: Option<String>,
+    subject: Option<String>,
+    consumer: Option<String>,
+    batch: Option<usize>,
+) -> Result<Option<NatsConfig>, ConfigError> {
+    let url = match url {
+        Some(u) if !u.trim().is_empty() => u.trim().to_string(),
+        _ => {
+            if stream.is_some() || subject.is_some() || consumer.is_some() || batch.is_some() {
+                return Err(ConfigError::Invalid {
+                    key: "access_nats_url",
+                    message: "access_nats_stream/subject/consumer/batch are set but access_nats_url is not; set it (e.g. nats://127.0.0.1:4222) or remove the others".into(),
+                });
+            }
+            return Ok(None);
+        }
+    };
+    let scheme_ok = ["nats://", "tls://", "ws://", "wss://"]
+        .iter()
+        .any(|s| url.starts_with(s));
+    if !scheme_ok {
+        return Err(ConfigError::Invalid {
+            key: "access_nats_url",
+            message: format!(
+                "'{}' must start with nats://, tls://, ws:// or wss://",
+                redact_url(&url)
+            ),
+        });
+    }
+    let stream = nats_name(
+        "access_nats_stream",
+        stream.as_deref().unwrap_or("CIP_ACCESS"),
+    )?;
+    let consumer = nats_name(
+        "access_nats_consumer",
+        consumer.as_deref().unwrap_or("cip-access"),
+    )?;
+    let subject = subject.unwrap_or_else(|| "cip.access.events".into());
+    if subject.is_empty()
+        || subject.contains(char::is_whitespace)
+        || subject.split('.').any(|t| t.is_empty())
+    {
+        return Err(ConfigError::Invalid {
+            key: "access_nats_subject",
+            message: format!("'{subject}' is not a NATS subject (dot-separated tokens, no spaces)"),
+        });
+    }
+    let batch = batch.unwrap_or(1000);
+    if !(1..=10_000).contains(&batch) {
+        return Err(ConfigError::Invalid {
+            key: "access_nats_batch",
+            message: "must be between 1 and 10000".into(),
+        });
+    }
+    Ok(Some(NatsConfig {
+        url,
+        stream,
+        subject,
+        consumer,
+        batch,
+    }))
+}
+
 impl Config {
     /// The effective configuration as TOML, secrets redacted.
     pub fn to_redacted_toml(&self) -> String {
@@ -502,7 +652,7 @@ impl Config {
             ),
         };
         format!(
-            "# sources: {}\nlisten = \"{}\"\ndata_dir = \"{}\"\ndatabase_url = {}\nmaster_key = {}\nmax_body_bytes = {}\nrequest_timeout_secs = {}\npostgres_max_connections = {}\naudit_checkpoint_secs = {}\nscreening_threshold = {}\nlist_refresh_secs = {}\naccess_max_body_bytes = {}\naccess_future_skew_secs = {}\nlog_format = \"{}\"\nlog_level = \"{}\"\notp_ttl_secs = {}\notp_max_attempts = {}\notp_resend_interval_secs = {}\notp_max_per_hour = {}\notp_sender = {}\nverification_failure_limit = {}\n",
+            "# sources: {}\nlisten = \"{}\"\ndata_dir = \"{}\"\ndatabase_url = {}\nmaster_key = {}\nmax_body_bytes = {}\nrequest_timeout_secs = {}\npostgres_max_connections = {}\naudit_checkpoint_secs = {}\nscreening_threshold = {}\nlist_refresh_secs = {}\naccess_max_body_bytes = {}\naccess_future_skew_secs = {}\n{}{}log_format = \"{}\"\nlog_level = \"{}\"\notp_ttl_secs = {}\notp_max_attempts = {}\notp_resend_interval_secs = {}\notp_max_per_hour = {}\notp_sender = {}\nverification_failure_limit = {}\n",
             self.sources.join(" < "),
             self.listen,
             self.data_dir.display(),
@@ -516,6 +666,21 @@ impl Config {
             self.list_refresh_secs,
             self.access_max_body_bytes,
             self.access_future_skew_secs,
+            match &self.geoip_db {
+                Some(p) => format!("geoip_db = \"{}\"\n", p.display()),
+                None => "# geoip_db unset: countries of IP addresses are unknown\n".into(),
+            },
+            match &self.access_nats {
+                Some(n) => format!(
+                    "access_nats_url = \"{}\"\naccess_nats_stream = \"{}\"\naccess_nats_subject = \"{}\"\naccess_nats_consumer = \"{}\"\naccess_nats_batch = {}\n",
+                    redact_url(&n.url),
+                    n.stream,
+                    n.subject,
+                    n.consumer,
+                    n.batch
+                ),
+                None => "# access_nats_url unset: no access-event stream is consumed\n".into(),
+            },
             match self.log_format {
                 LogFormat::Text => "text",
                 LogFormat::Json => "json",
@@ -675,6 +840,67 @@ mod tests {
         std::fs::write(&file, "listne = \"127.0.0.1:9000\"\n").unwrap();
         let e = load(Some(&file), ConfigLayer::default(), ConfigLayer::default()).unwrap_err();
         assert!(e.to_string().contains("listne"), "{e}");
+    }
+
+    #[test]
+    fn the_access_stream_and_geoip_settings_are_checked() {
+        let none = load(None, env(&[]), ConfigLayer::default()).unwrap();
+        assert_eq!(none.access_nats, None);
+        assert_eq!(none.geoip_db, None);
+        let c = load(
+            None,
+            env(&[
+                ("CIP_ACCESS_NATS_URL", "nats://u:sekrit@127.0.0.1:4222"),
+                ("CIP_ACCESS_NATS_BATCH", "50"),
+            ]),
+            ConfigLayer::default(),
+        )
+        .unwrap();
+        let n = c.access_nats.clone().unwrap();
+        assert_eq!(
+            (
+                n.stream.as_str(),
+                n.subject.as_str(),
+                n.consumer.as_str(),
+                n.batch
+            ),
+            ("CIP_ACCESS", "cip.access.events", "cip-access", 50)
+        );
+        let printed = c.to_redacted_toml();
+        assert!(!printed.contains("sekrit"), "{printed}");
+        assert!(printed.contains("access_nats_batch = 50"), "{printed}");
+        for (pairs, key) in [
+            (vec![("CIP_ACCESS_NATS_STREAM", "S")], "access_nats_url:"),
+            (
+                vec![("CIP_ACCESS_NATS_URL", "http://x:4222")],
+                "access_nats_url:",
+            ),
+            (
+                vec![
+                    ("CIP_ACCESS_NATS_URL", "nats://x:4222"),
+                    ("CIP_ACCESS_NATS_STREAM", "a.b"),
+                ],
+                "access_nats_stream:",
+            ),
+            (
+                vec![
+                    ("CIP_ACCESS_NATS_URL", "nats://x:4222"),
+                    ("CIP_ACCESS_NATS_SUBJECT", "a..b"),
+                ],
+                "access_nats_subject:",
+            ),
+            (
+                vec![
+                    ("CIP_ACCESS_NATS_URL", "nats://x:4222"),
+                    ("CIP_ACCESS_NATS_BATCH", "0"),
+                ],
+                "access_nats_batch:",
+            ),
+            (vec![("CIP_GEOIP_DB", "/no/such/file.mmdb")], "geoip_db:"),
+        ] {
+            let e = load(None, env(&pairs), ConfigLayer::default()).unwrap_err();
+            assert!(e.to_string().starts_with(key), "{pairs:?}: {e}");
+        }
     }
 
     #[test]

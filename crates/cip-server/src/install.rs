@@ -32,6 +32,8 @@ pub enum InstallError {
     Store(#[from] StoreError),
     #[error("cannot open the access record: {0}")]
     Access(#[from] cip_access::AccessError),
+    #[error(transparent)]
+    GeoIp(#[from] crate::geoip::GeoIpError),
     #[error("key material in the database is damaged or was wrapped under another master key: {0}")]
     Vault(#[from] VaultError),
 }
@@ -41,6 +43,8 @@ pub struct Installation {
     pub store: Arc<dyn Store>,
     /// The access record (its own files or tables; see `crate::access`).
     pub access: Arc<dyn cip_access::AccessStore>,
+    /// Countries of IP addresses (`geoip_db`), or none.
+    pub geoip: Arc<dyn crate::geoip::Geolocate>,
     pub keyring: Arc<RwLock<Arc<Keyring>>>,
     pub master: Arc<MasterKey>,
     pub checkpoint_key: Arc<CheckpointKey>,
@@ -137,6 +141,9 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, InstallError>
 
 /// Opens (creating on first start) the installation described by `config`.
 pub async fn open(config: &Config) -> Result<Installation, InstallError> {
+    // A configured geolocation database that cannot be read stops the start before anything
+    // is created or written.
+    let geoip = crate::geoip::open(config.geoip_db.as_deref())?;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| InstallError::DataDir {
         path: config.data_dir.clone(),
         source,
@@ -186,6 +193,7 @@ pub async fn open(config: &Config) -> Result<Installation, InstallError> {
     Ok(Installation {
         store,
         access,
+        geoip,
         keyring,
         master: Arc::new(master),
         checkpoint_key: Arc::new(checkpoint_key),

@@ -9,6 +9,7 @@
 //! - Nothing here logs a request body, a header value or a decrypted field.
 
 pub mod access;
+pub mod access_stream;
 pub mod api;
 pub mod app;
 pub mod audit;
@@ -17,6 +18,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod extract;
+pub mod geoip;
 pub mod install;
 pub mod jobs;
 pub mod measures;

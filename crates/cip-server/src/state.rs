@@ -13,6 +13,8 @@ pub struct AppState {
     pub access_ingest: Arc<tokio::sync::Semaphore>,
     pub access_max_body_bytes: usize,
     pub access_future_skew_micros: i64,
+    /// Countries of IP addresses (`geoip_db`; without it every country is unknown).
+    pub geoip: Arc<dyn crate::geoip::Geolocate>,
     pub keyring: Arc<RwLock<Arc<Keyring>>>,
     pub master: Arc<MasterKey>,
     pub checkpoint_key: Arc<CheckpointKey>,

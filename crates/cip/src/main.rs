@@ -405,6 +405,14 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     "audit_checkpoint_secs": config.audit_checkpoint_secs,
                     "screening_threshold": config.screening_threshold,
                     "list_refresh_secs": config.list_refresh_secs,
+                    "geoip_db": config.geoip_db,
+                    "access_nats": config.access_nats.as_ref().map(|n| serde_json::json!({
+                        "url": config::redact_url(&n.url),
+                        "stream": n.stream,
+                        "subject": n.subject,
+                        "consumer": n.consumer,
+                        "batch": n.batch,
+                    })),
                     "log_level": config.log_level,
                 }));
             } else {

@@ -312,6 +312,9 @@ pub async fn account_access_events(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IpUseOut {
     pub ip: String,
+    /// ISO 3166-1 alpha-2 country the address geolocates to (`geoip_db`); null when unknown
+    /// or when no database is configured (see `geolocation`).
+    pub country: Option<String>,
     pub first_seen: String,
     pub last_seen: String,
     pub count: u64,
@@ -319,11 +322,13 @@ pub struct IpUseOut {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountIps {
+    /// Where the countries come from (or that there is no database).
+    pub geolocation: crate::geoip::GeoSource,
     pub items: Vec<IpUseOut>,
 }
 
 /// The distinct IP addresses an account used in a range (default: the last 90 days), with
-/// first/last seen and the number of events. Audited.
+/// first/last seen, the number of events and the country each geolocates to. Audited.
 #[utoipa::path(get, path = "/v1/accounts/{id}/ips", tag = "access",
     params(("id" = Uuid, Path), RangeQuery, ("X-Purpose" = Option<String>, Header)),
     responses((status = 200, body = AccountIps), (status = 400, body = ErrorBody),
@@ -353,14 +358,101 @@ pub async fn account_ips(
             purpose,
         )])
         .await?;
+    let geo = state.geoip.as_ref();
     Ok(Json(AccountIps {
+        geolocation: geo.source(),
         items: ips
             .into_iter()
             .map(|u| IpUseOut {
                 ip: ip_from_key(u.ip).to_string(),
+                country: geo
+                    .country(ip_from_key(u.ip))
+                    .map(|c| c.as_str().to_string()),
                 first_seen: to_rfc3339(u.first_seen),
                 last_seen: to_rfc3339(u.last_seen),
                 count: u.count,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CountryUseOut {
+    /// ISO 3166-1 alpha-2; null for the addresses whose country is unknown.
+    pub country: Option<String>,
+    /// Whether the country counts as the United States (U.S. territories do).
+    pub united_states: bool,
+    pub first_seen: String,
+    pub last_seen: String,
+    /// Events from this country.
+    pub count: u64,
+    /// Distinct addresses in this country.
+    pub ips: u64,
+    /// The address the account was first accessed from in this country.
+    pub first_ip: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountCountries {
+    /// Where the countries come from (or that there is no database: then one item, country
+    /// null, holds every address).
+    pub geolocation: crate::geoip::GeoSource,
+    /// First accessed from first; the unknown country last.
+    pub items: Vec<CountryUseOut>,
+}
+
+/// The countries an account was accessed from in a range (default: the whole record), from
+/// the geolocation of its distinct addresses: first and last access from each, events,
+/// addresses. Feeds the U.S./foreign determination ("located in the United States").
+/// Audited.
+#[utoipa::path(get, path = "/v1/accounts/{id}/countries", tag = "access",
+    params(("id" = Uuid, Path), RangeQuery, ("X-Purpose" = Option<String>, Header)),
+    responses((status = 200, body = AccountCountries), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn account_countries(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+    Query(q): Query<RangeQuery>,
+) -> Result<Json<AccountCountries>, ApiError> {
+    principal.require(Permission::ReadPersonalData)?;
+    let purpose = purpose(&headers)?;
+    let (from, to) = range(
+        &q.from,
+        &q.to,
+        i64::MAX / 2,
+        state.access_future_skew_micros,
+    )?;
+    let from = if q.from.is_none() { 0 } else { from };
+    require_account(&state, id).await?;
+    let ips = state.access.account_ips(id, from, to).await?;
+    let by = crate::access::countries(state.geoip.as_ref(), &ips);
+    state
+        .store
+        .append_audit(vec![audit(
+            &principal,
+            &headers,
+            "access_countries.read",
+            "account",
+            Some(id.to_string()),
+            vec!["/countries".into(), format!("count={}", by.len())],
+            purpose,
+        )])
+        .await?;
+    Ok(Json(AccountCountries {
+        geolocation: state.geoip.source(),
+        items: by
+            .into_iter()
+            .map(|c| CountryUseOut {
+                united_states: c.country.is_some_and(cip_core::determination::is_us),
+                country: c.country.map(|c| c.as_str().to_string()),
+                first_seen: to_rfc3339(c.first_seen),
+                last_seen: to_rfc3339(c.last_seen),
+                count: c.count,
+                ips: c.ips,
+                first_ip: ip_from_key(c.first_ip).to_string(),
             })
             .collect(),
     }))

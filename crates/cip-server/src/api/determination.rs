@@ -24,6 +24,9 @@ pub struct EvidenceDto {
     /// JSON pointer of the fact in the customer record.
     pub source: String,
     pub points_to_us: bool,
+    /// For ip_geolocation: the address located (the first the account used in that country).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -51,6 +54,9 @@ pub struct DeterminationDto {
     pub reasons: Vec<String>,
     pub customer: PersonDetermination,
     pub beneficial_owners: Vec<OwnerDetermination>,
+    /// Where the countries of the customer's accesses come from; without a database
+    /// (`available: false`) no ip_geolocation evidence can be given.
+    pub geolocation: crate::geoip::GeoSource,
 }
 
 const POLICY: &str = "default (proposed rule): possibly foreign until citizenship, permanent residence, place of organisation or location establishes U.S. status; any beneficial owner not established as a U.S. person requires verification";
@@ -68,6 +74,7 @@ fn dto(d: Determination) -> PersonDetermination {
                 points_to_us: e.points_to_us(),
                 country: e.country.as_str().to_string(),
                 source: e.source,
+                ip: e.ip.map(|ip| ip.to_string()),
             })
             .collect(),
     }
@@ -176,10 +183,74 @@ pub fn evidence_of(doc: &CustomerDoc) -> (Vec<Evidence>, Vec<(Uuid, Vec<Evidence
     (customer, owners)
 }
 
+/// Where the customer's accounts were accessed from: one `ip_geolocation` fact per account
+/// and country (known countries only), the address being the first the account used there.
+/// Each account's addresses read is audited like `GET /v1/accounts/{id}/countries`.
+pub(crate) async fn access_evidence(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    customer: Uuid,
+    purpose: &Option<String>,
+) -> Result<Vec<Evidence>, ApiError> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = state
+            .store
+            .list_accounts(
+                &cip_store::AccountFilter {
+                    customer_id: Some(customer),
+                    status: None,
+                    account_type: None,
+                },
+                &cip_store::PageRequest { after, limit: 200 },
+            )
+            .await?;
+        let mut drafts = Vec::new();
+        for account in &page {
+            let ips = state.access.account_ips(account.id, 0, i64::MAX).await?;
+            if ips.is_empty() {
+                continue;
+            }
+            let by = crate::access::countries(state.geoip.as_ref(), &ips);
+            drafts.push(super::audit_draft(
+                principal,
+                headers,
+                "access_countries.read",
+                "account",
+                Some(account.id.to_string()),
+                vec!["/countries".into(), format!("count={}", by.len())],
+                purpose.clone(),
+            ));
+            for c in by {
+                if let Some(country) = c.country {
+                    out.push(Evidence::located(
+                        country,
+                        cip_access::ip_from_key(c.first_ip),
+                        format!("/accounts/{}/countries/{}", account.id, country.as_str()),
+                    ));
+                }
+            }
+        }
+        if !drafts.is_empty() {
+            state.store.append_audit(drafts).await?;
+        }
+        match page.last() {
+            Some(last) if page.len() == 200 => after = Some(last.id),
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
 /// Whether the customer and each beneficial owner is a U.S. or a foreign person, with the
 /// evidence used and any conflicting facts, and whether the account requires verification.
-/// Computed from the current record (IP geolocation and verified documents join the evidence
-/// as those records are kept). The read is audited like any read of the record.
+/// Computed from the current record and the access record: the countries the customer's
+/// accounts were accessed from (`geoip_db`) are `ip_geolocation` evidence, an access from
+/// the U.S. establishing U.S. status ("any person located in the United States"), foreign
+/// documents against it surfaced as conflicts. The reads are audited like any read of the
+/// record.
 #[utoipa::path(get, path = "/v1/customers/{id}/determination", tag = "customers",
     params(("id" = Uuid, Path), ("X-Purpose" = Option<String>, Header)),
     responses((status = 200, body = DeterminationDto), (status = 404, body = ErrorBody)),
@@ -199,12 +270,13 @@ pub async fn get_determination(
         id,
         &seal::Projection::all(),
         "customer.determination",
-        purpose,
+        purpose.clone(),
     )
     .await?;
     let doc: CustomerDoc = serde_json::from_value(value)
         .map_err(|e| ApiError::Internal(format!("stored document of {id}: {e}")))?;
-    let (customer, owners) = evidence_of(&doc);
+    let (mut customer, owners) = evidence_of(&doc);
+    customer.extend(access_evidence(&state, &principal, &headers, id, &purpose).await?);
     let d = determination::determine_customer(customer, owners);
     Ok(Json(DeterminationDto {
         customer_id: id,
@@ -221,5 +293,6 @@ pub async fn get_determination(
                 determination: dto(d),
             })
             .collect(),
+        geolocation: state.geoip.source(),
     }))
 }

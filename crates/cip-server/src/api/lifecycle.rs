@@ -329,12 +329,24 @@ pub async fn account_decision(
         account.customer_id,
         &seal::Projection::all(),
         "account.decision",
-        purpose,
+        purpose.clone(),
     )
     .await?;
     let doc: CustomerDoc = serde_json::from_value(value)
         .map_err(|e| ApiError::Internal(format!("stored document: {e}")))?;
-    let (customer, owners) = super::determination::evidence_of(&doc);
+    // The same evidence as GET /v1/customers/{id}/determination, the countries of access
+    // included: a decision never disagrees with the determination shown beside it.
+    let (mut customer, owners) = super::determination::evidence_of(&doc);
+    customer.extend(
+        super::determination::access_evidence(
+            &state,
+            &principal,
+            &headers,
+            account.customer_id,
+            &purpose,
+        )
+        .await?,
+    );
     let determination = cip_core::determination::determine_customer(customer, owners);
     let d = lifecycle::decide(status);
     let mut reasons = vec![d.reason.to_string()];

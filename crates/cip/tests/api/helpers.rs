@@ -77,10 +77,27 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Boots a server over `data_dir` (and, for PostgreSQL, a new scratch database unless one
 /// is given).
+/// A server whose configuration adds `extra` (geoip_db, access_nats_*, …) to the defaults.
+pub async fn spawn_app_with(backend: Backend, extra: ConfigLayer) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = spawn_app_in_with(backend, dir.path().to_path_buf(), None, extra).await;
+    app._dir = Some(dir);
+    app
+}
+
 pub async fn spawn_app_in(
     backend: Backend,
     data_dir: PathBuf,
     pg: Option<(String, String)>,
+) -> TestApp {
+    spawn_app_in_with(backend, data_dir, pg, ConfigLayer::default()).await
+}
+
+pub async fn spawn_app_in_with(
+    backend: Backend,
+    data_dir: PathBuf,
+    pg: Option<(String, String)>,
+    extra: ConfigLayer,
 ) -> TestApp {
     let (database_url, pg_name) = match (backend, pg) {
         (Backend::Sqlite, _) => (None, None),
@@ -103,7 +120,7 @@ pub async fn spawn_app_in(
         list_refresh_secs: Some(3600),
         ..Default::default()
     };
-    let config = config::load(None, ConfigLayer::default(), flags).unwrap();
+    let config = config::load(None, ConfigLayer::default(), flags.merge(extra)).unwrap();
     let inst = cip_server::install::open(&config).await.unwrap();
     let (_, token) = cip_server::auth::create_api_key(
         inst.store.as_ref(),
@@ -241,4 +258,46 @@ pub fn entity(tag: &str) -> Value {
             {"identity": {"names": [{"full": "Kenji Watanabe"}], "citizenships": ["JP"], "national_ids": [{"type": "passport", "number": "TK9988776", "issuing_country": "JP"}]}, "ownership_percent": 30}
         ]
     })
+}
+
+/// A GeoLite2-Country-shaped database over the documentation ranges: 192.0.2.0/24 → US,
+/// 198.51.100.0/24 → DE, 203.0.113.0/25 → PR (a U.S. territory), 2001:db8::/32 → FR;
+/// 203.0.113.128/25 and everything else unknown.
+pub fn write_geoip_db(dir: &std::path::Path) -> PathBuf {
+    use mmdb_writer::{Value, Writer};
+    let mut w = Writer::builder("GeoLite2-Country")
+        .description(&[("en", "cip test database (documentation ranges)")])
+        .build();
+    for (net, cc) in [
+        ("192.0.2.0/24", "US"),
+        ("198.51.100.0/24", "DE"),
+        ("203.0.113.0/25", "PR"),
+        ("2001:db8::/32", "FR"),
+    ] {
+        w.insert_value(
+            net.parse::<ipnet::IpNet>().unwrap(),
+            Value::map([("country", Value::map([("iso_code", Value::from(cc))]))]),
+        )
+        .unwrap();
+    }
+    let path = dir.join("GeoLite2-Country.mmdb");
+    std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
+    path
+}
+
+pub const NATS_URL: &str = "nats://127.0.0.1:4222";
+
+/// Outside CI an unreachable NATS skips (with a message); in CI it fails, like PostgreSQL.
+pub async fn nats_available() -> bool {
+    let connect = async_nats::ConnectOptions::new()
+        .connection_timeout(std::time::Duration::from_secs(3))
+        .connect(NATS_URL);
+    match connect.await {
+        Ok(_) => true,
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("SKIPPED: NATS unavailable at {NATS_URL} ({e}); set CI=1 to make this fail");
+            false
+        }
+        Err(e) => panic!("NATS JetStream at {NATS_URL} is required in CI: {e}"),
+    }
 }

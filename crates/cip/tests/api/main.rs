@@ -6,11 +6,13 @@
 mod helpers;
 
 mod access;
+mod access_stream;
 mod audit;
 mod auth;
 mod customers;
 mod encryption;
 mod faults;
+mod geo;
 mod lifecycle;
 mod policy;
 mod reviews;
