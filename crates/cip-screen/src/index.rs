@@ -123,6 +123,8 @@ struct Scratch {
     score: Vec<f32>,
     last_token: Vec<u32>,
     touched: Vec<u32>,
+    /// Keys already looked up for an earlier token of a multi-variant query.
+    seen: std::collections::HashSet<u64, BuildHasherDefault<IdentityHasher>>,
 }
 
 impl Scratch {
@@ -140,6 +142,7 @@ impl Scratch {
             }
         }
         self.touched.clear();
+        self.seen.clear();
     }
 
     fn add(&mut self, ni: u32, idf: f32, token_no: u32) {
@@ -180,6 +183,8 @@ struct IndexedName {
 pub struct Index {
     entries: Vec<ListEntry>,
     names: Vec<IndexedName>,
+    /// Names of entry `e` are `names[entry_start[e]..entry_start[e + 1]]`.
+    entry_start: Vec<u32>,
     postings: Map<Vec<u32>>,
     identifiers: Map<Vec<u32>>,
 }
@@ -390,8 +395,10 @@ impl Index {
         let mut names = Vec::new();
         let mut postings: Map<Vec<u32>> = Map::default();
         let mut identifiers: Map<Vec<u32>> = Map::default();
+        let mut entry_start: Vec<u32> = Vec::with_capacity(entries.len() + 1);
         for (ei, e) in entries.iter().enumerate() {
             let ei = u32::try_from(ei).unwrap_or(u32::MAX);
+            entry_start.push(u32::try_from(names.len()).unwrap_or(u32::MAX));
             for n in &e.names {
                 for norm in normalize_name(&n.text, comparison_kind(e.kind)) {
                     if norm.tokens.is_empty() {
@@ -420,9 +427,11 @@ impl Index {
                 }
             }
         }
+        entry_start.push(u32::try_from(names.len()).unwrap_or(u32::MAX));
         Self {
             entries,
             names,
+            entry_start,
             postings,
             identifiers,
         }
@@ -503,7 +512,7 @@ impl Index {
         let n_names = self.names.len().max(1) as f32;
         scratch.reset(self.names.len());
         let mut token_no: u32 = 0;
-        let mut seen_variant_keys: Vec<u64> = Vec::new();
+        let multi = q.variants.len() > 1;
         for (_, names) in &q.variants {
             for (_, norm, keys) in names {
                 for (ti, tkeys) in keys.iter().enumerate() {
@@ -511,7 +520,7 @@ impl Index {
                     let weight = norm.tokens.get(ti).map_or(1.0, |t| t.weight());
                     for k in tkeys {
                         // The same key from another kind variant adds nothing new.
-                        if seen_variant_keys.contains(k) && q.variants.len() > 1 {
+                        if multi && scratch.seen.contains(k) {
                             continue;
                         }
                         let Some(post) = self.postings.get(k) else {
@@ -525,8 +534,8 @@ impl Index {
                             scratch.add(ni, idf, token_no);
                         }
                     }
-                    if q.variants.len() > 1 {
-                        seen_variant_keys.extend_from_slice(tkeys);
+                    if multi {
+                        scratch.seen.extend(tkeys.iter().copied());
                     }
                 }
             }
@@ -553,12 +562,13 @@ impl Index {
         }
         by_entry.sort_unstable();
         by_entry.dedup();
-        let mut out: Vec<Candidate> = Vec::new();
+        let mut out: Vec<Scored> = Vec::new();
+        let mut only: Vec<u32> = Vec::new();
         let mut i = 0;
         while i < by_entry.len() {
             let ei = by_entry.get(i).map_or(0, |x| x.0);
             let mut j = i;
-            let mut only: Vec<u32> = Vec::new();
+            only.clear();
             let mut all = false;
             while let Some((e, n)) = by_entry.get(j).copied() {
                 if e != ei {
@@ -571,6 +581,8 @@ impl Index {
                 j += 1;
             }
             i = j;
+            // `by_entry` is sorted, so `only` is in name order, as a walk over the entry's
+            // names would visit them (ties between names go to the first).
             let names = if all { None } else { Some(only.as_slice()) };
             if let Some(c) = self.score_entry(q, ei, names)
                 && c.score >= min_score
@@ -578,13 +590,17 @@ impl Index {
                 out.push(c);
             }
         }
-        out.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then_with(|| a.entry_id.cmp(&b.entry_id))
-        });
+        let id = |c: &Scored| {
+            self.entries
+                .get(c.entry as usize)
+                .map_or("", |e| e.entry_id.as_str())
+        };
+        out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| id(a).cmp(id(b))));
         out.truncate(limit);
-        out
+        // Explanations (a second, explaining alignment) only for what is returned.
+        out.into_iter()
+            .filter_map(|c| self.candidate(q, c))
+            .collect()
     }
 
     /// Screens many prepared queries on `threads` threads (std scoped threads; no runtime).
@@ -621,33 +637,37 @@ impl Index {
         })
     }
 
-    fn entry_names(&self, ei: u32) -> impl Iterator<Item = &IndexedName> {
-        // Names of one entry are contiguous; find them by binary search.
-        let start = self.names.partition_point(|n| n.entry < ei);
-        self.names
-            .get(start..)
-            .unwrap_or(&[])
-            .iter()
-            .take_while(move |n| n.entry == ei)
+    /// Index range of the names of entry `ei`.
+    fn entry_name_range(&self, ei: u32) -> std::ops::Range<u32> {
+        let start = self.entry_start.get(ei as usize).copied().unwrap_or(0);
+        let end = self
+            .entry_start
+            .get(ei as usize + 1)
+            .copied()
+            .unwrap_or(start);
+        start..end
     }
 
-    fn score_entry(
-        &self,
-        q: &PreparedQuery,
-        ei: u32,
-        only_names: Option<&[u32]>,
-    ) -> Option<Candidate> {
+    /// Scores entry `ei` (on `only_names` of its names, else all of them) without building
+    /// an explanation.
+    fn score_entry(&self, q: &PreparedQuery, ei: u32, only_names: Option<&[u32]>) -> Option<Scored> {
         let e = self.entries.get(ei as usize)?;
         let qnames = q.names_for(e.kind);
         let ck = comparison_kind(e.kind);
-        let mut best: Option<(f32, &IndexedName, usize)> = None;
-        let start = u32::try_from(self.names.partition_point(|n| n.entry < ei)).unwrap_or(0);
-        for (off, n) in self.entry_names(ei).enumerate() {
-            if let Some(only) = only_names
-                && !only.contains(&(start + u32::try_from(off).unwrap_or(0)))
-            {
-                continue;
+        let range = self.entry_name_range(ei);
+        let all: Vec<u32>;
+        let names: &[u32] = match only_names {
+            Some(only) => only,
+            None => {
+                all = range.collect();
+                &all
             }
+        };
+        let mut best: Option<(f32, u32, usize)> = None;
+        for &ni in names {
+            let Some(n) = self.names.get(ni as usize) else {
+                continue;
+            };
             let factor = match n.kind {
                 NameKind::Weak => 0.9,
                 NameKind::Fka => 0.97,
@@ -657,7 +677,7 @@ impl Index {
                 let (s, _) = compare(qn, &n.norm, ck, false);
                 let s = s * factor;
                 if best.is_none_or(|(b, _, _)| s > b) {
-                    best = Some((s, n, qi));
+                    best = Some((s, ni, qi));
                 }
             }
         }
@@ -665,9 +685,25 @@ impl Index {
             Some((s, n, qi)) => (s, Some(n), qi),
             None => (0.0, None, 0),
         };
-        let name_expl = match (name, qnames.get(qi)) {
+        let evidence = Evidence::of(q, e);
+        Some(Scored {
+            entry: ei,
+            score: evidence.apply(name_score),
+            name_score,
+            name,
+            qi,
+            evidence,
+        })
+    }
+
+    /// The returned form of a scored entry, with its explanation.
+    fn candidate(&self, q: &PreparedQuery, c: Scored) -> Option<Candidate> {
+        let e = self.entries.get(c.entry as usize)?;
+        let name = c.name.and_then(|ni| self.names.get(ni as usize));
+        let qnames = q.names_for(e.kind);
+        let name_expl = match (name, qnames.get(c.qi)) {
             (Some(n), Some((raw_i, qn, _))) => {
-                let (_, ex) = compare(qn, &n.norm, ck, true);
+                let (_, ex) = compare(qn, &n.norm, comparison_kind(e.kind), true);
                 let mut ex = ex.unwrap_or_default();
                 ex.query_name = q.raw_names.get(*raw_i).cloned().unwrap_or_default();
                 ex.entry_name = n.text.clone();
@@ -675,13 +711,56 @@ impl Index {
             }
             _ => NameExplanation::default(),
         };
-        let mut score = name_score;
-        // Identifiers.
+        let ev = c.evidence;
+        Some(Candidate {
+            list: e.list.clone(),
+            entry_id: e.entry_id.clone(),
+            kind: e.kind,
+            entry_name: name.map_or_else(|| e.primary_name().to_owned(), |n| n.text.clone()),
+            score: c.score,
+            explanation: Explanation {
+                name: name_expl,
+                entry_name_kind: name.map_or(NameKind::Primary, |n| n.kind),
+                name_score: c.name_score,
+                identifiers: ev.identifiers,
+                birth_date: ev.birth_date,
+                countries_in_common: ev.countries_in_common,
+                kind_mismatch: ev.kind_mismatch,
+            },
+        })
+    }
+}
+
+/// An entry scored but not yet explained.
+struct Scored {
+    entry: u32,
+    /// Final score (name score with the evidence applied), in [0, 1].
+    score: f32,
+    name_score: f32,
+    /// Best-aligned list name (index into `Index::names`) and query name (index into the
+    /// query's names for the entry's kind).
+    name: Option<u32>,
+    qi: usize,
+    evidence: Evidence,
+}
+
+/// What the query's identifiers, birth date, countries and kind say about one entry:
+/// independent of the names, so computed once per entry.
+struct Evidence {
+    identifiers: Vec<IdentifierEvidence>,
+    id_match: bool,
+    id_conflict: bool,
+    birth_date: Option<Agreement>,
+    countries_in_common: Vec<String>,
+    kind_mismatch: bool,
+}
+
+impl Evidence {
+    fn of(q: &PreparedQuery, e: &ListEntry) -> Self {
         let mut ids = Vec::new();
         let mut id_match = false;
         let mut id_conflict = false;
         for (kind, value, _) in &q.identifiers {
-            let same_kind: Vec<_> = e.identifiers.iter().filter(|i| i.kind == *kind).collect();
             if let Some(hit) = e.identifiers.iter().find(|i| &i.normalized == value) {
                 id_match = true;
                 ids.push(IdentifierEvidence {
@@ -690,7 +769,7 @@ impl Index {
                     entry_value: Some(hit.value.clone()),
                     agreement: Agreement::Agree,
                 });
-            } else if !same_kind.is_empty()
+            } else if let Some(other) = e.identifiers.iter().find(|i| i.kind == *kind)
                 && matches!(
                     kind,
                     IdentifierKind::Passport
@@ -703,27 +782,15 @@ impl Index {
                 ids.push(IdentifierEvidence {
                     kind: *kind,
                     query_value: value.clone(),
-                    entry_value: same_kind.first().map(|i| i.value.clone()),
+                    entry_value: Some(other.value.clone()),
                     agreement: Agreement::Conflict,
                 });
             }
         }
-        if id_match {
-            score = score.max(0.85 + 0.15 * score);
-        } else if id_conflict {
-            score *= 0.75;
-        }
-        // Birth date.
         let birth_date = match (&q.birth_date, e.birth_dates.is_empty()) {
             (Some(qd), false) => Some(date_agreement(qd, &e.birth_dates)),
             _ => None,
         };
-        match birth_date {
-            Some(Agreement::Agree) => score = (score + 0.03).min(1.0),
-            Some(Agreement::Near) => score *= 0.95,
-            Some(Agreement::Conflict) if !id_match => score *= 0.7,
-            _ => {}
-        }
         // Countries: agreement is mild evidence; disagreement is not evidence (people move).
         let countries_in_common: Vec<String> = q
             .countries
@@ -735,33 +802,44 @@ impl Index {
             })
             .cloned()
             .collect();
-        if !countries_in_common.is_empty() {
-            score = (score + 0.02).min(1.0);
-        }
         let kind_mismatch = q.kind.is_some_and(|k| {
             k != EntryKind::Unknown
                 && e.kind != EntryKind::Unknown
                 && comparison_kind(k) != comparison_kind(e.kind)
         });
-        if kind_mismatch && !id_match {
+        Self {
+            identifiers: ids,
+            id_match,
+            id_conflict,
+            birth_date,
+            countries_in_common,
+            kind_mismatch,
+        }
+    }
+
+    /// The final score from a name score. Non-decreasing in `name_score` (every step is a
+    /// max, an addition, a product with a positive constant or a clamp), so it also turns
+    /// an upper bound of the name score into an upper bound of the final score.
+    fn apply(&self, name_score: f32) -> f32 {
+        let mut score = name_score;
+        if self.id_match {
+            score = score.max(0.85 + 0.15 * score);
+        } else if self.id_conflict {
+            score *= 0.75;
+        }
+        match self.birth_date {
+            Some(Agreement::Agree) => score = (score + 0.03).min(1.0),
+            Some(Agreement::Near) => score *= 0.95,
+            Some(Agreement::Conflict) if !self.id_match => score *= 0.7,
+            _ => {}
+        }
+        if !self.countries_in_common.is_empty() {
+            score = (score + 0.02).min(1.0);
+        }
+        if self.kind_mismatch && !self.id_match {
             score *= 0.8;
         }
-        Some(Candidate {
-            list: e.list.clone(),
-            entry_id: e.entry_id.clone(),
-            kind: e.kind,
-            entry_name: name.map_or_else(|| e.primary_name().to_owned(), |n| n.text.clone()),
-            score: score.clamp(0.0, 1.0),
-            explanation: Explanation {
-                name: name_expl,
-                entry_name_kind: name.map_or(NameKind::Primary, |n| n.kind),
-                name_score,
-                identifiers: ids,
-                birth_date,
-                countries_in_common,
-                kind_mismatch,
-            },
-        })
+        score.clamp(0.0, 1.0)
     }
 }
 

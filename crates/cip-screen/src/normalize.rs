@@ -60,6 +60,9 @@ pub struct Token {
     /// Written as an abbreviation (trailing `.`, or no vowel after the first letter).
     pub abbrev: bool,
     pub number: Option<u32>,
+    /// The expansion of `text` when it is a known abbreviation (looked up once here, not
+    /// on every comparison).
+    pub expansion: Option<&'static str>,
 }
 
 impl Token {
@@ -566,6 +569,7 @@ fn tokenize(text: &str, kind: EntryKind, former: bool) -> NormalizedName {
             origin: w.origin,
             abbrev,
             number,
+            expansion: legal::expand_abbreviation(t),
         });
     }
     NormalizedName {
@@ -584,8 +588,15 @@ fn is_vowel(b: u8) -> bool {
 /// one key: kh/ch→h, ph→f, ck/q/c→k, w→v, y/j→i, zh→j, ou/oo/u→u, ee→i, doubled letters
 /// collapsed, a trailing `h` after a vowel dropped.
 pub fn phonetic_key(t: &str) -> String {
-    let b = t.as_bytes();
-    let mut out: Vec<u8> = Vec::with_capacity(b.len());
+    let mut out = Vec::with_capacity(t.len());
+    phonetic_key_into(t.as_bytes(), &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`phonetic_key`] into a reused buffer (cleared first): the scoring hot path calls it
+/// without allocating.
+pub(crate) fn phonetic_key_into(b: &[u8], out: &mut Vec<u8>) {
+    out.clear();
     let mut i = 0;
     while i < b.len() {
         let c = b.get(i).copied().unwrap_or(0);
@@ -619,7 +630,6 @@ pub fn phonetic_key(t: &str) -> String {
     {
         out.pop();
     }
-    String::from_utf8(out).unwrap_or_default()
 }
 
 /// The phonetic key without vowels after the first letter (Mohammed/Muhammad/Mohamad →
