@@ -59,10 +59,14 @@ pub struct NameExplanation {
     pub score: f32,
 }
 
+/// Strings of this many bytes or more are compared by characters (`strsim`), shorter ones
+/// by bytes.
+pub(crate) const BYTE_DISTANCE_MAX: usize = 48;
+
 /// Optimal-string-alignment distance on bytes, without allocation for short tokens.
 pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let (a, b) = (a.as_bytes(), b.as_bytes());
-    const N: usize = 48;
+    const N: usize = BYTE_DISTANCE_MAX;
     if a.len() >= N || b.len() >= N {
         return strsim::osa_distance(&String::from_utf8_lossy(a), &String::from_utf8_lossy(b));
     }
@@ -97,7 +101,7 @@ pub(crate) fn edit_distance_within(a: &str, b: &str, k: usize) -> Option<usize> 
     if x.len().abs_diff(y.len()) > k {
         return None;
     }
-    const N: usize = 48;
+    const N: usize = BYTE_DISTANCE_MAX;
     if x.len() >= N || y.len() >= N {
         let d = edit_distance(a, b);
         return (d <= k).then_some(d);
@@ -143,7 +147,8 @@ pub fn token_similarity(a: &Token, b: &Token) -> Option<(f32, MatchHow)> {
     if a.number.is_some() || b.number.is_some() {
         return (a.number == b.number).then_some((1.0, MatchHow::Exact));
     }
-    if a.text == b.text {
+    let (sa, sb) = (&a.sig, &b.sig);
+    if sa.text.hash == sb.text.hash && a.text == b.text {
         return Some((1.0, MatchHow::Exact));
     }
     let cross = a.origin != b.origin && (a.origin != Origin::Latin || b.origin != Origin::Latin);
@@ -152,11 +157,11 @@ pub fn token_similarity(a: &Token, b: &Token) -> Option<(f32, MatchHow)> {
     } else {
         MatchHow::Phonetic
     };
-    if a.phon == b.phon {
+    if sa.phon.hash == sb.phon.hash && a.phon == b.phon {
         return Some((0.95, how_phon));
     }
     let short = a.skel.len().min(b.skel.len());
-    if a.skel == b.skel && short >= 3 {
+    if short >= 3 && sa.skel.hash == sb.skel.hash && a.skel == b.skel {
         return Some((0.9, how_phon));
     }
     // Initials (persons) against a name starting with that letter.
@@ -171,13 +176,14 @@ pub fn token_similarity(a: &Token, b: &Token) -> Option<(f32, MatchHow)> {
     }
     // Abjad transliterations: compare consonant skeletons.
     if a.origin == Origin::Abjad || b.origin == Origin::Abjad {
-        let (sa, sb) = (&a.askel, &b.askel);
-        if sa.len() >= 2 && sa == sb {
+        let (ka, kb) = (&a.askel, &b.askel);
+        if ka.len() >= 2 && sa.askel.hash == sb.askel.hash && ka == kb {
             return Some((0.85, MatchHow::Transliteration));
         }
-        if sa.len().min(sb.len()) >= 3
-            && sa.len().abs_diff(sb.len()) <= 1
-            && edit_distance_within(sa, sb, 1) == Some(1)
+        if ka.len().min(kb.len()) >= 3
+            && ka.len().abs_diff(kb.len()) <= 1
+            && sa.askel.may_be_within(sb.askel, 1)
+            && edit_distance_within(ka, kb, 1) == Some(1)
         {
             return Some((0.7, MatchHow::Transliteration));
         }
@@ -187,6 +193,7 @@ pub fn token_similarity(a: &Token, b: &Token) -> Option<(f32, MatchHow)> {
     if cross
         && short >= 3
         && a.skel.len().abs_diff(b.skel.len()) <= 1
+        && sa.skel.may_be_within(sb.skel, 1)
         && edit_distance_within(&a.skel, &b.skel, 1).is_some()
     {
         return Some((0.8, MatchHow::Transliteration));
@@ -197,12 +204,18 @@ pub fn token_similarity(a: &Token, b: &Token) -> Option<(f32, MatchHow)> {
         return None;
     }
     // Plural/singular (Star/Stars, Espoir/Espoirs) names a different thing.
-    if is_plural_of(&a.text, &b.text) || is_plural_of(&b.text, &a.text) {
+    if a.text.len() != b.text.len()
+        && (is_plural_of(&a.text, &b.text) || is_plural_of(&b.text, &a.text))
+    {
         return Some((0.3, MatchHow::Edit));
     }
     // Only distances 1 (and 2 for long tokens) score; anything further is not computed.
-    let d = edit_distance_within(&a.text, &b.text, if len >= 9 { 2 } else { 1 })
-        .unwrap_or(usize::MAX);
+    let k = if len >= 9 { 2 } else { 1 };
+    let d = if sa.text.may_be_within(sb.text, k) {
+        edit_distance_within(&a.text, &b.text, k as usize).unwrap_or(usize::MAX)
+    } else {
+        usize::MAX
+    };
     let first_differs = a.text.as_bytes().first() != b.text.as_bytes().first();
     let s = match d {
         1 if len >= 7 => 0.8,
@@ -516,10 +529,15 @@ fn compound_pass(
                 }
                 let Some(bk) = b.get(k) else { continue 'start };
                 joined.push_str(&bk.text);
-                if k > j && (**joined == t.text || {
-                    crate::normalize::phonetic_key_into(joined.as_bytes(), phon);
-                    std::str::from_utf8(phon).unwrap_or("") == t.phon
-                }) {
+                // A phonetic key is never longer than its text, so a joined text shorter
+                // than `t.phon` cannot have `t.phon` as its key.
+                if k > j
+                    && (**joined == t.text
+                        || (joined.len() >= t.phon.len() && {
+                            crate::normalize::phonetic_key_into(joined.as_bytes(), phon);
+                            std::str::from_utf8(phon).unwrap_or("") == t.phon
+                        }))
+                {
                     let s = if **joined == t.text { 0.95 } else { 0.85 };
                     if let Some(x) = a_used.get_mut(i) {
                         *x = true;
