@@ -19,7 +19,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-/// Keys are already hashes: pass them through.
+/// Keys are already hashes: pass them through (mixed, see `write_u64`).
 #[derive(Default, Clone, Copy)]
 pub(crate) struct IdentityHasher(u64);
 
@@ -31,7 +31,9 @@ impl Hasher for IdentityHasher {
         self.0 = fnv1a(bytes, self.0 ^ FNV_OFFSET);
     }
     fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+        // Keys carry their type tag in the top byte, which the hash table reads for its
+        // in-group filter: mix it down so one tag does not make every slot look alike.
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (n >> 29);
     }
     fn write_u32(&mut self, n: u32) {
         self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -120,8 +122,9 @@ fn name_keys(name: &NormalizedName) -> Vec<Vec<u64>> {
 /// name-sized table).
 #[derive(Default)]
 struct Scratch {
-    score: Vec<f32>,
-    last_token: Vec<u32>,
+    /// Per name: accumulated evidence and the last query token that added to it, side by
+    /// side so one posting touches one cache line.
+    acc: Vec<(f32, u32)>,
     touched: Vec<u32>,
     /// Keys already looked up for an earlier token of a multi-variant query.
     seen: std::collections::HashSet<u64, BuildHasherDefault<IdentityHasher>>,
@@ -129,25 +132,21 @@ struct Scratch {
 
 impl Scratch {
     fn reset(&mut self, n: usize) {
-        if self.score.len() < n {
-            self.score.resize(n, 0.0);
-            self.last_token.resize(n, 0);
+        if self.acc.len() < n {
+            self.acc.resize(n, (0.0, 0));
         }
         for &t in &self.touched {
-            if let Some(s) = self.score.get_mut(t as usize) {
-                *s = 0.0;
-            }
-            if let Some(s) = self.last_token.get_mut(t as usize) {
-                *s = 0;
+            if let Some(a) = self.acc.get_mut(t as usize) {
+                *a = (0.0, 0);
             }
         }
         self.touched.clear();
         self.seen.clear();
     }
 
+    #[inline]
     fn add(&mut self, ni: u32, idf: f32, token_no: u32) {
-        let i = ni as usize;
-        if let (Some(s), Some(l)) = (self.score.get_mut(i), self.last_token.get_mut(i))
+        if let Some((s, l)) = self.acc.get_mut(ni as usize)
             && *l != token_no
         {
             if *s == 0.0 {
@@ -161,7 +160,7 @@ impl Scratch {
     fn drain(&mut self) -> Vec<(u32, f32)> {
         self.touched
             .iter()
-            .map(|&t| (t, self.score.get(t as usize).copied().unwrap_or(0.0)))
+            .map(|&t| (t, self.acc.get(t as usize).map_or(0.0, |a| a.0)))
             .collect()
     }
 }
@@ -496,10 +495,48 @@ impl Index {
     /// Screens one prepared query: up to `limit` candidates scoring at least `min_score`,
     /// best first.
     pub fn screen(&self, q: &PreparedQuery, limit: usize, min_score: f32) -> Vec<Candidate> {
-        SCRATCH.with(|cell| {
-            let mut scratch = cell.borrow_mut();
-            self.screen_with(q, limit, min_score, &mut scratch)
-        })
+        self.screen_counted(q, limit, min_score).0
+    }
+
+    /// [`Index::screen`], also counting the work done (for benchmarks and tests that
+    /// bound the work per query without timing it).
+    pub fn screen_counted(
+        &self,
+        q: &PreparedQuery,
+        limit: usize,
+        min_score: f32,
+    ) -> (Vec<Candidate>, Work) {
+        self.screen_mode(q, limit, min_score, true)
+    }
+
+    /// Reference path for tests and benchmarks: [`Index::screen_counted`] with every
+    /// candidate entry's names aligned in full (no upper-bound pruning). Its results are
+    /// the ones [`Index::screen`] must return.
+    pub fn screen_unpruned(
+        &self,
+        q: &PreparedQuery,
+        limit: usize,
+        min_score: f32,
+    ) -> (Vec<Candidate>, Work) {
+        self.screen_mode(q, limit, min_score, false)
+    }
+
+    fn screen_mode(
+        &self,
+        q: &PreparedQuery,
+        limit: usize,
+        min_score: f32,
+        prune: bool,
+    ) -> (Vec<Candidate>, Work) {
+        let mut work = Work::default();
+        let bound = prune.then_some(min_score);
+        let out = SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => self.screen_with(q, limit, min_score, bound, &mut scratch, &mut work),
+            Err(_) => {
+                self.screen_with(q, limit, min_score, bound, &mut Scratch::default(), &mut work)
+            }
+        });
+        (out, work)
     }
 
     fn screen_with(
@@ -507,7 +544,9 @@ impl Index {
         q: &PreparedQuery,
         limit: usize,
         min_score: f32,
+        prune_below: Option<f32>,
         scratch: &mut Scratch,
+        work: &mut Work,
     ) -> Vec<Candidate> {
         let n_names = self.names.len().max(1) as f32;
         scratch.reset(self.names.len());
@@ -523,12 +562,14 @@ impl Index {
                         if multi && scratch.seen.contains(k) {
                             continue;
                         }
+                        work.keys += 1;
                         let Some(post) = self.postings.get(k) else {
                             continue;
                         };
                         if post.len() as f64 > (self.names.len() as f64 * df_share(*k)).max(8.0) {
                             continue;
                         }
+                        work.postings += post.len();
                         let idf = (n_names / post.len() as f32).ln().max(0.1) * weight;
                         for &ni in post {
                             scratch.add(ni, idf, token_no);
@@ -541,6 +582,7 @@ impl Index {
             }
         }
         let mut cands: Vec<(u32, f32)> = scratch.drain();
+        work.names_touched += cands.len();
         // Names that share only a sliver of the best candidate's evidence are noise.
         let best = cands.iter().map(|c| c.1).fold(0.0f32, f32::max);
         cands.retain(|c| c.1 >= best * 0.3);
@@ -584,7 +626,7 @@ impl Index {
             // `by_entry` is sorted, so `only` is in name order, as a walk over the entry's
             // names would visit them (ties between names go to the first).
             let names = if all { None } else { Some(only.as_slice()) };
-            if let Some(c) = self.score_entry(q, ei, names)
+            if let Some(c) = self.score_entry(q, ei, names, prune_below, work)
                 && c.score >= min_score
             {
                 out.push(c);
@@ -603,7 +645,11 @@ impl Index {
             .collect()
     }
 
-    /// Screens many prepared queries on `threads` threads (std scoped threads; no runtime).
+    /// Screens many prepared queries on `threads` threads (std scoped threads; no runtime;
+    /// `0` means one per available core). Threads take blocks of queries from a shared
+    /// counter rather than fixed halves, so on a machine shared with other work a thread
+    /// that is descheduled does not hold up the others. Results are in query order and
+    /// equal to [`Index::screen`] on each query.
     pub fn screen_batch(
         &self,
         queries: &[PreparedQuery],
@@ -611,22 +657,43 @@ impl Index {
         min_score: f32,
         threads: usize,
     ) -> Vec<Vec<Candidate>> {
-        let threads = threads.max(1);
-        if threads == 1 || queries.len() < 64 {
+        const BLOCK: usize = 64;
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        } else {
+            threads
+        };
+        if threads == 1 || queries.len() <= BLOCK {
             return queries
                 .iter()
                 .map(|q| self.screen(q, limit, min_score))
                 .collect();
         }
-        let chunk = queries.len().div_ceil(threads);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = queries
-                .chunks(chunk)
-                .map(|c| {
-                    s.spawn(move || {
-                        c.iter()
-                            .map(|q| self.screen(q, limit, min_score))
-                            .collect::<Vec<_>>()
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let blocks: Vec<(usize, Vec<Vec<Candidate>>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads.min(queries.len().div_ceil(BLOCK)))
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let start =
+                                next.fetch_add(BLOCK, std::sync::atomic::Ordering::Relaxed);
+                            let Some(block) = queries.get(start..(start + BLOCK).min(queries.len()))
+                            else {
+                                break;
+                            };
+                            if block.is_empty() {
+                                break;
+                            }
+                            done.push((
+                                start,
+                                block
+                                    .iter()
+                                    .map(|q| self.screen(q, limit, min_score))
+                                    .collect::<Vec<_>>(),
+                            ));
+                        }
+                        done
                     })
                 })
                 .collect();
@@ -634,7 +701,20 @@ impl Index {
                 .into_iter()
                 .flat_map(|h| h.join().unwrap_or_default())
                 .collect()
-        })
+        });
+        let mut blocks = blocks;
+        blocks.sort_unstable_by_key(|b| b.0);
+        let out: Vec<Vec<Candidate>> = blocks.into_iter().flat_map(|b| b.1).collect();
+        if out.len() == queries.len() {
+            out
+        } else {
+            // A worker panicked (it cannot, short of a bug): screen in this thread instead
+            // of returning results out of step with the queries.
+            queries
+                .iter()
+                .map(|q| self.screen(q, limit, min_score))
+                .collect()
+        }
     }
 
     /// Index range of the names of entry `ei`.
@@ -650,8 +730,24 @@ impl Index {
 
     /// Scores entry `ei` (on `only_names` of its names, else all of them) without building
     /// an explanation.
-    fn score_entry(&self, q: &PreparedQuery, ei: u32, only_names: Option<&[u32]>) -> Option<Scored> {
+    ///
+    /// With `prune_below`, skips alignments that cannot change the result, on two upper
+    /// bounds (a name comparison scores at most 1, times the list name's factor):
+    /// - the entry: if even a perfect name could not lift its final score (identifiers,
+    ///   birth date, kind applied; `Evidence::apply` is non-decreasing) to `prune_below`,
+    ///   it is not returned whatever its names score, so none is aligned (`None`);
+    /// - a name pair: the best pair so far is replaced only by a strictly higher score, so
+    ///   a pair whose bound (its name's factor) is not above the best is skipped.
+    fn score_entry(
+        &self,
+        q: &PreparedQuery,
+        ei: u32,
+        only_names: Option<&[u32]>,
+        prune_below: Option<f32>,
+        work: &mut Work,
+    ) -> Option<Scored> {
         let e = self.entries.get(ei as usize)?;
+        work.entries_scored += 1;
         let qnames = q.names_for(e.kind);
         let ck = comparison_kind(e.kind);
         let range = self.entry_name_range(ei);
@@ -663,17 +759,36 @@ impl Index {
                 &all
             }
         };
+        let evidence = Evidence::of(q, e);
+        let pairs = names.len() * qnames.len();
+        if let Some(floor) = prune_below
+            && pairs > 0
+        {
+            let top = names
+                .iter()
+                .filter_map(|&ni| self.names.get(ni as usize))
+                .map(|n| name_factor(n.kind))
+                .fold(0.0f32, f32::max);
+            if evidence.apply(top) < floor {
+                work.name_pairs_pruned += pairs;
+                return None;
+            }
+        }
         let mut best: Option<(f32, u32, usize)> = None;
         for &ni in names {
             let Some(n) = self.names.get(ni as usize) else {
                 continue;
             };
-            let factor = match n.kind {
-                NameKind::Weak => 0.9,
-                NameKind::Fka => 0.97,
-                _ => 1.0,
-            };
+            let factor = name_factor(n.kind);
+            if prune_below.is_some()
+                && let Some((b, _, _)) = best
+                && factor <= b
+            {
+                work.name_pairs_pruned += qnames.len();
+                continue;
+            }
             for (qi, (_, qn, _)) in qnames.iter().enumerate() {
+                work.name_pairs_scored += 1;
                 let (s, _) = compare(qn, &n.norm, ck, false);
                 let s = s * factor;
                 if best.is_none_or(|(b, _, _)| s > b) {
@@ -685,7 +800,6 @@ impl Index {
             Some((s, n, qi)) => (s, Some(n), qi),
             None => (0.0, None, 0),
         };
-        let evidence = Evidence::of(q, e);
         Some(Scored {
             entry: ei,
             score: evidence.apply(name_score),
@@ -728,6 +842,44 @@ impl Index {
                 kind_mismatch: ev.kind_mismatch,
             },
         })
+    }
+}
+
+/// A list name's weight in the entry score: weak aliases and former names count a little
+/// less than a primary name or a strong alias.
+fn name_factor(kind: NameKind) -> f32 {
+    match kind {
+        NameKind::Weak => 0.9,
+        NameKind::Fka => 0.97,
+        _ => 1.0,
+    }
+}
+
+/// Work done by one screening, counted (not timed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Work {
+    /// Index keys looked up.
+    pub keys: usize,
+    /// Posting-list items accumulated (keys under their frequency ceiling).
+    pub postings: usize,
+    /// Distinct list names that shared some key with the query.
+    pub names_touched: usize,
+    /// Entries scored (at most the candidate cap, plus identifier hits).
+    pub entries_scored: usize,
+    /// (query name, list name) pairs aligned in full.
+    pub name_pairs_scored: usize,
+    /// Pairs skipped because their upper bound could not change the result.
+    pub name_pairs_pruned: usize,
+}
+
+impl std::ops::AddAssign for Work {
+    fn add_assign(&mut self, o: Self) {
+        self.keys += o.keys;
+        self.postings += o.postings;
+        self.names_touched += o.names_touched;
+        self.entries_scored += o.entries_scored;
+        self.name_pairs_scored += o.name_pairs_scored;
+        self.name_pairs_pruned += o.name_pairs_pruned;
     }
 }
 

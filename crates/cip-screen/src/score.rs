@@ -204,7 +204,9 @@ pub fn token_similarity(a: &Token, b: &Token) -> Option<(f32, MatchHow)> {
         return None;
     }
     // Plural/singular (Star/Stars, Espoir/Espoirs) names a different thing.
+    let ends_s = |x: &str| x.as_bytes().last() == Some(&b's');
     if a.text.len() != b.text.len()
+        && (ends_s(&a.text) || ends_s(&b.text))
         && (is_plural_of(&a.text, &b.text) || is_plural_of(&b.text, &a.text))
     {
         return Some((0.3, MatchHow::Edit));
@@ -521,7 +523,19 @@ fn compound_pass(
         if spare < t.text.len().saturating_sub(2) {
             continue;
         }
+        let (t_first_phon, t_text) = (t.phon.as_bytes().first(), t.text.as_str());
         'start: for j in 0..b.len() {
+            // Every joined text from `j` starts with `b[j]`: it can only equal `t.text` if
+            // that starts with `b[j].text`, and the first byte of a phonetic key depends on
+            // the first two bytes of the text only, so (when `b[j]` has two) it is the first
+            // byte of `b[j].phon`. Starts that can match neither are skipped.
+            if let Some(bj) = b.get(j)
+                && bj.text.len() >= 2
+                && !t_text.starts_with(bj.text.as_str())
+                && bj.phon.as_bytes().first() != t_first_phon
+            {
+                continue 'start;
+            }
             joined.clear();
             for k in j..b.len().min(j + 4) {
                 if b_used.get(k) != Some(&false) {
