@@ -272,6 +272,13 @@ fn main() {
     let r2 = index.screen_batch(&prepared, 5, 0.8, 2);
     let full_2t = t.elapsed();
     let found: usize = r2.iter().filter(|r| !r.is_empty()).count();
+    // Work per customer, counted (first 10,000): what the figures above are made of.
+    let sample = prepared.len().min(10_000);
+    let mut work = cip_screen::Work::default();
+    for q in prepared.iter().take(sample) {
+        work += index.screen_counted(q, 5, 0.8).1;
+    }
+    let per = |n: usize| n as f64 / sample.max(1) as f64;
     drop(r1);
     // A 1% change: every 100th entry changed.
     let changed: Vec<ListEntry> = entries
@@ -345,7 +352,9 @@ fn main() {
                 "full_1_thread_per_s": rate(full_1t), "full_2_threads_per_s": rate(full_2t),
                 "overall_2_threads_per_s": prepared.len() as f64 / (prepare_time + full_2t).as_secs_f64(),
                 "delta_entries": ids.len(), "diff_ms": ms(diff_time), "delta_1_thread_per_s": rate(delta_1t),
-                "delta_speedup": full_1t.as_secs_f64() / delta_1t.as_secs_f64()},
+                "delta_speedup": full_1t.as_secs_f64() / delta_1t.as_secs_f64(),
+                "work_per_customer": {"keys": per(work.keys), "postings": per(work.postings), "names_touched": per(work.names_touched),
+                    "entries_scored": per(work.entries_scored), "name_pairs_scored": per(work.name_pairs_scored), "name_pairs_pruned": per(work.name_pairs_pruned)}},
             "quality": {"cascade_1": m1, "cascade_2": m2, "cross_script_recall": xs_hit as f64 / xs.len().max(1) as f64},
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -403,6 +412,15 @@ fn main() {
     println!(
         "== batch re-screen: {} customers ({planted} planted hits, {found} flagged)",
         prepared.len()
+    );
+    println!(
+        "work per customer: {:.1} keys, {:.1} postings, {:.1} names touched, {:.1} entries scored, {:.1} name pairs aligned ({:.1} pruned)",
+        per(work.keys),
+        per(work.postings),
+        per(work.names_touched),
+        per(work.entries_scored),
+        per(work.name_pairs_scored),
+        per(work.name_pairs_pruned)
     );
     println!(
         "prepare (normalise once)       {:10.0} customers/s",

@@ -531,10 +531,17 @@ impl Index {
         let mut work = Work::default();
         let bound = prune.then_some(min_score);
         let out = SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut scratch) => self.screen_with(q, limit, min_score, bound, &mut scratch, &mut work),
-            Err(_) => {
-                self.screen_with(q, limit, min_score, bound, &mut Scratch::default(), &mut work)
+            Ok(mut scratch) => {
+                self.screen_with(q, limit, min_score, bound, &mut scratch, &mut work)
             }
+            Err(_) => self.screen_with(
+                q,
+                limit,
+                min_score,
+                bound,
+                &mut Scratch::default(),
+                &mut work,
+            ),
         });
         (out, work)
     }
@@ -676,9 +683,9 @@ impl Index {
                     s.spawn(|| {
                         let mut done = Vec::new();
                         loop {
-                            let start =
-                                next.fetch_add(BLOCK, std::sync::atomic::Ordering::Relaxed);
-                            let Some(block) = queries.get(start..(start + BLOCK).min(queries.len()))
+                            let start = next.fetch_add(BLOCK, std::sync::atomic::Ordering::Relaxed);
+                            let Some(block) =
+                                queries.get(start..(start + BLOCK).min(queries.len()))
                             else {
                                 break;
                             };

@@ -264,8 +264,7 @@ fn screening_results_equal_the_snapshot() {
 }
 
 fn shared_index() -> Option<&'static (Vec<ListEntry>, Index)> {
-    static INDEX: std::sync::OnceLock<Option<(Vec<ListEntry>, Index)>> =
-        std::sync::OnceLock::new();
+    static INDEX: std::sync::OnceLock<Option<(Vec<ListEntry>, Index)>> = std::sync::OnceLock::new();
     INDEX
         .get_or_init(|| {
             let dir = common::data_dir()?;
@@ -383,7 +382,10 @@ fn work_per_query_is_bounded_and_pruning_saves_some() {
         );
         if q.identifiers.is_empty() {
             // At most the 24 candidate names, each against the query's name forms.
-            assert!(w.name_pairs_scored <= 24 * 4 * q.names.len(), "{q:?}: {w:?}");
+            assert!(
+                w.name_pairs_scored <= 24 * 4 * q.names.len(),
+                "{q:?}: {w:?}"
+            );
         }
         pruned += w.name_pairs_pruned;
     }
