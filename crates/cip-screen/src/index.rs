@@ -611,6 +611,7 @@ impl Index {
         }
         by_entry.sort_unstable();
         by_entry.dedup();
+        self.warm(by_entry.iter().filter_map(|(_, n)| *n));
         let mut out: Vec<Scored> = Vec::new();
         let mut only: Vec<u32> = Vec::new();
         let mut i = 0;
@@ -722,6 +723,26 @@ impl Index {
                 .map(|q| self.screen(q, limit, min_score))
                 .collect()
         }
+    }
+
+    /// Reads the tokens of the names about to be aligned, all of them before any alignment
+    /// starts. The list side's tokens are scattered over the heap and cold: read one after
+    /// another inside the alignments, each miss waits for memory in turn; read here, the
+    /// loads do not depend on each other and the CPU keeps many in flight at once.
+    fn warm(&self, names: impl Iterator<Item = u32>) {
+        let mut x = 0u64;
+        for ni in names {
+            if let Some(n) = self.names.get(ni as usize) {
+                for t in &n.norm.tokens {
+                    x ^= t.sig.text.hash
+                        ^ t.sig.askel.hash
+                        ^ u64::from(t.number.unwrap_or(0))
+                        ^ t.text.len() as u64
+                        ^ u64::from(t.text.as_bytes().first().copied().unwrap_or(0));
+                }
+            }
+        }
+        std::hint::black_box(x);
     }
 
     /// Index range of the names of entry `ei`.
