@@ -193,21 +193,36 @@ fn main() {
     for _ in 0..1500 {
         queries.push((random_name(&mut rng), Some(EntryKind::Person)));
     }
+    // Each query is timed in three passes over the whole set (so its data is not still
+    // in cache from the previous pass). The first pass is the plain wall-clock figure; the
+    // per-query best of the three estimates what the code costs without the other work on
+    // this shared machine preempting it (a query descheduled once is not descheduled in
+    // every pass).
     let run_latency = |idx: &Index| {
-        let mut lat = Vec::with_capacity(queries.len());
+        let mut best: Vec<Duration> = vec![Duration::MAX; queries.len()];
+        let mut first = Vec::with_capacity(queries.len());
         let mut hits = 0usize;
-        for (q, k) in &queries {
-            let t = Instant::now();
-            let Ok(pq) = PreparedQuery::name(q, *k) else {
-                continue;
-            };
-            let r = idx.screen(&pq, 10, 0.8);
-            lat.push(t.elapsed());
-            hits += usize::from(!r.is_empty());
+        for pass in 0..3 {
+            for (i, (q, k)) in queries.iter().enumerate() {
+                let t = Instant::now();
+                let Ok(pq) = PreparedQuery::name(q, *k) else {
+                    continue;
+                };
+                let r = idx.screen(&pq, 10, 0.8);
+                let d = t.elapsed();
+                if pass == 0 {
+                    first.push(d);
+                    hits += usize::from(!r.is_empty());
+                }
+                if let Some(b) = best.get_mut(i) {
+                    *b = (*b).min(d);
+                }
+            }
         }
-        (percentiles(lat), hits)
+        best.retain(|d| *d != Duration::MAX);
+        (percentiles(first), percentiles(best), hits)
     };
-    let ((p50, p99, max), hits) = run_latency(&index);
+    let ((p50, p99, max), (c50, c99, cmax), hits) = run_latency(&index);
 
     // Brute force baseline: Jaro-Winkler against every name.
     let all_names: Vec<String> = entries
@@ -231,7 +246,7 @@ fn main() {
     let t = Instant::now();
     let big_index = Index::build(&big);
     let big_build = t.elapsed();
-    let ((bp50, bp99, bmax), _) = run_latency(&big_index);
+    let ((bp50, bp99, bmax), (bc50, bc99, bcmax), _) = run_latency(&big_index);
 
     // Batch re-screening.
     let mut names_c: Vec<String> = (0..customers).map(|_| random_name(&mut rng)).collect();
@@ -257,6 +272,13 @@ fn main() {
     let r2 = index.screen_batch(&prepared, 5, 0.8, 2);
     let full_2t = t.elapsed();
     let found: usize = r2.iter().filter(|r| !r.is_empty()).count();
+    // Work per customer, counted (first 10,000): what the figures above are made of.
+    let sample = prepared.len().min(10_000);
+    let mut work = cip_screen::Work::default();
+    for q in prepared.iter().take(sample) {
+        work += index.screen_counted(q, 5, 0.8).1;
+    }
+    let per = |n: usize| n as f64 / sample.max(1) as f64;
     drop(r1);
     // A 1% change: every 100th entry changed.
     let changed: Vec<ListEntry> = entries
@@ -322,13 +344,17 @@ fn main() {
                 "parse_ms": ms(parse_time), "index_ms": ms(index_time), "parse_and_index_ms": ms(parse_time + index_time),
                 "index_heap_bytes": index.heap_bytes(), "rss_delta_kib": rss1.saturating_sub(rss0)},
             "latency_us": {"queries": queries.len(), "hits": hits, "p50": p50, "p99": p99, "max": max,
+                "best_of_3_p50": c50, "best_of_3_p99": c99, "best_of_3_max": cmax,
                 "brute_force_jw_per_query_us": brute_per_query.as_secs_f64() * 1e6},
-            "latency_10x_us": {"entries": big.len(), "build_ms": ms(big_build), "p50": bp50, "p99": bp99, "max": bmax, "index_heap_bytes": big_index.heap_bytes()},
+            "latency_10x_us": {"entries": big.len(), "build_ms": ms(big_build), "p50": bp50, "p99": bp99, "max": bmax,
+                "best_of_3_p50": bc50, "best_of_3_p99": bc99, "best_of_3_max": bcmax, "index_heap_bytes": big_index.heap_bytes()},
             "batch": {"customers": prepared.len(), "planted": planted, "flagged": found, "prepare_per_s": rate(prepare_time),
                 "full_1_thread_per_s": rate(full_1t), "full_2_threads_per_s": rate(full_2t),
                 "overall_2_threads_per_s": prepared.len() as f64 / (prepare_time + full_2t).as_secs_f64(),
                 "delta_entries": ids.len(), "diff_ms": ms(diff_time), "delta_1_thread_per_s": rate(delta_1t),
-                "delta_speedup": full_1t.as_secs_f64() / delta_1t.as_secs_f64()},
+                "delta_speedup": full_1t.as_secs_f64() / delta_1t.as_secs_f64(),
+                "work_per_customer": {"keys": per(work.keys), "postings": per(work.postings), "names_touched": per(work.names_touched),
+                    "entries_scored": per(work.entries_scored), "name_pairs_scored": per(work.name_pairs_scored), "name_pairs_pruned": per(work.name_pairs_pruned)}},
             "quality": {"cascade_1": m1, "cascade_2": m2, "cross_script_recall": xs_hit as f64 / xs.len().max(1) as f64},
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -365,12 +391,18 @@ fn main() {
         "== latency, {} queries (prepare + screen), 1 thread; {hits} with a hit >= 0.8",
         queries.len()
     );
-    println!("SDN 2021      p50 {p50:7.1} us  p99 {p99:7.1} us  max {max:7.1} us");
+    println!("SDN 2021      p50 {p50:7.1} us  p99 {p99:7.1} us  max {max:7.1} us (first pass)");
+    println!(
+        "              p50 {c50:7.1} us  p99 {c99:7.1} us  max {cmax:7.1} us (per query, best of 3 passes)"
+    );
     println!(
         "10x ({} entries, built in {:.0} ms, heap {:.0} MB)  p50 {bp50:7.1} us  p99 {bp99:7.1} us  max {bmax:7.1} us",
         big.len(),
         ms(big_build),
         big_index.heap_bytes() as f64 / 1e6
+    );
+    println!(
+        "              p50 {bc50:7.1} us  p99 {bc99:7.1} us  max {bcmax:7.1} us (per query, best of 3 passes)"
     );
     println!(
         "baseline: brute-force Jaro-Winkler over all {} names: {:.1} us/query",
@@ -380,6 +412,15 @@ fn main() {
     println!(
         "== batch re-screen: {} customers ({planted} planted hits, {found} flagged)",
         prepared.len()
+    );
+    println!(
+        "work per customer: {:.1} keys, {:.1} postings, {:.1} names touched, {:.1} entries scored, {:.1} name pairs aligned ({:.1} pruned)",
+        per(work.keys),
+        per(work.postings),
+        per(work.names_touched),
+        per(work.entries_scored),
+        per(work.name_pairs_scored),
+        per(work.name_pairs_pruned)
     );
     println!(
         "prepare (normalise once)       {:10.0} customers/s",

@@ -19,7 +19,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-/// Keys are already hashes: pass them through.
+/// Keys are already hashes: pass them through (mixed, see `write_u64`).
 #[derive(Default, Clone, Copy)]
 pub(crate) struct IdentityHasher(u64);
 
@@ -31,7 +31,9 @@ impl Hasher for IdentityHasher {
         self.0 = fnv1a(bytes, self.0 ^ FNV_OFFSET);
     }
     fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+        // Keys carry their type tag in the top byte, which the hash table reads for its
+        // in-group filter: mix it down so one tag does not make every slot look alike.
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (n >> 29);
     }
     fn write_u32(&mut self, n: u32) {
         self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -120,31 +122,31 @@ fn name_keys(name: &NormalizedName) -> Vec<Vec<u64>> {
 /// name-sized table).
 #[derive(Default)]
 struct Scratch {
-    score: Vec<f32>,
-    last_token: Vec<u32>,
+    /// Per name: accumulated evidence and the last query token that added to it, side by
+    /// side so one posting touches one cache line.
+    acc: Vec<(f32, u32)>,
     touched: Vec<u32>,
+    /// Keys already looked up for an earlier token of a multi-variant query.
+    seen: std::collections::HashSet<u64, BuildHasherDefault<IdentityHasher>>,
 }
 
 impl Scratch {
     fn reset(&mut self, n: usize) {
-        if self.score.len() < n {
-            self.score.resize(n, 0.0);
-            self.last_token.resize(n, 0);
+        if self.acc.len() < n {
+            self.acc.resize(n, (0.0, 0));
         }
         for &t in &self.touched {
-            if let Some(s) = self.score.get_mut(t as usize) {
-                *s = 0.0;
-            }
-            if let Some(s) = self.last_token.get_mut(t as usize) {
-                *s = 0;
+            if let Some(a) = self.acc.get_mut(t as usize) {
+                *a = (0.0, 0);
             }
         }
         self.touched.clear();
+        self.seen.clear();
     }
 
+    #[inline]
     fn add(&mut self, ni: u32, idf: f32, token_no: u32) {
-        let i = ni as usize;
-        if let (Some(s), Some(l)) = (self.score.get_mut(i), self.last_token.get_mut(i))
+        if let Some((s, l)) = self.acc.get_mut(ni as usize)
             && *l != token_no
         {
             if *s == 0.0 {
@@ -158,7 +160,7 @@ impl Scratch {
     fn drain(&mut self) -> Vec<(u32, f32)> {
         self.touched
             .iter()
-            .map(|&t| (t, self.score.get(t as usize).copied().unwrap_or(0.0)))
+            .map(|&t| (t, self.acc.get(t as usize).map_or(0.0, |a| a.0)))
             .collect()
     }
 }
@@ -180,6 +182,8 @@ struct IndexedName {
 pub struct Index {
     entries: Vec<ListEntry>,
     names: Vec<IndexedName>,
+    /// Names of entry `e` are `names[entry_start[e]..entry_start[e + 1]]`.
+    entry_start: Vec<u32>,
     postings: Map<Vec<u32>>,
     identifiers: Map<Vec<u32>>,
 }
@@ -390,8 +394,10 @@ impl Index {
         let mut names = Vec::new();
         let mut postings: Map<Vec<u32>> = Map::default();
         let mut identifiers: Map<Vec<u32>> = Map::default();
+        let mut entry_start: Vec<u32> = Vec::with_capacity(entries.len() + 1);
         for (ei, e) in entries.iter().enumerate() {
             let ei = u32::try_from(ei).unwrap_or(u32::MAX);
+            entry_start.push(u32::try_from(names.len()).unwrap_or(u32::MAX));
             for n in &e.names {
                 for norm in normalize_name(&n.text, comparison_kind(e.kind)) {
                     if norm.tokens.is_empty() {
@@ -420,9 +426,11 @@ impl Index {
                 }
             }
         }
+        entry_start.push(u32::try_from(names.len()).unwrap_or(u32::MAX));
         Self {
             entries,
             names,
+            entry_start,
             postings,
             identifiers,
         }
@@ -487,10 +495,55 @@ impl Index {
     /// Screens one prepared query: up to `limit` candidates scoring at least `min_score`,
     /// best first.
     pub fn screen(&self, q: &PreparedQuery, limit: usize, min_score: f32) -> Vec<Candidate> {
-        SCRATCH.with(|cell| {
-            let mut scratch = cell.borrow_mut();
-            self.screen_with(q, limit, min_score, &mut scratch)
-        })
+        self.screen_counted(q, limit, min_score).0
+    }
+
+    /// [`Index::screen`], also counting the work done (for benchmarks and tests that
+    /// bound the work per query without timing it).
+    pub fn screen_counted(
+        &self,
+        q: &PreparedQuery,
+        limit: usize,
+        min_score: f32,
+    ) -> (Vec<Candidate>, Work) {
+        self.screen_mode(q, limit, min_score, true)
+    }
+
+    /// Reference path for tests and benchmarks: [`Index::screen_counted`] with every
+    /// candidate entry's names aligned in full (no upper-bound pruning). Its results are
+    /// the ones [`Index::screen`] must return.
+    pub fn screen_unpruned(
+        &self,
+        q: &PreparedQuery,
+        limit: usize,
+        min_score: f32,
+    ) -> (Vec<Candidate>, Work) {
+        self.screen_mode(q, limit, min_score, false)
+    }
+
+    fn screen_mode(
+        &self,
+        q: &PreparedQuery,
+        limit: usize,
+        min_score: f32,
+        prune: bool,
+    ) -> (Vec<Candidate>, Work) {
+        let mut work = Work::default();
+        let bound = prune.then_some(min_score);
+        let out = SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => {
+                self.screen_with(q, limit, min_score, bound, &mut scratch, &mut work)
+            }
+            Err(_) => self.screen_with(
+                q,
+                limit,
+                min_score,
+                bound,
+                &mut Scratch::default(),
+                &mut work,
+            ),
+        });
+        (out, work)
     }
 
     fn screen_with(
@@ -498,12 +551,14 @@ impl Index {
         q: &PreparedQuery,
         limit: usize,
         min_score: f32,
+        prune_below: Option<f32>,
         scratch: &mut Scratch,
+        work: &mut Work,
     ) -> Vec<Candidate> {
         let n_names = self.names.len().max(1) as f32;
         scratch.reset(self.names.len());
         let mut token_no: u32 = 0;
-        let mut seen_variant_keys: Vec<u64> = Vec::new();
+        let multi = q.variants.len() > 1;
         for (_, names) in &q.variants {
             for (_, norm, keys) in names {
                 for (ti, tkeys) in keys.iter().enumerate() {
@@ -511,27 +566,30 @@ impl Index {
                     let weight = norm.tokens.get(ti).map_or(1.0, |t| t.weight());
                     for k in tkeys {
                         // The same key from another kind variant adds nothing new.
-                        if seen_variant_keys.contains(k) && q.variants.len() > 1 {
+                        if multi && scratch.seen.contains(k) {
                             continue;
                         }
+                        work.keys += 1;
                         let Some(post) = self.postings.get(k) else {
                             continue;
                         };
                         if post.len() as f64 > (self.names.len() as f64 * df_share(*k)).max(8.0) {
                             continue;
                         }
+                        work.postings += post.len();
                         let idf = (n_names / post.len() as f32).ln().max(0.1) * weight;
                         for &ni in post {
                             scratch.add(ni, idf, token_no);
                         }
                     }
-                    if q.variants.len() > 1 {
-                        seen_variant_keys.extend_from_slice(tkeys);
+                    if multi {
+                        scratch.seen.extend(tkeys.iter().copied());
                     }
                 }
             }
         }
         let mut cands: Vec<(u32, f32)> = scratch.drain();
+        work.names_touched += cands.len();
         // Names that share only a sliver of the best candidate's evidence are noise.
         let best = cands.iter().map(|c| c.1).fold(0.0f32, f32::max);
         cands.retain(|c| c.1 >= best * 0.3);
@@ -553,12 +611,14 @@ impl Index {
         }
         by_entry.sort_unstable();
         by_entry.dedup();
-        let mut out: Vec<Candidate> = Vec::new();
+        self.warm(by_entry.iter().filter_map(|(_, n)| *n));
+        let mut out: Vec<Scored> = Vec::new();
+        let mut only: Vec<u32> = Vec::new();
         let mut i = 0;
         while i < by_entry.len() {
             let ei = by_entry.get(i).map_or(0, |x| x.0);
             let mut j = i;
-            let mut only: Vec<u32> = Vec::new();
+            only.clear();
             let mut all = false;
             while let Some((e, n)) = by_entry.get(j).copied() {
                 if e != ei {
@@ -571,23 +631,33 @@ impl Index {
                 j += 1;
             }
             i = j;
+            // `by_entry` is sorted, so `only` is in name order, as a walk over the entry's
+            // names would visit them (ties between names go to the first).
             let names = if all { None } else { Some(only.as_slice()) };
-            if let Some(c) = self.score_entry(q, ei, names)
+            if let Some(c) = self.score_entry(q, ei, names, prune_below, work)
                 && c.score >= min_score
             {
                 out.push(c);
             }
         }
-        out.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then_with(|| a.entry_id.cmp(&b.entry_id))
-        });
+        let id = |c: &Scored| {
+            self.entries
+                .get(c.entry as usize)
+                .map_or("", |e| e.entry_id.as_str())
+        };
+        out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| id(a).cmp(id(b))));
         out.truncate(limit);
-        out
+        // Explanations (a second, explaining alignment) only for what is returned.
+        out.into_iter()
+            .filter_map(|c| self.candidate(q, c))
+            .collect()
     }
 
-    /// Screens many prepared queries on `threads` threads (std scoped threads; no runtime).
+    /// Screens many prepared queries on `threads` threads (std scoped threads; no runtime;
+    /// `0` means one per available core). Threads take blocks of queries from a shared
+    /// counter rather than fixed halves, so on a machine shared with other work a thread
+    /// that is descheduled does not hold up the others. Results are in query order and
+    /// equal to [`Index::screen`] on each query.
     pub fn screen_batch(
         &self,
         queries: &[PreparedQuery],
@@ -595,22 +665,43 @@ impl Index {
         min_score: f32,
         threads: usize,
     ) -> Vec<Vec<Candidate>> {
-        let threads = threads.max(1);
-        if threads == 1 || queries.len() < 64 {
+        const BLOCK: usize = 64;
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        } else {
+            threads
+        };
+        if threads == 1 || queries.len() <= BLOCK {
             return queries
                 .iter()
                 .map(|q| self.screen(q, limit, min_score))
                 .collect();
         }
-        let chunk = queries.len().div_ceil(threads);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = queries
-                .chunks(chunk)
-                .map(|c| {
-                    s.spawn(move || {
-                        c.iter()
-                            .map(|q| self.screen(q, limit, min_score))
-                            .collect::<Vec<_>>()
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let blocks: Vec<(usize, Vec<Vec<Candidate>>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads.min(queries.len().div_ceil(BLOCK)))
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let start = next.fetch_add(BLOCK, std::sync::atomic::Ordering::Relaxed);
+                            let Some(block) =
+                                queries.get(start..(start + BLOCK).min(queries.len()))
+                            else {
+                                break;
+                            };
+                            if block.is_empty() {
+                                break;
+                            }
+                            done.push((
+                                start,
+                                block
+                                    .iter()
+                                    .map(|q| self.screen(q, limit, min_score))
+                                    .collect::<Vec<_>>(),
+                            ));
+                        }
+                        done
                     })
                 })
                 .collect();
@@ -618,46 +709,118 @@ impl Index {
                 .into_iter()
                 .flat_map(|h| h.join().unwrap_or_default())
                 .collect()
-        })
+        });
+        let mut blocks = blocks;
+        blocks.sort_unstable_by_key(|b| b.0);
+        let out: Vec<Vec<Candidate>> = blocks.into_iter().flat_map(|b| b.1).collect();
+        if out.len() == queries.len() {
+            out
+        } else {
+            // A worker panicked (it cannot, short of a bug): screen in this thread instead
+            // of returning results out of step with the queries.
+            queries
+                .iter()
+                .map(|q| self.screen(q, limit, min_score))
+                .collect()
+        }
     }
 
-    fn entry_names(&self, ei: u32) -> impl Iterator<Item = &IndexedName> {
-        // Names of one entry are contiguous; find them by binary search.
-        let start = self.names.partition_point(|n| n.entry < ei);
-        self.names
-            .get(start..)
-            .unwrap_or(&[])
-            .iter()
-            .take_while(move |n| n.entry == ei)
+    /// Reads the tokens of the names about to be aligned, all of them before any alignment
+    /// starts. The list side's tokens are scattered over the heap and cold: read one after
+    /// another inside the alignments, each miss waits for memory in turn; read here, the
+    /// loads do not depend on each other and the CPU keeps many in flight at once.
+    fn warm(&self, names: impl Iterator<Item = u32>) {
+        let mut x = 0u64;
+        for ni in names {
+            if let Some(n) = self.names.get(ni as usize) {
+                for t in &n.norm.tokens {
+                    x ^= t.sig.text.hash
+                        ^ t.sig.askel.hash
+                        ^ u64::from(t.number.unwrap_or(0))
+                        ^ t.text.len() as u64
+                        ^ u64::from(t.text.as_bytes().first().copied().unwrap_or(0));
+                }
+            }
+        }
+        std::hint::black_box(x);
     }
 
+    /// Index range of the names of entry `ei`.
+    fn entry_name_range(&self, ei: u32) -> std::ops::Range<u32> {
+        let start = self.entry_start.get(ei as usize).copied().unwrap_or(0);
+        let end = self
+            .entry_start
+            .get(ei as usize + 1)
+            .copied()
+            .unwrap_or(start);
+        start..end
+    }
+
+    /// Scores entry `ei` (on `only_names` of its names, else all of them) without building
+    /// an explanation.
+    ///
+    /// With `prune_below`, skips alignments that cannot change the result, on two upper
+    /// bounds (a name comparison scores at most 1, times the list name's factor):
+    /// - the entry: if even a perfect name could not lift its final score (identifiers,
+    ///   birth date, kind applied; `Evidence::apply` is non-decreasing) to `prune_below`,
+    ///   it is not returned whatever its names score, so none is aligned (`None`);
+    /// - a name pair: the best pair so far is replaced only by a strictly higher score, so
+    ///   a pair whose bound (its name's factor) is not above the best is skipped.
     fn score_entry(
         &self,
         q: &PreparedQuery,
         ei: u32,
         only_names: Option<&[u32]>,
-    ) -> Option<Candidate> {
+        prune_below: Option<f32>,
+        work: &mut Work,
+    ) -> Option<Scored> {
         let e = self.entries.get(ei as usize)?;
+        work.entries_scored += 1;
         let qnames = q.names_for(e.kind);
         let ck = comparison_kind(e.kind);
-        let mut best: Option<(f32, &IndexedName, usize)> = None;
-        let start = u32::try_from(self.names.partition_point(|n| n.entry < ei)).unwrap_or(0);
-        for (off, n) in self.entry_names(ei).enumerate() {
-            if let Some(only) = only_names
-                && !only.contains(&(start + u32::try_from(off).unwrap_or(0)))
+        let range = self.entry_name_range(ei);
+        let all: Vec<u32>;
+        let names: &[u32] = match only_names {
+            Some(only) => only,
+            None => {
+                all = range.collect();
+                &all
+            }
+        };
+        let evidence = Evidence::of(q, e);
+        let pairs = names.len() * qnames.len();
+        if let Some(floor) = prune_below
+            && pairs > 0
+        {
+            let top = names
+                .iter()
+                .filter_map(|&ni| self.names.get(ni as usize))
+                .map(|n| name_factor(n.kind))
+                .fold(0.0f32, f32::max);
+            if evidence.apply(top) < floor {
+                work.name_pairs_pruned += pairs;
+                return None;
+            }
+        }
+        let mut best: Option<(f32, u32, usize)> = None;
+        for &ni in names {
+            let Some(n) = self.names.get(ni as usize) else {
+                continue;
+            };
+            let factor = name_factor(n.kind);
+            if prune_below.is_some()
+                && let Some((b, _, _)) = best
+                && factor <= b
             {
+                work.name_pairs_pruned += qnames.len();
                 continue;
             }
-            let factor = match n.kind {
-                NameKind::Weak => 0.9,
-                NameKind::Fka => 0.97,
-                _ => 1.0,
-            };
             for (qi, (_, qn, _)) in qnames.iter().enumerate() {
+                work.name_pairs_scored += 1;
                 let (s, _) = compare(qn, &n.norm, ck, false);
                 let s = s * factor;
                 if best.is_none_or(|(b, _, _)| s > b) {
-                    best = Some((s, n, qi));
+                    best = Some((s, ni, qi));
                 }
             }
         }
@@ -665,9 +828,24 @@ impl Index {
             Some((s, n, qi)) => (s, Some(n), qi),
             None => (0.0, None, 0),
         };
-        let name_expl = match (name, qnames.get(qi)) {
+        Some(Scored {
+            entry: ei,
+            score: evidence.apply(name_score),
+            name_score,
+            name,
+            qi,
+            evidence,
+        })
+    }
+
+    /// The returned form of a scored entry, with its explanation.
+    fn candidate(&self, q: &PreparedQuery, c: Scored) -> Option<Candidate> {
+        let e = self.entries.get(c.entry as usize)?;
+        let name = c.name.and_then(|ni| self.names.get(ni as usize));
+        let qnames = q.names_for(e.kind);
+        let name_expl = match (name, qnames.get(c.qi)) {
             (Some(n), Some((raw_i, qn, _))) => {
-                let (_, ex) = compare(qn, &n.norm, ck, true);
+                let (_, ex) = compare(qn, &n.norm, comparison_kind(e.kind), true);
                 let mut ex = ex.unwrap_or_default();
                 ex.query_name = q.raw_names.get(*raw_i).cloned().unwrap_or_default();
                 ex.entry_name = n.text.clone();
@@ -675,13 +853,94 @@ impl Index {
             }
             _ => NameExplanation::default(),
         };
-        let mut score = name_score;
-        // Identifiers.
+        let ev = c.evidence;
+        Some(Candidate {
+            list: e.list.clone(),
+            entry_id: e.entry_id.clone(),
+            kind: e.kind,
+            entry_name: name.map_or_else(|| e.primary_name().to_owned(), |n| n.text.clone()),
+            score: c.score,
+            explanation: Explanation {
+                name: name_expl,
+                entry_name_kind: name.map_or(NameKind::Primary, |n| n.kind),
+                name_score: c.name_score,
+                identifiers: ev.identifiers,
+                birth_date: ev.birth_date,
+                countries_in_common: ev.countries_in_common,
+                kind_mismatch: ev.kind_mismatch,
+            },
+        })
+    }
+}
+
+/// A list name's weight in the entry score: weak aliases and former names count a little
+/// less than a primary name or a strong alias.
+fn name_factor(kind: NameKind) -> f32 {
+    match kind {
+        NameKind::Weak => 0.9,
+        NameKind::Fka => 0.97,
+        _ => 1.0,
+    }
+}
+
+/// Work done by one screening, counted (not timed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Work {
+    /// Index keys looked up.
+    pub keys: usize,
+    /// Posting-list items accumulated (keys under their frequency ceiling).
+    pub postings: usize,
+    /// Distinct list names that shared some key with the query.
+    pub names_touched: usize,
+    /// Entries scored (at most the candidate cap, plus identifier hits).
+    pub entries_scored: usize,
+    /// (query name, list name) pairs aligned in full.
+    pub name_pairs_scored: usize,
+    /// Pairs skipped because their upper bound could not change the result.
+    pub name_pairs_pruned: usize,
+}
+
+impl std::ops::AddAssign for Work {
+    fn add_assign(&mut self, o: Self) {
+        self.keys += o.keys;
+        self.postings += o.postings;
+        self.names_touched += o.names_touched;
+        self.entries_scored += o.entries_scored;
+        self.name_pairs_scored += o.name_pairs_scored;
+        self.name_pairs_pruned += o.name_pairs_pruned;
+    }
+}
+
+/// An entry scored but not yet explained.
+struct Scored {
+    entry: u32,
+    /// Final score (name score with the evidence applied), in [0, 1].
+    score: f32,
+    name_score: f32,
+    /// Best-aligned list name (index into `Index::names`) and query name (index into the
+    /// query's names for the entry's kind).
+    name: Option<u32>,
+    qi: usize,
+    evidence: Evidence,
+}
+
+/// What the query's identifiers, birth date, countries and kind say about one entry:
+/// independent of the names, so computed once per entry.
+struct Evidence {
+    identifiers: Vec<IdentifierEvidence>,
+    id_match: bool,
+    id_conflict: bool,
+    birth_date: Option<Agreement>,
+    countries_in_common: Vec<String>,
+    kind_mismatch: bool,
+}
+
+impl Evidence {
+    fn of(q: &PreparedQuery, e: &ListEntry) -> Self {
         let mut ids = Vec::new();
         let mut id_match = false;
         let mut id_conflict = false;
         for (kind, value, _) in &q.identifiers {
-            let same_kind: Vec<_> = e.identifiers.iter().filter(|i| i.kind == *kind).collect();
             if let Some(hit) = e.identifiers.iter().find(|i| &i.normalized == value) {
                 id_match = true;
                 ids.push(IdentifierEvidence {
@@ -690,7 +949,7 @@ impl Index {
                     entry_value: Some(hit.value.clone()),
                     agreement: Agreement::Agree,
                 });
-            } else if !same_kind.is_empty()
+            } else if let Some(other) = e.identifiers.iter().find(|i| i.kind == *kind)
                 && matches!(
                     kind,
                     IdentifierKind::Passport
@@ -703,27 +962,15 @@ impl Index {
                 ids.push(IdentifierEvidence {
                     kind: *kind,
                     query_value: value.clone(),
-                    entry_value: same_kind.first().map(|i| i.value.clone()),
+                    entry_value: Some(other.value.clone()),
                     agreement: Agreement::Conflict,
                 });
             }
         }
-        if id_match {
-            score = score.max(0.85 + 0.15 * score);
-        } else if id_conflict {
-            score *= 0.75;
-        }
-        // Birth date.
         let birth_date = match (&q.birth_date, e.birth_dates.is_empty()) {
             (Some(qd), false) => Some(date_agreement(qd, &e.birth_dates)),
             _ => None,
         };
-        match birth_date {
-            Some(Agreement::Agree) => score = (score + 0.03).min(1.0),
-            Some(Agreement::Near) => score *= 0.95,
-            Some(Agreement::Conflict) if !id_match => score *= 0.7,
-            _ => {}
-        }
         // Countries: agreement is mild evidence; disagreement is not evidence (people move).
         let countries_in_common: Vec<String> = q
             .countries
@@ -735,33 +982,44 @@ impl Index {
             })
             .cloned()
             .collect();
-        if !countries_in_common.is_empty() {
-            score = (score + 0.02).min(1.0);
-        }
         let kind_mismatch = q.kind.is_some_and(|k| {
             k != EntryKind::Unknown
                 && e.kind != EntryKind::Unknown
                 && comparison_kind(k) != comparison_kind(e.kind)
         });
-        if kind_mismatch && !id_match {
+        Self {
+            identifiers: ids,
+            id_match,
+            id_conflict,
+            birth_date,
+            countries_in_common,
+            kind_mismatch,
+        }
+    }
+
+    /// The final score from a name score. Non-decreasing in `name_score` (every step is a
+    /// max, an addition, a product with a positive constant or a clamp), so it also turns
+    /// an upper bound of the name score into an upper bound of the final score.
+    fn apply(&self, name_score: f32) -> f32 {
+        let mut score = name_score;
+        if self.id_match {
+            score = score.max(0.85 + 0.15 * score);
+        } else if self.id_conflict {
+            score *= 0.75;
+        }
+        match self.birth_date {
+            Some(Agreement::Agree) => score = (score + 0.03).min(1.0),
+            Some(Agreement::Near) => score *= 0.95,
+            Some(Agreement::Conflict) if !self.id_match => score *= 0.7,
+            _ => {}
+        }
+        if !self.countries_in_common.is_empty() {
+            score = (score + 0.02).min(1.0);
+        }
+        if self.kind_mismatch && !self.id_match {
             score *= 0.8;
         }
-        Some(Candidate {
-            list: e.list.clone(),
-            entry_id: e.entry_id.clone(),
-            kind: e.kind,
-            entry_name: name.map_or_else(|| e.primary_name().to_owned(), |n| n.text.clone()),
-            score: score.clamp(0.0, 1.0),
-            explanation: Explanation {
-                name: name_expl,
-                entry_name_kind: name.map_or(NameKind::Primary, |n| n.kind),
-                name_score,
-                identifiers: ids,
-                birth_date,
-                countries_in_common,
-                kind_mismatch,
-            },
-        })
+        score.clamp(0.0, 1.0)
     }
 }
 

@@ -29,6 +29,6 @@ pub mod snapshot;
 
 pub use index::{
     Agreement, Candidate, Explanation, IdentifierEvidence, Index, PreparedQuery, Query,
-    QueryIdentifier,
+    QueryIdentifier, Work,
 };
 pub use snapshot::{ListDiff, ReplacePolicy, Snapshot, diff};

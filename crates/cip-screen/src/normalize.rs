@@ -60,6 +60,52 @@ pub struct Token {
     /// Written as an abbreviation (trailing `.`, or no vowel after the first letter).
     pub abbrev: bool,
     pub number: Option<u32>,
+    /// The expansion of `text` when it is a known abbreviation (looked up once here, not
+    /// on every comparison).
+    pub expansion: Option<&'static str>,
+    /// Hashes and letter sets of `text`, `phon`, `skel` and `askel`, for cheap rejection
+    /// in token comparison.
+    pub(crate) sig: TokenSig,
+}
+
+/// One string's fingerprint: a hash (different hashes mean different strings; equal ones
+/// are confirmed on the strings) and the set of its bytes folded to 32 bits. One edit
+/// (insertion, deletion, substitution, transposition) changes that set by at most two
+/// bits, so `popcount(a ^ b) > 2k` proves an edit distance above `k`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct StrSig {
+    pub(crate) hash: u64,
+    pub(crate) letters: u32,
+    /// Long strings are compared by characters, not bytes (see `score::edit_distance`):
+    /// the letter-set bound is not used for them.
+    pub(crate) long: bool,
+}
+
+impl StrSig {
+    pub(crate) fn of(s: &str) -> Self {
+        let mut letters = 0u32;
+        for b in s.bytes() {
+            letters |= 1 << (b % 32);
+        }
+        Self {
+            hash: crate::snapshot::fnv1a(s.as_bytes(), crate::snapshot::FNV_OFFSET),
+            letters,
+            long: s.len() >= crate::score::BYTE_DISTANCE_MAX,
+        }
+    }
+
+    /// The strings can be within `k` edits of each other.
+    pub(crate) fn may_be_within(self, other: Self, k: u32) -> bool {
+        self.long || other.long || (self.letters ^ other.letters).count_ones() <= 2 * k
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct TokenSig {
+    pub(crate) text: StrSig,
+    pub(crate) phon: StrSig,
+    pub(crate) skel: StrSig,
+    pub(crate) askel: StrSig,
 }
 
 impl Token {
@@ -557,6 +603,12 @@ fn tokenize(text: &str, kind: EntryKind, former: bool) -> NormalizedName {
         let phon = phonetic_key(t);
         let skel = skeleton(&phon);
         let askel = abjad_skeleton(t);
+        let sig = TokenSig {
+            text: StrSig::of(t),
+            phon: StrSig::of(&phon),
+            skel: StrSig::of(&skel),
+            askel: StrSig::of(&askel),
+        };
         tokens.push(Token {
             text: t.to_owned(),
             phon,
@@ -566,6 +618,8 @@ fn tokenize(text: &str, kind: EntryKind, former: bool) -> NormalizedName {
             origin: w.origin,
             abbrev,
             number,
+            expansion: legal::expand_abbreviation(t),
+            sig,
         });
     }
     NormalizedName {
@@ -584,8 +638,15 @@ fn is_vowel(b: u8) -> bool {
 /// one key: kh/ch→h, ph→f, ck/q/c→k, w→v, y/j→i, zh→j, ou/oo/u→u, ee→i, doubled letters
 /// collapsed, a trailing `h` after a vowel dropped.
 pub fn phonetic_key(t: &str) -> String {
-    let b = t.as_bytes();
-    let mut out: Vec<u8> = Vec::with_capacity(b.len());
+    let mut out = Vec::with_capacity(t.len());
+    phonetic_key_into(t.as_bytes(), &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`phonetic_key`] into a reused buffer (cleared first): the scoring hot path calls it
+/// without allocating.
+pub(crate) fn phonetic_key_into(b: &[u8], out: &mut Vec<u8>) {
+    out.clear();
     let mut i = 0;
     while i < b.len() {
         let c = b.get(i).copied().unwrap_or(0);
@@ -619,7 +680,6 @@ pub fn phonetic_key(t: &str) -> String {
     {
         out.pop();
     }
-    String::from_utf8(out).unwrap_or_default()
 }
 
 /// The phonetic key without vowels after the first letter (Mohammed/Muhammad/Mohamad →
@@ -745,5 +805,41 @@ mod tests {
         );
         assert_eq!(abjad_skeleton("mhmd"), abjad_skeleton("mohamed"));
         assert_eq!(abjad_skeleton("sltyl"), abjad_skeleton("shaltiel"));
+    }
+}
+
+#[cfg(test)]
+mod signature_bound {
+    use super::StrSig;
+    use crate::score::edit_distance;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The letter-set test never rejects a pair that is within `k` edits.
+        #[test]
+        fn never_rejects_a_close_pair(a in "[a-e]{0,10}|[a-z0-9]{0,60}", b in "[a-e]{0,10}|[a-z0-9]{0,60}", k in 0u32..4) {
+            if edit_distance(&a, &b) <= k as usize {
+                prop_assert!(StrSig::of(&a).may_be_within(StrSig::of(&b), k));
+            }
+        }
+
+        /// Close pairs made by editing: one to three random edits of a word.
+        #[test]
+        fn edited_words_pass(a in "[a-z]{1,20}", edits in proptest::collection::vec((0usize..4, 0usize..20, b'a'..=b'z'), 1..4)) {
+            let mut b: Vec<u8> = a.bytes().collect();
+            for (op, at, c) in &edits {
+                let at = at % (b.len() + 1);
+                match op {
+                    0 => b.insert(at, *c),
+                    1 if at < b.len() => { b.remove(at); }
+                    2 if at < b.len() => b[at] = *c,
+                    3 if at + 1 < b.len() => b.swap(at, at + 1),
+                    _ => {}
+                }
+            }
+            let b = String::from_utf8(b).unwrap_or_default();
+            let d = edit_distance(&a, &b);
+            prop_assert!(StrSig::of(&a).may_be_within(StrSig::of(&b), d as u32));
+        }
     }
 }

@@ -262,3 +262,144 @@ fn screening_results_equal_the_snapshot() {
         }
     }
 }
+
+fn shared_index() -> Option<&'static (Vec<ListEntry>, Index)> {
+    static INDEX: std::sync::OnceLock<Option<(Vec<ListEntry>, Index)>> = std::sync::OnceLock::new();
+    INDEX
+        .get_or_init(|| {
+            let dir = common::data_dir()?;
+            let entries = sdn2021(&dir);
+            let index = Index::build(&entries);
+            Some((entries, index))
+        })
+        .as_ref()
+}
+
+/// A random query derived from a list entry: a perturbed name, sometimes with the entry's
+/// birth year or another one, a country, its identifier or a wrong one of the same kind,
+/// or a kind that does not match.
+fn random_query(entries: &[ListEntry], seed: u64) -> Query {
+    let mut rng = Rng(seed | 1);
+    let e = &entries[rng.below(entries.len())];
+    let n = &e.names[rng.below(e.names.len())].text;
+    let kinds = [
+        None,
+        Some(e.kind),
+        Some(EntryKind::Person),
+        Some(EntryKind::Entity),
+        Some(EntryKind::Vessel),
+    ];
+    let mut q = Query {
+        names: vec![if rng.below(5) == 0 {
+            random_name(&mut rng)
+        } else {
+            perturb(n, &mut rng)
+        }],
+        kind: kinds[rng.below(kinds.len())],
+        ..Query::default()
+    };
+    match rng.below(3) {
+        0 => {
+            if let Some(d) = e.birth_dates.first() {
+                q.birth_date = Some(format!("{}", d.years().0));
+            }
+        }
+        1 => q.birth_date = Some(format!("{}", 1930 + rng.below(75))),
+        _ => {}
+    }
+    if rng.below(3) == 0
+        && let Some(c) = e.countries.first()
+    {
+        q.countries.push(c.name.clone());
+    }
+    if let Some(id) = e.identifiers.first() {
+        match rng.below(4) {
+            0 => q.identifiers.push(QueryIdentifier {
+                kind: id.kind,
+                value: id.value.clone(),
+            }),
+            1 => q.identifiers.push(QueryIdentifier {
+                kind: id.kind,
+                value: format!("Z{}", rng.below(1_000_000)),
+            }),
+            _ => {}
+        }
+    }
+    if rng.below(6) == 0 && e.names.len() > 1 {
+        q.names.push(e.names[1].text.clone());
+    }
+    q
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 192, ..proptest::prelude::ProptestConfig::default() })]
+
+    /// Pruning never changes a result: on random queries against the real list, at random
+    /// thresholds and limits, the pruned screening returns exactly what aligning every
+    /// candidate in full returns (same entries, scores bit for bit, explanations). In
+    /// particular no pruned entry is one that would have reached the threshold.
+    #[test]
+    fn pruning_never_drops_a_candidate(seed in proptest::prelude::any::<u64>(), t in 0usize..6, l in 0usize..4) {
+        let Some((entries, index)) = shared_index() else {
+            return Ok(());
+        };
+        let q = random_query(entries, seed);
+        let Ok(pq) = PreparedQuery::new(&q) else {
+            return Ok(());
+        };
+        let min = [0.3f32, 0.5, 0.7, 0.75, 0.8, 0.9][t];
+        let limit = [1usize, 3, 10, 25][l];
+        let (pruned, work) = index.screen_counted(&pq, limit, min);
+        let (full, full_work) = index.screen_unpruned(&pq, limit, min);
+        proptest::prop_assert_eq!(&pruned, &full, "query {:?} at {} limit {}", q, min, limit);
+        proptest::prop_assert_eq!(full_work.name_pairs_pruned, 0);
+        // Every pair the full path aligns is either aligned or counted as pruned.
+        proptest::prop_assert_eq!(
+            work.name_pairs_scored + work.name_pairs_pruned,
+            full_work.name_pairs_scored
+        );
+        proptest::prop_assert_eq!(index.screen(&pq, limit, min), pruned);
+    }
+}
+
+/// Work, counted rather than timed: every query scores at most the candidate cap of
+/// entries (plus identifier hits), and pruning skips some alignments on queries whose
+/// birth date conflicts with most candidates.
+#[test]
+fn work_per_query_is_bounded_and_pruning_saves_some() {
+    let Some((entries, index)) = shared_index() else {
+        return;
+    };
+    let mut pruned = 0;
+    for q in queries(entries) {
+        let Ok(pq) = PreparedQuery::new(&q) else {
+            continue;
+        };
+        let (_, w) = index.screen_counted(&pq, 10, 0.8);
+        assert!(
+            w.entries_scored <= 24 + 24 * q.identifiers.len(),
+            "{q:?}: {w:?}"
+        );
+        if q.identifiers.is_empty() {
+            // At most the 24 candidate names, each against the query's name forms.
+            assert!(
+                w.name_pairs_scored <= 24 * 4 * q.names.len(),
+                "{q:?}: {w:?}"
+            );
+        }
+        pruned += w.name_pairs_pruned;
+    }
+    let mut q = Query {
+        names: vec!["Mohammed Ali".into()],
+        kind: Some(EntryKind::Person),
+        birth_date: Some("1900".into()),
+        ..Query::default()
+    };
+    let (hits, w) = index.screen_counted(&PreparedQuery::new(&q).unwrap(), 10, 0.8);
+    assert!(w.name_pairs_pruned > 0, "{w:?}");
+    q.birth_date = None;
+    let (_, w2) = index.screen_counted(&PreparedQuery::new(&q).unwrap(), 10, 0.8);
+    assert!(w2.name_pairs_scored > w.name_pairs_scored, "{w:?} {w2:?}");
+    assert!(hits.iter().all(|c| c.score >= 0.8));
+    assert!(pruned > 0);
+}
