@@ -22,24 +22,27 @@ pub enum Method {
     Document,
     /// An entity's formation document (registry, number, jurisdiction) consistent with it.
     FormationDocument,
-    EmailOtp,
-    PhoneOtp,
+    OtpEmail,
+    OtpPhone,
     /// The provider's billing system confirmed the payment instrument.
     PaymentConfirmation,
-    /// An external verification vendor's passing result.
-    Vendor,
+    /// An external vendor's documentary check.
+    VendorDocumentary,
+    /// An external vendor's non-documentary check.
+    VendorNonDocumentary,
     /// Every foreign beneficial owner of the entity is verified.
     BeneficialOwnersVerified,
 }
 
 impl Method {
-    pub const ALL: [Method; 7] = [
+    pub const ALL: [Method; 8] = [
         Method::Document,
         Method::FormationDocument,
-        Method::EmailOtp,
-        Method::PhoneOtp,
+        Method::OtpEmail,
+        Method::OtpPhone,
         Method::PaymentConfirmation,
-        Method::Vendor,
+        Method::VendorDocumentary,
+        Method::VendorNonDocumentary,
         Method::BeneficialOwnersVerified,
     ];
 
@@ -47,10 +50,11 @@ impl Method {
         match self {
             Method::Document => "document",
             Method::FormationDocument => "formation_document",
-            Method::EmailOtp => "email_otp",
-            Method::PhoneOtp => "phone_otp",
+            Method::OtpEmail => "otp_email",
+            Method::OtpPhone => "otp_phone",
             Method::PaymentConfirmation => "payment_confirmation",
-            Method::Vendor => "vendor",
+            Method::VendorDocumentary => "vendor_documentary",
+            Method::VendorNonDocumentary => "vendor_non_documentary",
             Method::BeneficialOwnersVerified => "beneficial_owners_verified",
         }
     }
@@ -61,6 +65,21 @@ impl Method {
 
     fn bit(self) -> u8 {
         1 << (self as u8)
+    }
+}
+
+impl From<crate::verification::Method> for Method {
+    fn from(m: crate::verification::Method) -> Self {
+        use crate::verification::Method as E;
+        match m {
+            E::Document => Method::Document,
+            E::FormationDocument => Method::FormationDocument,
+            E::OtpEmail => Method::OtpEmail,
+            E::OtpPhone => Method::OtpPhone,
+            E::PaymentConfirmation => Method::PaymentConfirmation,
+            E::VendorDocumentary => Method::VendorDocumentary,
+            E::VendorNonDocumentary => Method::VendorNonDocumentary,
+        }
     }
 }
 
@@ -294,10 +313,10 @@ impl Policy {
         };
         let set = |ms: &[Method]| ms.iter().copied().collect::<Methods>();
         let non_documentary = set(&[
-            Method::EmailOtp,
-            Method::PhoneOtp,
+            Method::OtpEmail,
+            Method::OtpPhone,
             Method::PaymentConfirmation,
-            Method::Vendor,
+            Method::VendorNonDocumentary,
         ]);
         Policy {
             version: "builtin".into(),
@@ -337,7 +356,7 @@ impl Policy {
                     products: vec![],
                     tiers: vec![],
                     require: vec![
-                        set(&[Method::FormationDocument, Method::Vendor]),
+                        set(&[Method::FormationDocument, Method::VendorDocumentary]),
                         set(&[Method::BeneficialOwnersVerified]),
                     ],
                 },
@@ -346,7 +365,10 @@ impl Policy {
                     account_types: vec![],
                     products: vec![],
                     tiers: vec![],
-                    require: vec![set(&[Method::Document, Method::Vendor]), non_documentary],
+                    require: vec![
+                        set(&[Method::Document, Method::VendorDocumentary]),
+                        non_documentary,
+                    ],
                 },
             ],
             exemptions: vec![],
@@ -477,9 +499,9 @@ mod tests {
         s.passed.insert(Method::Document);
         let o = evaluate(&p, &s);
         assert!(
-            matches!(&o.verdict, Verdict::Pending { missing } if missing.len() == 1 && missing[0].contains(Method::EmailOtp))
+            matches!(&o.verdict, Verdict::Pending { missing } if missing.len() == 1 && missing[0].contains(Method::OtpEmail))
         );
-        s.passed.insert(Method::EmailOtp);
+        s.passed.insert(Method::OtpEmail);
         assert_eq!(evaluate(&p, &s).verdict, Verdict::Verified);
     }
 
@@ -525,7 +547,9 @@ mod tests {
         s.failed_attempts = 3;
         assert_eq!(evaluate(&p, &s).verdict, Verdict::Failed);
         // Evidence that meets the rule wins over earlier failures.
-        s.passed = [Method::Vendor, Method::PhoneOtp].into_iter().collect();
+        s.passed = [Method::VendorDocumentary, Method::OtpPhone]
+            .into_iter()
+            .collect();
         assert_eq!(evaluate(&p, &s).verdict, Verdict::Verified);
     }
 
@@ -559,10 +583,16 @@ mod tests {
             assert_eq!(Method::parse(m.as_str()), Some(m));
         }
         assert_eq!(Method::parse("passport"), None);
-        let s: Methods = [Method::Vendor, Method::Document].into_iter().collect();
+        let s: Methods = [Method::VendorDocumentary, Method::Document]
+            .into_iter()
+            .collect();
         assert_eq!(
             s.iter().collect::<Vec<_>>(),
-            vec![Method::Document, Method::Vendor]
+            vec![Method::Document, Method::VendorDocumentary]
         );
+        // Every evidence method is a policy method of the same name.
+        for m in crate::verification::Method::ALL {
+            assert_eq!(Method::from(m).as_str(), m.as_str());
+        }
     }
 }

@@ -10,7 +10,8 @@ use cip_core::determination::{self, Status};
 use cip_core::model::{AccountType, CustomerKind};
 use cip_core::parse::CountryCode;
 use cip_core::policy::{self, Methods, Policy, Subject};
-use cip_store::{AccountFilter, CustomerFilter, CustomerRow, PageRequest, Store};
+use cip_core::verification;
+use cip_store::{AccountFilter, CustomerFilter, CustomerRow, EvidenceRow, PageRequest, Store};
 use cip_vault::Keyring;
 use uuid::Uuid;
 
@@ -23,6 +24,8 @@ pub struct Facts {
     pub kind: CustomerKind,
     pub status: Status,
     pub foreign_owner: bool,
+    /// Beneficial owners not established as U.S. persons (each must be verified).
+    pub foreign_owners: Vec<Uuid>,
     pub countries: Vec<CountryCode>,
     pub crypto_payment: bool,
     pub conflict: bool,
@@ -45,6 +48,12 @@ pub fn facts_of(doc: &CustomerDoc) -> Facts {
             .beneficial_owners
             .iter()
             .any(|(_, o)| o.status != Status::UsPerson),
+        foreign_owners: d
+            .beneficial_owners
+            .iter()
+            .filter(|(_, o)| o.status != Status::UsPerson)
+            .map(|(id, _)| *id)
+            .collect(),
         crypto_payment: doc
             .payment_methods
             .iter()
@@ -117,13 +126,12 @@ struct OpenAccount {
 /// no point reads: the accounts (kept in memory by customer: ids and codes only), then the
 /// customers page by page, each record opened once on the blocking pool, split across the
 /// cores. This is a bulk read of every record, which the caller audits. `passed` gives the
-/// methods a customer has passing evidence for, `progress` the customers done so far.
+/// customers done so far. Each customer's stored evidence decides which methods it passed.
 pub async fn check(
     store: &dyn Store,
     keyring: &Arc<Keyring>,
     in_force: &Policy,
     proposed: &Policy,
-    passed: &(dyn Fn(Uuid) -> Methods + Sync),
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<CheckReport, String> {
     let mut report = CheckReport {
@@ -182,14 +190,13 @@ pub async fn check(
             .map_err(|e| format!("policy check task: {e}"))??;
         for (customer_id, f) in facts {
             report.customers += 1;
+            let evidence = store
+                .list_evidence(customer_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            let passed = passed_methods(&f, &evidence);
             for account in accounts.get(&customer_id).into_iter().flatten() {
-                let s = subject(
-                    &f,
-                    account.account_type,
-                    &account.product,
-                    passed(customer_id),
-                    0,
-                );
+                let s = subject(&f, account.account_type, &account.product, passed, 0);
                 tally(&mut report, in_force, proposed, &s, customer_id, account.id);
             }
         }
@@ -199,6 +206,31 @@ pub async fn check(
 }
 
 const PAGE: u32 = 1000;
+
+/// The policy methods a customer's stored evidence passes: its own passing results, and
+/// `beneficial_owners_verified` when every owner not established as a U.S. person has a
+/// passing documentary and non-documentary result.
+pub fn passed_methods(facts: &Facts, evidence: &[EvidenceRow]) -> Methods {
+    let passes = || evidence.iter().filter(|e| e.result == "pass");
+    let mut methods: Methods = passes()
+        .filter(|e| e.beneficial_owner_id.is_none())
+        .filter_map(|e| verification::Method::parse(&e.method))
+        .map(policy::Method::from)
+        .collect();
+    let owner_has = |id: Uuid, kind: fn(verification::Method) -> bool| {
+        passes().any(|e| {
+            e.beneficial_owner_id == Some(id)
+                && verification::Method::parse(&e.method).is_some_and(kind)
+        })
+    };
+    if facts.foreign_owners.iter().all(|id| {
+        owner_has(*id, verification::Method::is_documentary)
+            && owner_has(*id, verification::Method::is_non_documentary)
+    }) {
+        methods.insert(policy::Method::BeneficialOwnersVerified);
+    }
+    methods
+}
 
 /// Opens each record and computes its facts, on two threads (the machine's cores; more
 /// would only queue behind the server's own work).
@@ -273,5 +305,68 @@ fn tally(
             tier_before: tier_before.clone(),
             tier_after: tier_after.clone(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cip_core::policy::Method;
+
+    fn ev(owner: Option<Uuid>, method: &str, result: &str) -> EvidenceRow {
+        EvidenceRow {
+            id: Uuid::now_v7(),
+            customer_id: Uuid::nil(),
+            beneficial_owner_id: owner,
+            method: method.into(),
+            result: result.into(),
+            at: 1,
+            actor: "test".into(),
+            source_key: None,
+            details: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn evidence_passes_methods_and_owners() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let facts = Facts {
+            kind: CustomerKind::Entity,
+            status: Status::ForeignPerson,
+            foreign_owner: true,
+            foreign_owners: vec![a, b],
+            countries: vec![],
+            crypto_payment: false,
+            conflict: false,
+        };
+        let mut evidence = vec![
+            ev(None, "formation_document", "pass"),
+            ev(None, "otp_email", "fail"),
+            ev(Some(a), "document", "pass"),
+            ev(Some(a), "otp_phone", "pass"),
+            ev(Some(b), "document", "pass"),
+            ev(Some(b), "payment_confirmation", "fail"),
+        ];
+        let m = passed_methods(&facts, &evidence);
+        assert!(m.contains(Method::FormationDocument));
+        assert!(
+            !m.contains(Method::OtpEmail),
+            "a failed result passes nothing"
+        );
+        assert!(
+            !m.contains(Method::Document),
+            "an owner's document is not the customer's"
+        );
+        assert!(
+            !m.contains(Method::BeneficialOwnersVerified),
+            "b lacks a non-documentary pass"
+        );
+        evidence.push(ev(Some(b), "vendor_non_documentary", "pass"));
+        assert!(passed_methods(&facts, &evidence).contains(Method::BeneficialOwnersVerified));
+        let no_owners = Facts {
+            foreign_owners: vec![],
+            ..facts
+        };
+        assert!(passed_methods(&no_owners, &[]).contains(Method::BeneficialOwnersVerified));
     }
 }

@@ -202,16 +202,12 @@ pub async fn run(customers: u64, json_out: bool) -> Result<u8> {
 
     let bar = crate::bench::progress_bar(customers, "re-evaluating");
     let started = Instant::now();
-    let report = cip_server::policy::check(
-        inst.store.as_ref(),
-        &keyring,
-        &builtin,
-        &proposed,
-        &|_| Methods::default(),
-        &|n| bar.set_position(n),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!(e))?;
+    let report =
+        cip_server::policy::check(inst.store.as_ref(), &keyring, &builtin, &proposed, &|n| {
+            bar.set_position(n)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
     let check_secs = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     anyhow::ensure!(

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use cip_core::policy::{Methods, Policy};
+use cip_core::policy::Policy;
 use cip_server::policy_file;
 use cip_store::AuditDraft;
 
@@ -66,16 +66,12 @@ pub async fn check(
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let bar = crate::bench::progress_bar(total, "customers");
     let keyring = inst.keyring();
-    let report = cip_server::policy::check(
-        inst.store.as_ref(),
-        &keyring,
-        &in_force,
-        &proposed,
-        &|_| Methods::default(),
-        &|n| bar.set_position(n),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let report =
+        cip_server::policy::check(inst.store.as_ref(), &keyring, &in_force, &proposed, &|n| {
+            bar.set_position(n)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     bar.finish_and_clear();
     // Every customer record was opened: one audit entry for the bulk read.
     inst.store
