@@ -245,6 +245,8 @@ pub fn spawn_jobs(
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = state.screening.changed.notified() => {}
+                    // A change another instance holds stays queued: look at it again.
+                    _ = tokio::time::sleep(Duration::from_secs(30)) => {}
                 }
             }
         }));

@@ -252,12 +252,65 @@ const RESCREEN_BATCH: u32 = 500;
 /// One re-screen of every stored customer against one list change: closes the open items
 /// of removed entries, then screens each customer's subjects against an index of only the
 /// added and changed entries (`Index::build_subset`). The customers are read by the system
-/// (one audit entry per change records it). Returns `Idle` when nothing is queued.
+/// (one audit entry per change records it). Returns `Idle` when nothing is queued, or when
+/// the only change queued is being re-screened by another instance (it stays queued).
+///
+/// With several instances on one database each one queues every list change it loads; a
+/// lease on `rescreen:<list>:<version>` lets one of them run it, and the others drop it once
+/// the database says it is done. A lease left by an instance that died expires and another
+/// instance takes the change over.
 pub async fn rescreen_run_once(state: &AppState) -> Result<Ran, String> {
     let _running = state.screening.rescreen_lock.lock().await;
     let Some(change) = state.screening.next_change() else {
         return Ok(Ran::Idle);
     };
+    if rescreened_version(state, &change.list_id).await? >= Some(change.version) {
+        // Another instance (or an earlier run of this one) completed it.
+        return Ok(Ran::Did(0));
+    }
+    let lease = format!("rescreen:{}:{}", change.list_id, change.version);
+    let holder = state.screening.instance.clone();
+    if !claim(state, &lease, &holder).await? {
+        state.screening.requeue(change);
+        return Ok(Ran::Idle);
+    }
+    let result = rescreen_change(state, change, &lease, &holder).await;
+    // Released when done; on failure too, so another instance may retry at once.
+    state
+        .store
+        .release_job(&lease, &holder)
+        .await
+        .map_err(|e| e.to_string())?;
+    result
+}
+
+/// How long a re-screen lease lasts without renewal; renewed with every batch.
+const RESCREEN_LEASE_MICROS: i64 = 5 * 60 * 1_000_000;
+
+async fn claim(state: &AppState, lease: &str, holder: &str) -> Result<bool, String> {
+    let now = crate::time::now_micros();
+    state
+        .store
+        .claim_job(lease, holder, now, now + RESCREEN_LEASE_MICROS)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn rescreened_version(state: &AppState, list_id: &str) -> Result<Option<i64>, String> {
+    Ok(state
+        .store
+        .get_meta(&rescreened_key(list_id))
+        .await
+        .map_err(|e| e.to_string())?
+        .and_then(|v| String::from_utf8(v).ok()?.parse::<i64>().ok()))
+}
+
+async fn rescreen_change(
+    state: &AppState,
+    change: ListChange,
+    lease: &str,
+    holder: &str,
+) -> Result<Ran, String> {
     let cause = Cause {
         actor: "system:rescreen".into(),
         role: "system".into(),
@@ -328,6 +381,11 @@ pub async fn rescreen_run_once(state: &AppState) -> Result<Ran, String> {
             .map_err(|e| e.to_string())?;
         let Some(last) = rows.last() else { break };
         after = Some(last.id);
+        if !claim(state, lease, holder).await? {
+            return Err(format!(
+                "the lease {lease} was lost mid-run; another instance took it over"
+            ));
+        }
         let keyring = state.keyring();
         let threshold = state.screening_threshold;
         let subset = subset.clone();

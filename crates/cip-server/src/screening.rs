@@ -455,6 +455,9 @@ pub struct Screening {
     pub rescreen_lock: tokio::sync::Mutex<()>,
     /// Set after the first load: later loads are list changes that need a re-screen.
     initialised: std::sync::atomic::AtomicBool,
+    /// This process, as the holder of job leases (instances on one database re-screen each
+    /// list change once).
+    pub instance: String,
 }
 
 impl Default for Screening {
@@ -469,6 +472,7 @@ impl Default for Screening {
             changed: tokio::sync::Notify::new(),
             rescreen_lock: tokio::sync::Mutex::new(()),
             initialised: std::sync::atomic::AtomicBool::new(false),
+            instance: format!("instance:{}", uuid::Uuid::new_v4()),
         }
     }
 }
@@ -488,6 +492,14 @@ impl Screening {
             .unwrap_or_else(|p| p.into_inner())
             .push_back(change);
         self.changed.notify_one();
+    }
+
+    /// Puts back a change another instance is re-screening, to look at it again later.
+    pub fn requeue(&self, change: crate::reviews::ListChange) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(change);
     }
 
     pub fn next_change(&self) -> Option<crate::reviews::ListChange> {

@@ -31,6 +31,7 @@ pub type NamedCheck = (&'static str, fn(Arc<dyn Store>) -> futures_check::BoxChe
 pub fn checks() -> Vec<NamedCheck> {
     vec![
         ("meta", |s| Box::pin(meta(s))),
+        ("job_leases", |s| Box::pin(job_leases(s))),
         ("api_keys", |s| Box::pin(api_keys(s))),
         ("customers", |s| Box::pin(customers(s))),
         ("idempotency", |s| Box::pin(idempotency(s))),
@@ -109,6 +110,57 @@ fn write(row: CustomerRow, terms: Vec<IndexTerm>) -> CustomerWrite {
         audit: draft("customer.create", Some(id)),
         idempotency: None,
     }
+}
+
+/// A job lease is held by one holder until it expires or is released; renewals by the holder
+/// succeed, claims by others fail until then.
+async fn job_leases(s: Arc<dyn Store>) -> Check {
+    let claim = |who: &'static str, now: i64, until: i64| {
+        let s = s.clone();
+        async move { s.claim_job("rescreen:x:1", who, now, until).await }
+    };
+    ensure!(
+        claim("a", 100, 200).await.map_err(e("claim"))?,
+        "a free lease is taken"
+    );
+    ensure!(
+        !claim("b", 150, 250).await.map_err(e("claim"))?,
+        "a held lease is refused"
+    );
+    ensure!(
+        claim("a", 150, 300).await.map_err(e("renew"))?,
+        "the holder renews"
+    );
+    ensure!(
+        !claim("b", 299, 400).await.map_err(e("claim"))?,
+        "renewed until 300"
+    );
+    ensure!(
+        claim("b", 300, 400).await.map_err(e("take over"))?,
+        "an expired lease is taken over"
+    );
+    ensure!(!claim("a", 310, 500).await.map_err(e("claim"))?, "now b's");
+    s.release_job("rescreen:x:1", "a")
+        .await
+        .map_err(e("release"))?;
+    ensure!(
+        !claim("a", 320, 500).await.map_err(e("claim"))?,
+        "only the holder releases"
+    );
+    s.release_job("rescreen:x:1", "b")
+        .await
+        .map_err(e("release"))?;
+    ensure!(
+        claim("a", 330, 500).await.map_err(e("claim"))?,
+        "a released lease is free"
+    );
+    ensure!(
+        s.claim_job("other", "b", 330, 500)
+            .await
+            .map_err(e("claim"))?,
+        "leases are per name"
+    );
+    Ok(())
 }
 
 async fn meta(s: Arc<dyn Store>) -> Check {

@@ -60,6 +60,11 @@ pub trait Store:
     /// earlier one), so two instances starting at once agree on one value.
     async fn init_meta(&self, name: &str, value: &[u8]) -> Result<Vec<u8>>;
     async fn set_meta(&self, name: &str, value: &[u8], audit: AuditDraft) -> Result<()>;
+    /// Takes (or renews) the lease on a background job's `name` until `until` when it is free,
+    /// expired (`until <= now`) or already `holder`'s. `false`: another holder has it.
+    async fn claim_job(&self, name: &str, holder: &str, now: i64, until: i64) -> Result<bool>;
+    /// Ends `holder`'s lease on `name` (nothing happens if another holder has it).
+    async fn release_job(&self, name: &str, holder: &str) -> Result<()>;
 
     // ---- API keys ----
     async fn insert_api_key(&self, key: ApiKeyRow, audit: AuditDraft) -> Result<()>;

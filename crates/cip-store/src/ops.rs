@@ -1287,6 +1287,30 @@ macro_rules! define_ops {
                     set_meta(conn, head, &name, &value, audit).await?;
                     Out::Unit
                 }
+                Op::ClaimJob {
+                    name,
+                    holder,
+                    now,
+                    until,
+                } => Out::Bool(
+                    sqlx::query(crate::sql::CLAIM_JOB)
+                        .bind(name)
+                        .bind(holder)
+                        .bind(until)
+                        .bind(now)
+                        .execute(&mut *conn)
+                        .await?
+                        .rows_affected()
+                        == 1,
+                ),
+                Op::ReleaseJob { name, holder } => {
+                    sqlx::query(crate::sql::RELEASE_JOB)
+                        .bind(name)
+                        .bind(holder)
+                        .execute(&mut *conn)
+                        .await?;
+                    Out::Unit
+                }
                 Op::InsertApiKey(key, audit) => {
                     insert_api_key(conn, head, &key, audit).await?;
                     Out::Unit

@@ -156,6 +156,28 @@ impl Store for PgStore {
         }
     }
 
+    async fn claim_job(&self, name: &str, holder: &str, now: i64, until: i64) -> Result<bool> {
+        boolean(
+            self.submit(Op::ClaimJob {
+                name: name.to_string(),
+                holder: holder.to_string(),
+                now,
+                until,
+            })
+            .await?,
+        )
+    }
+
+    async fn release_job(&self, name: &str, holder: &str) -> Result<()> {
+        unit(
+            self.submit(Op::ReleaseJob {
+                name: name.to_string(),
+                holder: holder.to_string(),
+            })
+            .await?,
+        )
+    }
+
     async fn set_meta(&self, name: &str, value: &[u8], audit: AuditDraft) -> Result<()> {
         unit(
             self.submit(Op::SetMeta(name.to_string(), value.to_vec(), audit))

@@ -9,6 +9,11 @@ pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit_log (seq, at, actor, ro
      VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)";
 pub(crate) const INIT_META: &str =
     "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+/// Affects one row when the lease was free, expired or already the holder's; none otherwise.
+pub(crate) const CLAIM_JOB: &str = "INSERT INTO job_leases (name, holder, until) \
+     VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+     until = excluded.until WHERE job_leases.until <= $4 OR job_leases.holder = excluded.holder";
+pub(crate) const RELEASE_JOB: &str = "DELETE FROM job_leases WHERE name = $1 AND holder = $2";
 pub(crate) const GET_META: &str = "SELECT value FROM meta WHERE name = $1";
 pub(crate) const SET_META: &str = "INSERT INTO meta (name, value) VALUES ($1, $2) \
      ON CONFLICT (name) DO UPDATE SET value = excluded.value";

@@ -879,6 +879,21 @@ pub(crate) fn apply(conn: &Connection, head: &mut Head, op: Op) -> Result<Out> {
             set_meta(conn, head, &name, &value, audit)?;
             Out::Unit
         }
+        Op::ClaimJob {
+            name,
+            holder,
+            now,
+            until,
+        } => Out::Bool(
+            conn.prepare_cached(sql::CLAIM_JOB)?
+                .execute(params![name, holder, until, now])?
+                == 1,
+        ),
+        Op::ReleaseJob { name, holder } => {
+            conn.prepare_cached(sql::RELEASE_JOB)?
+                .execute(params![name, holder])?;
+            Out::Unit
+        }
         Op::InsertApiKey(key, audit) => {
             insert_api_key(conn, head, &key, audit)?;
             Out::Unit

@@ -9,6 +9,16 @@ use crate::*;
 pub(crate) enum Op {
     InitMeta(String, Vec<u8>),
     SetMeta(String, Vec<u8>, AuditDraft),
+    ClaimJob {
+        name: String,
+        holder: String,
+        now: i64,
+        until: i64,
+    },
+    ReleaseJob {
+        name: String,
+        holder: String,
+    },
     InsertApiKey(ApiKeyRow, AuditDraft),
     RevokeApiKey(String, i64, AuditDraft),
     InsertCustomer(CustomerWrite),

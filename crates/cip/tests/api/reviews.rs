@@ -10,7 +10,8 @@ use crate::helpers::*;
 
 both_backends!(
     review_items_follow_customers_and_lists,
-    unfinished_rescreen_runs_at_next_start
+    unfinished_rescreen_runs_at_next_start,
+    instances_rescreen_each_change_once
 );
 
 fn list_v1() -> Value {
@@ -315,6 +316,106 @@ async fn unfinished_rescreen_runs_at_next_start(b: Backend) {
         done.as_deref(),
         Some(&b"1"[..]),
         "the re-screen is remembered"
+    );
+    app2.cleanup().await;
+    app.cleanup().await;
+}
+
+/// Several instances on one database: each queues the re-screen of a list version it loads,
+/// and the version is re-screened once. An instance that finds the change leased by another
+/// keeps it queued and screens nothing; once the lease is gone one instance runs it, and the
+/// other finds it done.
+async fn instances_rescreen_each_change_once(b: Backend) {
+    use cip_server::jobs::Ran;
+    use cip_server::reviews::rescreen_run_once;
+    use cip_server::screening::{ImportRequest, ListFile, ListFormat, import};
+    let app = spawn_app(b).await;
+    let (ivan, _) = app
+        .create_customer(&person("Ivan P. Sidorov", "1961-04-12", "+49 30 901820"))
+        .await;
+    let pg = app.database_url.clone().map(|u| (u, String::new()));
+    let app2 = spawn_app_in(b, app.data_dir.clone(), pg).await;
+    for a in [&app, &app2] {
+        a.state
+            .screening
+            .refresh(a.state.store.as_ref())
+            .await
+            .unwrap();
+    }
+    import(
+        app.state.store.as_ref(),
+        ImportRequest {
+            list: cip_screen::ListId::new("own"),
+            format: ListFormat::OwnJson,
+            files: vec![ListFile {
+                name: "own.json".into(),
+                part: None,
+                bytes: serde_json::to_vec(&list_v1()).unwrap(),
+            }],
+            force: false,
+            actor: "cli".into(),
+            role: "admin".into(),
+            request_id: None,
+        },
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    // Another instance is in the middle of it (its lease taken before these two look, so
+    // that neither their background jobs nor the calls below can run it).
+    let now = cip_server::time::now_micros();
+    assert!(
+        app.state
+            .store
+            .claim_job(
+                "rescreen:own:1",
+                "instance:elsewhere",
+                now,
+                now + 3_600_000_000
+            )
+            .await
+            .unwrap()
+    );
+    // Both instances load the new version and queue its re-screen.
+    for a in [&app, &app2] {
+        a.state
+            .screening
+            .refresh(a.state.store.as_ref())
+            .await
+            .unwrap();
+    }
+    assert_eq!(rescreen_run_once(&app.state).await.unwrap(), Ran::Idle);
+    assert_eq!(rescreen_run_once(&app2.state).await.unwrap(), Ran::Idle);
+    assert!(
+        reviews(&app, &format!("customer_id={ivan}"))
+            .await
+            .is_empty(),
+        "nothing is screened while another instance holds the change"
+    );
+    // That instance died without finishing: once its lease is gone, one of the two runs the
+    // change (whichever takes it first) and the other finds it done and drops it.
+    app.state
+        .store
+        .release_job("rescreen:own:1", "instance:elsewhere")
+        .await
+        .unwrap();
+    rescreen(&app).await;
+    rescreen(&app2).await;
+    let items = reviews(&app, &format!("customer_id={ivan}")).await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["entry_id"], "B-1");
+    let runs = app
+        .state
+        .store
+        .list_audit(&cip_store::AuditFilter::default(), 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.draft.action == "customer.rescreen")
+        .count();
+    assert_eq!(
+        runs, 1,
+        "one re-screen of the version across both instances"
     );
     app2.cleanup().await;
     app.cleanup().await;
