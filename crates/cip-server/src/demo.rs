@@ -613,7 +613,44 @@ pub async fn load(state: &AppState) -> Result<usize, ApiError> {
         made += 1;
     }
     demo_measure(state, now_micros()).await?;
+    demo_watchlist(state).await?;
     Ok(made)
+}
+
+/// A small sample list (the provider's own format), so a newcomer sees screening at work:
+/// two of its entries are demo customers, and the re-screen the server runs when it loads
+/// the list at start opens review items for them in `/v1/reviews`.
+async fn demo_watchlist(state: &AppState) -> Result<(), ApiError> {
+    use crate::screening::{ImportRequest, ListFile, ListFormat, import};
+    let entries = serde_json::json!([
+        {"id": "DEMO-1", "kind": "person", "name": "Olivia Brown", "birth_date": ["1990-06-23"],
+         "countries": ["GB"], "remarks": "DEMO — sample entry, not a real designation"},
+        {"id": "DEMO-2", "kind": "organization", "name": "Tidewater Reseller B.V.",
+         "countries": ["NL"], "remarks": "DEMO — sample entry, not a real designation"},
+        {"id": "DEMO-3", "kind": "person", "name": "Viktor Demo Example", "birth_date": ["1970-01-01"],
+         "countries": ["RU"], "remarks": "DEMO — matches no demo customer"}
+    ]);
+    import(
+        state.store.as_ref(),
+        ImportRequest {
+            list: cip_screen::ListId::new("demo-watchlist"),
+            format: ListFormat::OwnJson,
+            files: vec![ListFile {
+                name: "demo-watchlist.json".into(),
+                part: None,
+                bytes: serde_json::to_vec(&entries)
+                    .map_err(|e| ApiError::Internal(format!("demo list: {e}")))?,
+            }],
+            force: false,
+            actor: "system:demo".into(),
+            role: "admin".into(),
+            request_id: None,
+        },
+        &|_| {},
+    )
+    .await
+    .map_err(|e| ApiError::Internal(format!("demo list: {e:?}")))?;
+    Ok(())
 }
 
 /// One sample special measure, so a newcomer sees one at work: a made-up determination
