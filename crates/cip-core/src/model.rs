@@ -308,6 +308,8 @@ pub enum Permission {
     RecordVerification,
     /// Resolve unverified cases.
     ResolveCases,
+    /// Apply a new verification policy.
+    ManagePolicy,
 }
 
 pub fn role_allows(role: Role, permission: Permission) -> bool {

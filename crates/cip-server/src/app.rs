@@ -31,6 +31,7 @@ use crate::state::AppState;
          (name = "access", description = "The access record: IP addresses and times of every access"),
          (name = "verification", description = "Verification evidence (documents, one-time codes, payment confirmations, external vendors) and unverified cases"),
          (name = "screening", description = "Screening lists (versioned snapshots) and screening against them"),
+         (name = "policy", description = "The provider's risk-based verification policy"),
          (name = "special measures", description = "Special measures under EO 13984 §2: prohibitions and conditions on accounts tied to a designated foreign jurisdiction or designated foreign persons"),
          (name = "system", description = "Health, readiness, metrics")),
 )]
@@ -132,6 +133,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(api::verification::list_cases))
         .routes(routes!(api::verification::get_case))
         .routes(routes!(api::verification::resolve_case))
+        .routes(routes!(api::policy::get_policy, api::policy::put_policy))
         .split_for_parts()
 }
 

@@ -35,7 +35,8 @@ impl Principal {
                 Permission::ReadAudit => "permission to read the audit trail (admin or auditor)",
                 Permission::ManageKeys
                 | Permission::ManageLists
-                | Permission::ManageSpecialMeasures => "the admin role",
+                | Permission::ManageSpecialMeasures
+                | Permission::ManagePolicy => "the admin role",
                 Permission::ReadSpecialMeasures => {
                     "permission to read special measures (admin, analyst or auditor)"
                 }

@@ -18,6 +18,111 @@ use uuid::Uuid;
 use crate::records::dto::CustomerDoc;
 use crate::records::seal;
 
+/// Where the active policy's version label is kept; the text of each applied version is
+/// kept under `policy.text.<version>` (so an auditor can read any version that was in force).
+const ACTIVE: &str = "policy.active";
+
+fn text_key(version: &str) -> String {
+    format!("policy.text.{version}")
+}
+
+/// The policy in force: the one last applied, or the built-in one. Returns the policy, its
+/// file text and whether it is the built-in one.
+pub async fn active(store: &dyn Store) -> Result<(Policy, String, bool), String> {
+    let Some(version) = store.get_meta(ACTIVE).await.map_err(|e| e.to_string())? else {
+        return Ok((
+            Policy::builtin(),
+            crate::policy_file::EXAMPLE.to_string(),
+            true,
+        ));
+    };
+    let version = String::from_utf8_lossy(&version).into_owned();
+    let text = store
+        .get_meta(&text_key(&version))
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("the active policy {version} has no stored text"))?;
+    let text = String::from_utf8(text).map_err(|_| "stored policy text is not UTF-8")?;
+    let policy = crate::policy_file::parse(&text).map_err(|p| {
+        format!(
+            "the stored policy {version} no longer parses: {}",
+            p.first().map(|p| p.to_string()).unwrap_or_default()
+        )
+    })?;
+    Ok((policy, text, false))
+}
+
+/// What applying a policy text did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The version is now in force.
+    Applied,
+    /// This exact version was already in force.
+    Unchanged,
+}
+
+#[derive(Debug)]
+pub enum ApplyError {
+    /// The file does not parse or contradicts itself (every problem, with its line).
+    Invalid(Vec<crate::policy_file::Problem>),
+    /// The version label was applied before with another text: versions are immutable.
+    VersionReused(String),
+    Store(String),
+}
+
+/// Validates and applies a policy file: its text is kept under its version, then the version
+/// becomes the active one; both writes are audited. A refused file writes nothing.
+pub async fn apply(
+    store: &dyn Store,
+    text: &str,
+    audit: impl Fn(&str, Vec<String>) -> cip_store::AuditDraft,
+) -> Result<(Policy, Applied), ApplyError> {
+    let policy = crate::policy_file::parse(text).map_err(ApplyError::Invalid)?;
+    let key = text_key(&policy.version);
+    match store.get_meta(&key).await {
+        Err(e) => return Err(ApplyError::Store(e.to_string())),
+        Ok(Some(old)) if old != text.as_bytes() => {
+            return Err(ApplyError::VersionReused(policy.version.clone()));
+        }
+        Ok(Some(_)) => {}
+        Ok(None) => store
+            .set_meta(
+                &key,
+                text.as_bytes(),
+                audit("policy.store", vec![format!("version={}", policy.version)]),
+            )
+            .await
+            .map_err(|e| ApplyError::Store(e.to_string()))?,
+    }
+    let current = store
+        .get_meta(ACTIVE)
+        .await
+        .map_err(|e| ApplyError::Store(e.to_string()))?;
+    if current.as_deref() == Some(policy.version.as_bytes()) {
+        return Ok((policy, Applied::Unchanged));
+    }
+    store
+        .set_meta(
+            ACTIVE,
+            policy.version.as_bytes(),
+            audit(
+                "policy.apply",
+                vec![
+                    format!("version={}", policy.version),
+                    format!(
+                        "previous={}",
+                        current
+                            .map(|v| String::from_utf8_lossy(&v).into_owned())
+                            .unwrap_or_else(|| "builtin".into())
+                    ),
+                ],
+            ),
+        )
+        .await
+        .map_err(|e| ApplyError::Store(e.to_string()))?;
+    Ok((policy, Applied::Applied))
+}
+
 /// What a policy needs to know about one customer: codes and flags, no personal data.
 #[derive(Debug, Clone)]
 pub struct Facts {

@@ -57,8 +57,9 @@ pub async fn check(
     proposed: Policy,
     json: bool,
 ) -> anyhow::Result<u8> {
-    // No policy has been applied through the server yet: the built-in one is in force.
-    let in_force = Policy::builtin();
+    let (in_force, _, _) = cip_server::policy::active(inst.store.as_ref())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let total = inst
         .store
         .count_customers()

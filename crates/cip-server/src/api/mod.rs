@@ -8,6 +8,7 @@ pub mod customers;
 pub mod determination;
 pub mod documents;
 pub mod lifecycle;
+pub mod policy;
 pub mod reviews;
 pub mod screening;
 pub mod special_measures;

@@ -164,4 +164,98 @@ async fn policy_check_explains_a_file_before_it_is_applied(backend: Backend) {
     app.cleanup().await;
 }
 
-crate::both_backends!(policy_check_explains_a_file_before_it_is_applied);
+/// `GET`/`PUT /v1/policy`: the built-in policy until one is applied; a refused file (422,
+/// every problem with its line) changes nothing; an applied one is in force for the server and
+/// for `cip policy check`; version labels are immutable.
+async fn policy_is_applied_through_the_api(backend: Backend) {
+    use cip_core::model::Role;
+    let app = spawn_app(backend).await;
+    let put = |token: String, text: String| {
+        let req = app
+            .client
+            .put(format!("{}/v1/policy", app.base))
+            .bearer_auth(token)
+            .header("content-type", "application/toml")
+            .body(text);
+        async move { req.send().await.unwrap() }
+    };
+    let analyst = app.key(Role::Analyst).await;
+    let v: Value = app.get("/v1/policy", &analyst).await.json().await.unwrap();
+    assert_eq!(v["builtin"], true, "{v}");
+    assert_eq!(v["version"], "builtin");
+    let builtin = v["text"].as_str().unwrap().to_string();
+
+    let head = app.audit_head().await;
+    let bad = builtin.replace("base_tier = \"standard\"", "base_tier = \"medium\"");
+    let resp = put(app.admin.clone(), bad.clone()).await;
+    assert_eq!(resp.status(), 422);
+    let err: Value = resp.json().await.unwrap();
+    let line = bad
+        .lines()
+        .position(|l| l.starts_with("base_tier"))
+        .unwrap()
+        + 1;
+    assert!(
+        err["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("line {line}: ")),
+        "{err}"
+    );
+    let resp = put(analyst.clone(), builtin.clone()).await;
+    assert_eq!(resp.status(), 403, "only an admin applies a policy");
+    assert_eq!(app.audit_head().await, head, "refusals write nothing");
+
+    let everyone = builtin
+        .replace("verify_us_persons = false", "verify_us_persons = true")
+        .replace("version = \"builtin\"", "version = \"2026-12-a\"");
+    let resp = put(app.admin.clone(), everyone.clone()).await;
+    assert_eq!(resp.status(), 201);
+    let resp = put(app.admin.clone(), everyone.clone()).await;
+    assert_eq!(resp.status(), 200, "the version in force again: unchanged");
+    let v: Value = app.get("/v1/policy", &analyst).await.json().await.unwrap();
+    assert_eq!(v["builtin"], false);
+    assert_eq!(v["version"], "2026-12-a");
+    assert_eq!(v["verify_us_persons"], true);
+    assert_eq!(v["text"], everyone.as_str());
+
+    let reused = everyone.replace("max_failed_attempts = 3", "max_failed_attempts = 4");
+    let resp = put(app.admin.clone(), reused).await;
+    assert_eq!(resp.status(), 409);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["code"], "CIP-POLICY-0001");
+    let v: Value = app.get("/v1/policy", &analyst).await.json().await.unwrap();
+    assert_eq!(v["version"], "2026-12-a", "the policy in force stays");
+
+    // The CLI checks against the policy in force.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    std::fs::write(&file, &builtin).unwrap();
+    let v = check_json(&app, &file);
+    assert_eq!(v["policy_in_force"], "2026-12-a");
+    assert_eq!(v["proposed"], "builtin");
+
+    let entries = app
+        .state
+        .store
+        .list_audit(&cip_store::AuditFilter::default(), 1000)
+        .await
+        .unwrap();
+    let applied: Vec<_> = entries
+        .iter()
+        .filter(|e| e.draft.action == "policy.apply")
+        .collect();
+    assert_eq!(applied.len(), 1);
+    assert!(
+        applied[0]
+            .draft
+            .fields
+            .contains(&"version=2026-12-a".to_string())
+    );
+    app.cleanup().await;
+}
+
+crate::both_backends!(
+    policy_check_explains_a_file_before_it_is_applied,
+    policy_is_applied_through_the_api
+);
