@@ -298,11 +298,7 @@ pub async fn account_access_events(
             purpose,
         )])
         .await?;
-    let next_cursor = if page.len() == limit as usize {
-        page.last().map(|e| e.cursor.clone())
-    } else {
-        None
-    };
+    let next_cursor = super::next_cursor(&page, limit, |e| e.cursor.clone());
     Ok(Json(AccessEventPage {
         items: page.iter().map(event_out).collect(),
         next_cursor,

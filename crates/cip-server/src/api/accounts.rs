@@ -580,11 +580,7 @@ pub async fn list_accounts(
             },
         )
         .await?;
-    let next_cursor = if rows.len() == limit as usize {
-        rows.last().map(|r| r.id.to_string())
-    } else {
-        None
-    };
+    let next_cursor = super::next_cursor(&rows, limit, |r| r.id.to_string());
     Ok(Json(AccountPage {
         items: rows.into_iter().map(to_dto).collect(),
         next_cursor,

@@ -69,11 +69,7 @@ pub async fn list_audit(
             limit,
         )
         .await?;
-    let next_cursor = if rows.len() == limit as usize {
-        rows.last().map(|r| r.seq)
-    } else {
-        None
-    };
+    let next_cursor = super::next_cursor(&rows, limit, |r| r.seq);
     Ok(Json(AuditPage {
         items: rows
             .into_iter()

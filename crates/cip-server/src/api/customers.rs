@@ -415,11 +415,7 @@ pub async fn list_customers(
             },
         )
         .await?;
-    let next_cursor = if rows.len() == limit as usize {
-        rows.last().map(|r| r.id.to_string())
-    } else {
-        None
-    };
+    let next_cursor = super::next_cursor(&rows, limit, |r| r.id.to_string());
     Ok(Json(CustomerPage {
         items: rows
             .into_iter()

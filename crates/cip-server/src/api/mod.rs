@@ -157,6 +157,16 @@ pub async fn check_replay(
 }
 
 /// Page size: 50 by default, 1 to 500.
+/// The cursor of the next page: the last row's, when the page is full (a shorter page is the
+/// last one).
+pub fn next_cursor<T, C>(rows: &[T], limit: u32, cursor: impl FnOnce(&T) -> C) -> Option<C> {
+    if rows.len() == limit as usize {
+        rows.last().map(cursor)
+    } else {
+        None
+    }
+}
+
 pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     match limit {
         None => Ok(50),

@@ -111,11 +111,7 @@ pub async fn list_reviews(
             },
         )
         .await?;
-    let next_cursor = if rows.len() == limit as usize {
-        rows.last().map(|r| r.id)
-    } else {
-        None
-    };
+    let next_cursor = super::next_cursor(&rows, limit, |r| r.id);
     Ok(Json(ReviewPage {
         items: rows.into_iter().map(dto).collect(),
         next_cursor,

@@ -181,11 +181,7 @@ pub async fn list_measures(
         })
         .await?;
     let now = now_micros();
-    let next_cursor = if rows.len() == limit as usize {
-        rows.last().map(|r| r.id.to_string())
-    } else {
-        None
-    };
+    let next_cursor = super::next_cursor(&rows, limit, |r| r.id.to_string());
     Ok(Json(MeasurePage {
         items: rows
             .iter()

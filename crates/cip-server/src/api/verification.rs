@@ -1423,11 +1423,7 @@ pub async fn list_cases(
             },
         )
         .await?;
-    let next_cursor = if rows.len() == limit as usize {
-        rows.last().map(|r| r.id)
-    } else {
-        None
-    };
+    let next_cursor = super::next_cursor(&rows, limit, |r| r.id);
     Ok(Json(CasePage {
         items: rows.into_iter().map(case_dto).collect(),
         next_cursor,
