@@ -1293,7 +1293,7 @@ pub async fn vendor_callback(
             record_type: "customer".into(),
             record_id: Some(request.customer_id.to_string()),
             fields: vec![format!("/evidence/{}", method.as_str())],
-            request_id: request_id_header(&headers),
+            request_id: super::request_id(&headers),
             purpose: None,
         },
     };
@@ -1303,17 +1303,13 @@ pub async fn vendor_callback(
             evidence_id: None,
         }));
     }
-    v::settle(&state, request.customer_id, request_id_header(&headers))
+    v::settle(&state, request.customer_id, super::request_id(&headers))
         .await
         .map_err(internal)?;
     Ok(Json(VendorCallbackResult {
         status: "recorded",
         evidence_id: Some(evidence_id),
     }))
-}
-
-fn request_id_header(headers: &HeaderMap) -> Option<String> {
-    request_id(headers)
 }
 
 // ---------------------------------------------------------------- unverified cases
