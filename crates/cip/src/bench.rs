@@ -91,6 +91,42 @@ pub enum BenchCommand {
     },
 }
 
+/// Stores one customer through the API's own parse and sealing path, without HTTP, for
+/// benchmarks that need many stored customers quickly. Returns its id.
+pub async fn store_customer(
+    state: &cip_server::state::AppState,
+    body: &serde_json::Value,
+) -> Result<uuid::Uuid> {
+    let input: cip_server::records::dto::CustomerIn =
+        cip_server::extract::parse_json(body.to_string().as_bytes())
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let id = uuid::Uuid::now_v7();
+    let now = cip_server::time::now_micros();
+    let (row, terms, fields, _) =
+        cip_server::api::customers::prepare_customer(state, &input, id, 1, now)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    state
+        .store
+        .insert_customer(cip_store::CustomerWrite {
+            row,
+            terms,
+            audit: cip_store::AuditDraft {
+                at: now,
+                actor: "bench".into(),
+                role: "admin".into(),
+                action: "customer.create".into(),
+                record_type: "customer".into(),
+                record_id: Some(id.to_string()),
+                fields,
+                request_id: None,
+                purpose: None,
+            },
+            idempotency: None,
+        })
+        .await?;
+    Ok(id)
+}
+
 pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
     let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         ProgressBar::new(total)

@@ -14,7 +14,7 @@ use anyhow::Result;
 use cip_core::model::AccountType;
 use cip_core::policy::{self, Methods, Policy};
 use cip_server::records::seal;
-use cip_store::{AccountRow, AccountWrite, AuditDraft, CustomerFilter, CustomerWrite, PageRequest};
+use cip_store::{AccountRow, AccountWrite, AuditDraft, CustomerFilter, PageRequest};
 use hdrhistogram::Histogram;
 use serde_json::json;
 use uuid::Uuid;
@@ -126,23 +126,8 @@ pub async fn run(customers: u64, json_out: bool) -> Result<u8> {
     for i in 0..customers {
         let state = state.clone();
         tasks.spawn(async move {
-            let input: cip_server::records::dto::CustomerIn =
-                cip_server::extract::parse_json(body(i).to_string().as_bytes())
-                    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            let id = Uuid::now_v7();
+            let id = crate::bench::store_customer(&state, &body(i)).await?;
             let now = cip_server::time::now_micros();
-            let (row, terms, _, _) =
-                cip_server::api::customers::prepare_customer(&state, &input, id, 1, now)
-                    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            state
-                .store
-                .insert_customer(CustomerWrite {
-                    row,
-                    terms,
-                    audit: audit("customer.create", id),
-                    idempotency: None,
-                })
-                .await?;
             let aid = Uuid::now_v7();
             state
                 .store
