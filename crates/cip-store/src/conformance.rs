@@ -49,6 +49,7 @@ pub fn checks() -> Vec<NamedCheck> {
             Box::pin(concurrent_measure_claims(s))
         }),
         ("verification", |s| Box::pin(verification(s))),
+        ("digests", |s| Box::pin(digests(s))),
     ]
 }
 
@@ -92,6 +93,7 @@ fn customer_row(id: Uuid, version: i64, kind: &str, country: &str, key_id: u32) 
         country: Some(country.into()),
         document: format!("sealed-{id}-{version}").into_bytes(),
         key_id,
+        digest: Some(format!("digest-{id}-{version}").into_bytes()),
     }
 }
 
@@ -847,13 +849,19 @@ async fn reseal(s: Arc<dyn Store>) -> Check {
     );
     let target = &stale[0];
     ensure!(
-        s.reseal_customer(target.id, target.version, b"resealed".to_vec(), 99)
+        s.reseal_customer(
+            target.id,
+            target.version,
+            b"resealed".to_vec(),
+            99,
+            Some(b"resealed digest".to_vec())
+        )
             .await
             .map_err(e("reseal"))?,
         "reseal at the current version must succeed"
     );
     ensure!(
-        !s.reseal_customer(target.id, target.version + 5, b"x".to_vec(), 99)
+        !s.reseal_customer(target.id, target.version + 5, b"x".to_vec(), 99, None)
             .await
             .map_err(e("reseal stale"))?,
         "reseal at a stale version must report false"
@@ -864,8 +872,11 @@ async fn reseal(s: Arc<dyn Store>) -> Check {
         .map_err(e("get"))?
         .ok_or("resealed customer vanished")?;
     ensure!(
-        got.key_id == 99 && got.document == b"resealed" && got.version == target.version,
-        "reseal must change document and key id but not version"
+        got.key_id == 99
+            && got.document == b"resealed"
+            && got.digest.as_deref() == Some(&b"resealed digest"[..])
+            && got.version == target.version,
+        "reseal must change document, digest and key id but not version"
     );
     Ok(())
 }
@@ -1876,6 +1887,97 @@ async fn verification(s: Arc<dyn Store>) -> Check {
     ensure!(
         !resolved.iter().any(|c| c.id == case.id),
         "a resolved case is not open"
+    );
+    Ok(())
+}
+
+/// The bulk pass: every customer once, in id order, with its digest — or, for a record
+/// without one, its document; an update replaces the digest; evidence comes back for exactly
+/// the customers of an id range.
+async fn digests(s: Arc<dyn Store>) -> Result<(), String> {
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let id = Uuid::now_v7();
+        let mut row = customer_row(id, 1, "individual", "FR", 1);
+        if i == 3 {
+            row.digest = None;
+        }
+        s.insert_customer(write(row, vec![]))
+            .await
+            .map_err(e("insert"))?;
+        ids.push(id);
+    }
+    let mut updated = customer_row(ids[1], 2, "individual", "FR", 1);
+    updated.digest = Some(b"new digest".to_vec());
+    s.update_customer(write(updated, vec![]), 1)
+        .await
+        .map_err(e("update"))?;
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s
+            .scan_customer_digests(after, 2)
+            .await
+            .map_err(e("scan"))?;
+        let Some(last) = page.last() else { break };
+        ensure!(page.len() <= 2, "a page holds at most the limit");
+        after = Some(last.id);
+        seen.extend(page);
+    }
+    ensure!(
+        seen.windows(2).all(|w| w[0].id < w[1].id),
+        "the scan is in id order, each customer once"
+    );
+    let mine: Vec<_> = seen.iter().filter(|r| ids.contains(&r.id)).collect();
+    ensure!(mine.len() == 5, "every customer is scanned: {}", mine.len());
+    for r in &mine {
+        let expect_digest = if r.id == ids[1] {
+            Some(b"new digest".to_vec())
+        } else if r.id == ids[3] {
+            None
+        } else {
+            Some(format!("digest-{}-1", r.id).into_bytes())
+        };
+        ensure!(r.digest == expect_digest, "digest of {} as written", r.id);
+        ensure!(
+            r.document.is_some() == r.digest.is_none(),
+            "the document comes only for a record without a digest"
+        );
+        ensure!(r.key_id == 1 && r.kind == "individual", "codes as written");
+    }
+    ensure!(
+        mine.iter().find(|r| r.id == ids[3]).and_then(|r| r.document.clone())
+            == Some(format!("sealed-{}-1", ids[3]).into_bytes()),
+        "the fallback document is the stored one"
+    );
+    for (i, id) in ids.iter().enumerate() {
+        for n in 0..2 {
+            s.insert_evidence(EvidenceWrite {
+                row: evidence(*id, "otp_email", "pass", (i * 10 + n) as i64, None),
+                file: None,
+                completes_request: None,
+                audit: draft("evidence.create", None),
+            })
+            .await
+            .map_err(e("evidence"))?;
+        }
+    }
+    let between = s
+        .list_evidence_between(ids[1], ids[3])
+        .await
+        .map_err(e("evidence between"))?;
+    ensure!(
+        between.len() == 6
+            && between
+                .iter()
+                .all(|r| r.customer_id >= ids[1] && r.customer_id <= ids[3]),
+        "exactly the evidence of customers 1..=3: {between:?}"
+    );
+    ensure!(
+        between
+            .windows(2)
+            .all(|w| (w[0].customer_id, w[0].at) <= (w[1].customer_id, w[1].at)),
+        "in customer order, oldest first"
     );
     Ok(())
 }

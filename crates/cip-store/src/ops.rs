@@ -214,6 +214,7 @@ macro_rules! define_ops {
             .bind(r.country.clone())
             .bind(i64::from(r.key_id))
             .bind(r.document.clone())
+            .bind(r.digest.clone())
             .execute(&mut *conn)
             .await;
             match res {
@@ -253,6 +254,7 @@ macro_rules! define_ops {
             .bind(r.country.clone())
             .bind(i64::from(r.key_id))
             .bind(r.document.clone())
+            .bind(r.digest.clone())
             .bind(r.id)
             .bind(expected_version)
             .execute(&mut *conn)
@@ -276,11 +278,13 @@ macro_rules! define_ops {
             version: i64,
             document: Vec<u8>,
             key_id: u32,
+            digest: Option<Vec<u8>>,
             audit: AuditDraft,
         ) -> Result<bool> {
             let n = sqlx::query(crate::sql::RESEAL_CUSTOMER)
                 .bind(document)
                 .bind(i64::from(key_id))
+                .bind(digest)
                 .bind(id)
                 .bind(version)
                 .execute(&mut *conn)
@@ -604,6 +608,7 @@ macro_rules! define_ops {
                 document: r.try_get("document")?,
                 key_id: u32::try_from(r.try_get::<i64, _>("key_id")?)
                     .map_err(|_| StoreError::Backend("key id out of range".into()))?,
+                digest: r.try_get("digest")?,
             })
         }
 
@@ -748,6 +753,31 @@ macro_rules! define_ops {
             .fetch_all(&mut *conn)
             .await?;
             rows.iter().map(customer_from_row).collect()
+        }
+
+        pub(crate) async fn scan_customer_digests(
+            conn: &mut $conn,
+            after: Option<Uuid>,
+            limit: u32,
+        ) -> Result<Vec<CustomerDigestRow>> {
+            let rows = sqlx::query(crate::sql::SCAN_CUSTOMER_DIGESTS)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *conn)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(CustomerDigestRow {
+                        id: r.try_get("id")?,
+                        kind: r.try_get("kind")?,
+                        version: r.try_get("version")?,
+                        key_id: u32::try_from(r.try_get::<i64, _>("key_id")?)
+                            .map_err(|_| StoreError::Backend("key id out of range".into()))?,
+                        digest: r.try_get("digest")?,
+                        document: r.try_get("document")?,
+                    })
+                })
+                .collect()
         }
 
         pub(crate) async fn count_customers(conn: &mut $conn) -> Result<u64> {
@@ -1326,9 +1356,9 @@ macro_rules! define_ops {
                     update_customer(conn, head, w, v).await?;
                     Out::Unit
                 }
-                Op::Reseal(id, version, doc, key_id, audit) => {
-                    Out::Bool(reseal_customer(conn, head, id, version, doc, key_id, audit).await?)
-                }
+                Op::Reseal(id, version, doc, key_id, digest, audit) => Out::Bool(
+                    reseal_customer(conn, head, id, version, doc, key_id, digest, audit).await?,
+                ),
                 Op::InsertAccount(w) => {
                     insert_account(conn, head, w).await?;
                     Out::Unit

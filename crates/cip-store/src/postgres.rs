@@ -245,16 +245,25 @@ impl Store for PgStore {
         version: i64,
         document: Vec<u8>,
         key_id: u32,
+        digest: Option<Vec<u8>>,
     ) -> Result<bool> {
         let audit = crate::sqlite::reseal_audit(id, key_id);
         boolean(
-            self.submit(Op::Reseal(id, version, document, key_id, audit))
+            self.submit(Op::Reseal(id, version, document, key_id, digest, audit))
                 .await?,
         )
     }
 
     async fn count_customers(&self) -> Result<u64> {
         ops::count_customers(&mut *self.pool.acquire().await?).await
+    }
+
+    async fn scan_customer_digests(
+        &self,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<CustomerDigestRow>> {
+        ops::scan_customer_digests(&mut *self.pool.acquire().await?, after, limit).await
     }
 
     async fn insert_account(&self, write: AccountWrite) -> Result<()> {
@@ -528,6 +537,11 @@ impl MeasureStore for PgStore {
 impl VerificationStore for PgStore {
     async fn insert_evidence(&self, write: EvidenceWrite) -> Result<bool> {
         boolean(self.submit(Op::InsertEvidence(Box::new(write))).await?)
+    }
+
+    async fn list_evidence_between(&self, first: Uuid, last: Uuid) -> Result<Vec<EvidenceRow>> {
+        verification_ops::list_evidence_between(&mut *self.pool.acquire().await?, first, last)
+            .await
     }
 
     async fn list_evidence(&self, customer_id: Uuid) -> Result<Vec<EvidenceRow>> {

@@ -30,14 +30,16 @@ pub(crate) const INSERT_IDEMPOTENCY: &str = "INSERT INTO idempotency (principal,
 pub(crate) const GET_IDEMPOTENCY: &str = "SELECT principal, key, request_hash, status, response, \
      created_at FROM idempotency WHERE principal = $1 AND key = $2";
 pub(crate) const INSERT_CUSTOMER: &str = "INSERT INTO customers (id, kind, version, created_at, \
-     updated_at, country, key_id, document) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)";
+     updated_at, country, key_id, document, digest) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)";
 pub(crate) const UPDATE_CUSTOMER: &str = "UPDATE customers SET kind = $1, version = $2, \
-     updated_at = $3, country = $4, key_id = $5, document = $6 WHERE id = $7 AND version = $8";
+     updated_at = $3, country = $4, key_id = $5, document = $6, digest = $7 WHERE id = $8 \
+     AND version = $9";
 pub(crate) const CUSTOMER_VERSION: &str = "SELECT version FROM customers WHERE id = $1";
 pub(crate) const ACCOUNT_VERSION: &str = "SELECT version FROM accounts WHERE id = $1";
 pub(crate) const DELETE_TERMS: &str = "DELETE FROM customer_terms WHERE customer_id = $1";
+/// (SQLite numbers `$n` parameters in order of appearance: keep them ascending.)
 pub(crate) const RESEAL_CUSTOMER: &str =
-    "UPDATE customers SET document = $1, key_id = $2 WHERE id = $3 AND version = $4";
+    "UPDATE customers SET document = $1, key_id = $2, digest = $3 WHERE id = $4 AND version = $5";
 pub(crate) const CUSTOMER_EXISTS: &str = "SELECT 1 AS one FROM customers WHERE id = $1";
 pub(crate) const INSERT_ACCOUNT: &str = "INSERT INTO accounts (id, customer_id, external_id, \
      product, account_type, status, opened_at, closed_at, last_accessed_at, version, created_at, \
@@ -48,16 +50,21 @@ pub(crate) const UPDATE_ACCOUNT: &str = "UPDATE accounts SET external_id = $1, p
 pub(crate) const INSERT_CHECKPOINT: &str = "INSERT INTO audit_checkpoints (seq, head_hash, at, \
      signature, public_key) VALUES ($1,$2,$3,$4,$5) ON CONFLICT (seq) DO NOTHING";
 pub(crate) const GET_CUSTOMER: &str = "SELECT id, kind, version, created_at, updated_at, country, \
-     key_id, document FROM customers WHERE id = $1";
+     key_id, document, digest FROM customers WHERE id = $1";
 pub(crate) const LIST_CUSTOMERS: &str = "SELECT id, kind, version, created_at, updated_at, \
-     country, key_id, document FROM customers \
+     country, key_id, document, digest FROM customers \
      WHERE ($1 IS NULL OR id > $1) AND ($2 IS NULL OR kind = $2) AND ($3 IS NULL OR country = $3) \
      AND ($4 IS NULL OR created_at >= $4) AND ($5 IS NULL OR created_at < $5) \
      ORDER BY id LIMIT $6";
 pub(crate) const FIND_BY_TERM: &str = "SELECT customer_id FROM customer_terms \
      WHERE kind = $1 AND hash = $2 ORDER BY customer_id LIMIT 1000";
 pub(crate) const STALE_KEY_CUSTOMERS: &str = "SELECT id, kind, version, created_at, updated_at, \
-     country, key_id, document FROM customers WHERE key_id <> $1 ORDER BY id LIMIT $2";
+     country, key_id, document, digest FROM customers WHERE key_id <> $1 ORDER BY id LIMIT $2";
+/// The bulk jobs' pass over every customer: the digest, and the document only where a record
+/// has no digest yet (written before migration 0007).
+pub(crate) const SCAN_CUSTOMER_DIGESTS: &str = "SELECT id, kind, version, key_id, digest, \
+     CASE WHEN digest IS NULL THEN document END AS document FROM customers \
+     WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2";
 pub(crate) const COUNT_CUSTOMERS: &str = "SELECT COUNT(*) AS n FROM customers";
 pub(crate) const GET_ACCOUNT: &str = "SELECT id, customer_id, external_id, product, account_type, \
      status, opened_at, closed_at, last_accessed_at, version, created_at, updated_at \
@@ -267,6 +274,10 @@ pub(crate) const COMPLETE_REQUEST: &str = "UPDATE verification_requests SET stat
 pub(crate) const LIST_EVIDENCE: &str = "SELECT id, customer_id, beneficial_owner_id, method, \
      result, at, actor, source_key, details FROM verification_evidence WHERE customer_id = $1 \
      ORDER BY at, id";
+/// The evidence of every customer whose id is in [$1, $2], for a page of a bulk pass.
+pub(crate) const LIST_EVIDENCE_BETWEEN: &str = "SELECT id, customer_id, beneficial_owner_id, \
+     method, result, at, actor, source_key, details FROM verification_evidence \
+     WHERE customer_id >= $1 AND customer_id <= $2 ORDER BY customer_id, at, id";
 pub(crate) const GET_EVIDENCE_FILE: &str = "SELECT sha256, content_type, size, content \
      FROM verification_files WHERE evidence_id = $1";
 pub(crate) const SUPERSEDE_OTPS: &str = "UPDATE otp_challenges SET status = 'superseded', \

@@ -413,16 +413,26 @@ impl Store for SqliteStore {
         version: i64,
         document: Vec<u8>,
         key_id: u32,
+        digest: Option<Vec<u8>>,
     ) -> Result<bool> {
         let audit = reseal_audit(id, key_id);
         boolean(
-            self.submit(Op::Reseal(id, version, document, key_id, audit))
+            self.submit(Op::Reseal(id, version, document, key_id, digest, audit))
                 .await?,
         )
     }
 
     async fn count_customers(&self) -> Result<u64> {
         self.scan(ops::count_customers).await
+    }
+
+    async fn scan_customer_digests(
+        &self,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<CustomerDigestRow>> {
+        self.scan(move |c| ops::scan_customer_digests(c, after, limit))
+            .await
     }
 
     async fn insert_account(&self, write: AccountWrite) -> Result<()> {
@@ -711,6 +721,11 @@ impl MeasureStore for SqliteStore {
 impl VerificationStore for SqliteStore {
     async fn insert_evidence(&self, write: EvidenceWrite) -> Result<bool> {
         boolean(self.submit(Op::InsertEvidence(Box::new(write))).await?)
+    }
+
+    async fn list_evidence_between(&self, first: Uuid, last: Uuid) -> Result<Vec<EvidenceRow>> {
+        self.scan(move |c| crate::sqlite_verification::list_evidence_between(c, first, last))
+            .await
     }
 
     async fn list_evidence(&self, customer_id: Uuid) -> Result<Vec<EvidenceRow>> {

@@ -225,6 +225,7 @@ fn insert_customer(conn: &Connection, head: &mut Head, w: CustomerWrite) -> Resu
         r.country,
         i64::from(r.key_id),
         r.document,
+        r.digest,
     ]);
     match res {
         Err(e) if is_unique_violation(&e) => {
@@ -265,6 +266,7 @@ fn update_customer(
         r.country,
         i64::from(r.key_id),
         r.document,
+        r.digest,
         r.id,
         expected_version,
     ])?;
@@ -283,11 +285,13 @@ fn reseal_customer(
     version: i64,
     document: Vec<u8>,
     key_id: u32,
+    digest: Option<Vec<u8>>,
     audit: AuditDraft,
 ) -> Result<bool> {
     let n = conn.prepare_cached(sql::RESEAL_CUSTOMER)?.execute(params![
         document,
         i64::from(key_id),
+        digest,
         id,
         version
     ])?;
@@ -907,8 +911,8 @@ pub(crate) fn apply(conn: &Connection, head: &mut Head, op: Op) -> Result<Out> {
             update_customer(conn, head, w, v)?;
             Out::Unit
         }
-        Op::Reseal(id, version, doc, key_id, audit) => Out::Bool(reseal_customer(
-            conn, head, id, version, doc, key_id, audit,
+        Op::Reseal(id, version, doc, key_id, digest, audit) => Out::Bool(reseal_customer(
+            conn, head, id, version, doc, key_id, digest, audit,
         )?),
         Op::InsertAccount(w) => {
             insert_account(conn, head, w)?;
@@ -1009,6 +1013,7 @@ fn customer_from_row(r: &Row<'_>) -> rusqlite::Result<(CustomerRow, i64)> {
             country: r.get(5)?,
             key_id: 0,
             document: r.get(7)?,
+            digest: r.get(8)?,
         },
         r.get(6)?,
     ))
@@ -1139,6 +1144,34 @@ pub(crate) fn list_customers(
         customer_from_row,
     )?;
     rows.map(|r| customer_row(r?)).collect()
+}
+
+pub(crate) fn scan_customer_digests(
+    conn: &Connection,
+    after: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<CustomerDigestRow>> {
+    let mut stmt = conn.prepare_cached(sql::SCAN_CUSTOMER_DIGESTS)?;
+    let rows = stmt.query_map(params![after, i64::from(limit)], |r| {
+        Ok((
+            CustomerDigestRow {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                version: r.get(2)?,
+                key_id: 0,
+                digest: r.get(4)?,
+                document: r.get(5)?,
+            },
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
+    rows.map(|r| {
+        let (mut row, key_id) = r?;
+        row.key_id = u32::try_from(key_id)
+            .map_err(|_| StoreError::Backend("key id out of range".into()))?;
+        Ok(row)
+    })
+    .collect()
 }
 
 pub(crate) fn find_customers_by_term(

@@ -82,6 +82,16 @@ pub(crate) fn list_evidence(conn: &Connection, customer_id: Uuid) -> Result<Vec<
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
+pub(crate) fn list_evidence_between(
+    conn: &Connection,
+    first: Uuid,
+    last: Uuid,
+) -> Result<Vec<EvidenceRow>> {
+    let mut stmt = conn.prepare_cached(sql::LIST_EVIDENCE_BETWEEN)?;
+    let rows = stmt.query_map([first, last], evidence_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
 pub(crate) fn get_evidence_file(conn: &Connection, id: Uuid) -> Result<Option<EvidenceFile>> {
     let raw = conn
         .prepare_cached(sql::GET_EVIDENCE_FILE)?

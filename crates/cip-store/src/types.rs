@@ -58,6 +58,21 @@ pub struct CustomerRow {
     pub document: Vec<u8>,
     /// The data key the document's fields were sealed with.
     pub key_id: u32,
+    /// The record digest (sealed; see docs/design/0014-record-digest.md): what bulk jobs need
+    /// of the record. `None` for records written before it existed.
+    pub digest: Option<Vec<u8>>,
+}
+
+/// A customer as the bulk jobs read it: the digest, or the document where there is no digest.
+#[derive(Debug, Clone)]
+pub struct CustomerDigestRow {
+    pub id: Uuid,
+    pub kind: String,
+    pub version: i64,
+    pub key_id: u32,
+    pub digest: Option<Vec<u8>>,
+    /// Only when `digest` is `None`.
+    pub document: Option<Vec<u8>>,
 }
 
 /// One exact-lookup term: a keyed hash of a normalised value, tagged with its kind.

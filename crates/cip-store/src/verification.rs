@@ -152,6 +152,9 @@ pub trait VerificationStore: Send + Sync {
     async fn insert_evidence(&self, write: EvidenceWrite) -> Result<bool>;
     /// A customer's evidence, oldest first (without files).
     async fn list_evidence(&self, customer_id: Uuid) -> Result<Vec<EvidenceRow>>;
+    /// The evidence of every customer whose id is between `first` and `last` (inclusive), in
+    /// customer order: one read for a page of a bulk pass instead of one per customer.
+    async fn list_evidence_between(&self, first: Uuid, last: Uuid) -> Result<Vec<EvidenceRow>>;
     /// The file kept with a piece of evidence.
     async fn get_evidence_file(&self, evidence_id: Uuid) -> Result<Option<EvidenceFile>>;
 

@@ -23,7 +23,7 @@ pub(crate) enum Op {
     RevokeApiKey(String, i64, AuditDraft),
     InsertCustomer(CustomerWrite),
     UpdateCustomer(CustomerWrite, i64),
-    Reseal(Uuid, i64, Vec<u8>, u32, AuditDraft),
+    Reseal(Uuid, i64, Vec<u8>, u32, Option<Vec<u8>>, AuditDraft),
     InsertAccount(AccountWrite),
     UpdateAccount(AccountWrite, i64),
     TouchLastAccessed(Vec<(Uuid, i64)>),

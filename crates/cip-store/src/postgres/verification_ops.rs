@@ -90,6 +90,19 @@ pub(crate) async fn list_evidence(
     rows.iter().map(evidence_from_row).collect()
 }
 
+pub(crate) async fn list_evidence_between(
+    conn: &mut PgConnection,
+    first: Uuid,
+    last: Uuid,
+) -> Result<Vec<EvidenceRow>> {
+    let rows = sqlx::query(crate::sql::LIST_EVIDENCE_BETWEEN)
+        .bind(first)
+        .bind(last)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(evidence_from_row).collect()
+}
+
 pub(crate) async fn get_evidence_file(
     conn: &mut PgConnection,
     id: Uuid,
