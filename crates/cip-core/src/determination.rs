@@ -55,6 +55,21 @@ impl EvidenceKind {
         }
     }
 
+    pub const ALL: [EvidenceKind; 8] = [
+        EvidenceKind::DeclaredCitizenship,
+        EvidenceKind::UsResidencePermit,
+        EvidenceKind::PlaceOfOrganization,
+        EvidenceKind::DocumentNationality,
+        EvidenceKind::AddressCountry,
+        EvidenceKind::PhoneCountry,
+        EvidenceKind::PaymentCountry,
+        EvidenceKind::IpGeolocation,
+    ];
+
+    pub fn parse(s: &str) -> Option<EvidenceKind> {
+        EvidenceKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
     /// Whether this fact, pointing to the U.S., establishes U.S. status by itself.
     fn establishes_us_status(self) -> bool {
         matches!(
@@ -235,6 +250,14 @@ pub fn determine_customer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn evidence_kinds_round_trip_their_names() {
+        for k in EvidenceKind::ALL {
+            assert_eq!(EvidenceKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(EvidenceKind::parse("address"), None);
+    }
 
     fn ev(kind: EvidenceKind, c: &str) -> Evidence {
         Evidence::new(kind, CountryCode::parse(c).unwrap(), "/x")

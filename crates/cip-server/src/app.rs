@@ -274,6 +274,26 @@ pub fn spawn_jobs(
         }));
     }
     {
+        // A policy applied (here or on another instance) re-evaluates every open account,
+        // once across instances (docs/design/0013-policy.md). Looked for at the same period.
+        let state = state.clone();
+        let cancel = cancel.clone();
+        handles.push(tokio::spawn(async move {
+            let mut tick =
+                tokio::time::interval_at(tokio::time::Instant::now() + list_refresh, list_refresh);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => {
+                        if let Err(e) = crate::policy::reevaluate_run_once(&state).await {
+                            tracing::warn!(error = %e, "policy re-evaluation failed; will retry");
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    {
         let state = state.clone();
         let cancel = cancel.clone();
         handles.push(tokio::spawn(async move {

@@ -38,9 +38,27 @@ pub async fn rotation_run_once(state: &AppState, batch: u32) -> Result<Ran, Stri
     for row in stale {
         let doc = crate::records::seal::reseal_document(&keyring, row.id, &row.document)
             .map_err(|e| e.to_string())?;
+        // The digest is re-derived from the document, so a record written before digests
+        // existed gets one at the next rotation.
+        let (value, _) = crate::records::seal::open_document(
+            &keyring,
+            row.id,
+            &doc,
+            &crate::records::seal::Projection::all(),
+        )
+        .map_err(|e| e.to_string())?;
+        let plain: crate::records::dto::CustomerDoc =
+            serde_json::from_value(value).map_err(|e| e.to_string())?;
+        let digest = crate::records::digest::seal(
+            &keyring,
+            row.id,
+            row.version,
+            &crate::records::digest::Digest::of(&plain),
+        )
+        .map_err(|e| e.to_string())?;
         if state
             .store
-            .reseal_customer(row.id, row.version, doc, keyring.active_key_id())
+            .reseal_customer(row.id, row.version, doc, keyring.active_key_id(), Some(digest))
             .await
             .map_err(|e| e.to_string())?
         {

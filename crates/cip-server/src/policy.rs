@@ -11,12 +11,12 @@ use cip_core::model::{AccountType, CustomerKind};
 use cip_core::parse::CountryCode;
 use cip_core::policy::{self, Methods, Policy, Subject};
 use cip_core::verification;
-use cip_store::{AccountFilter, CustomerFilter, CustomerRow, EvidenceRow, PageRequest, Store};
+use cip_store::{AccountFilter, CustomerDigestRow, EvidenceRow, PageRequest, Store};
 use cip_vault::Keyring;
 use uuid::Uuid;
 
+use crate::records::digest::{self, Digest};
 use crate::records::dto::CustomerDoc;
-use crate::records::seal;
 
 /// Where the active policy's version label is kept; the text of each applied version is
 /// kept under `policy.text.<version>` (so an auditor can read any version that was in force).
@@ -138,6 +138,28 @@ pub struct Facts {
 
 pub fn facts_of(doc: &CustomerDoc) -> Facts {
     let (customer, owners) = crate::api::determination::evidence_of(doc);
+    facts_from(
+        &doc.kind,
+        doc.payment_methods
+            .iter()
+            .any(|p| p.crypto_wallet.is_some()),
+        customer,
+        owners,
+    )
+}
+
+/// The facts of a record from its digest (the bulk passes' way: no document opened).
+pub fn facts_of_digest(d: &Digest) -> Facts {
+    let (customer, owners) = d.evidence();
+    facts_from(&d.kind, d.crypto_payment, customer, owners)
+}
+
+fn facts_from(
+    kind: &str,
+    crypto_payment: bool,
+    customer: Vec<determination::Evidence>,
+    owners: Vec<(Uuid, Vec<determination::Evidence>)>,
+) -> Facts {
     let mut countries: Vec<CountryCode> = customer
         .iter()
         .chain(owners.iter().flat_map(|(_, e)| e.iter()))
@@ -147,7 +169,7 @@ pub fn facts_of(doc: &CustomerDoc) -> Facts {
     countries.dedup();
     let d = determination::determine_customer(customer, owners);
     Facts {
-        kind: CustomerKind::parse(&doc.kind).unwrap_or(CustomerKind::Individual),
+        kind: CustomerKind::parse(kind).unwrap_or(CustomerKind::Individual),
         status: d.customer.status,
         foreign_owner: d
             .beneficial_owners
@@ -159,10 +181,7 @@ pub fn facts_of(doc: &CustomerDoc) -> Facts {
             .filter(|(_, o)| o.status != Status::UsPerson)
             .map(|(id, _)| *id)
             .collect(),
-        crypto_payment: doc
-            .payment_methods
-            .iter()
-            .any(|p| p.crypto_wallet.is_some()),
+        crypto_payment,
         conflict: !d.customer.conflicts.is_empty()
             || d.beneficial_owners
                 .iter()
@@ -220,30 +239,44 @@ pub struct CheckReport {
     pub changes: Vec<Change>,
 }
 
-/// An open account as the check needs it.
-struct OpenAccount {
-    id: Uuid,
-    account_type: AccountType,
-    product: String,
+/// An open account as the bulk passes need it.
+#[derive(Debug, Clone)]
+pub struct OpenAccount {
+    pub id: Uuid,
+    pub account_type: AccountType,
+    pub product: String,
+    pub status: String,
+    pub version: i64,
 }
 
-/// Evaluates every open account under the policy in force and under `proposed`. Two scans,
-/// no point reads: the accounts (kept in memory by customer: ids and codes only), then the
-/// customers page by page, each record opened once on the blocking pool, split across the
-/// cores. This is a bulk read of every record, which the caller audits. `passed` gives the
-/// customers done so far. Each customer's stored evidence decides which methods it passed.
-pub async fn check(
+/// One customer with open accounts, as a bulk pass sees it: its facts (from the record
+/// digest) and the methods its stored evidence passes.
+pub struct Evaluable<'a> {
+    pub customer_id: Uuid,
+    pub facts: &'a Facts,
+    pub passed: Methods,
+    pub accounts: &'a [OpenAccount],
+}
+
+/// Counts of a bulk pass over the stored accounts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scanned {
+    pub customers: u64,
+    pub closed_skipped: u64,
+}
+
+/// Calls `visit` for every customer with open accounts. Two scans, no point reads: the
+/// accounts (kept in memory by customer: ids and codes only), then the customers page by page
+/// — each record's digest opened on the blocking pool, split across the cores, and the
+/// evidence of the whole page read at once. This is a bulk read of every record, which the
+/// caller audits. `progress` gives the customers done so far.
+pub async fn for_each_evaluable(
     store: &dyn Store,
     keyring: &Arc<Keyring>,
-    in_force: &Policy,
-    proposed: &Policy,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<CheckReport, String> {
-    let mut report = CheckReport {
-        policy_in_force: in_force.version.clone(),
-        proposed: proposed.version.clone(),
-        ..Default::default()
-    };
+    mut visit: impl FnMut(Evaluable<'_>),
+) -> Result<Scanned, String> {
+    let mut scanned = Scanned::default();
     let mut accounts: HashMap<Uuid, Vec<OpenAccount>> = HashMap::new();
     let mut after = None;
     loop {
@@ -258,7 +291,7 @@ pub async fn check(
         after = Some(last.id);
         for a in page {
             if a.status == "closed" {
-                report.closed_skipped += 1;
+                scanned.closed_skipped += 1;
                 continue;
             }
             accounts
@@ -269,6 +302,8 @@ pub async fn check(
                     account_type: AccountType::parse(&a.account_type)
                         .unwrap_or(AccountType::Standard),
                     product: a.product,
+                    status: a.status,
+                    version: a.version,
                 });
         }
     }
@@ -276,38 +311,356 @@ pub async fn check(
     let mut done = 0u64;
     loop {
         let rows = store
-            .list_customers(
-                &CustomerFilter::default(),
-                &PageRequest { after, limit: PAGE },
-            )
+            .scan_customer_digests(after, PAGE)
             .await
             .map_err(|e| e.to_string())?;
-        let Some(last) = rows.last() else { break };
-        after = Some(last.id);
+        let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+            break;
+        };
+        let (first, last) = (first.id, last.id);
+        after = Some(last);
         done += rows.len() as u64;
-        let rows: Vec<CustomerRow> = rows
+        let rows: Vec<CustomerDigestRow> = rows
             .into_iter()
             .filter(|r| accounts.contains_key(&r.id))
             .collect();
+        if rows.is_empty() {
+            progress(done);
+            continue;
+        }
         let keyring = keyring.clone();
-        let facts = tokio::task::spawn_blocking(move || facts_in_parallel(&keyring, &rows))
+        let facts = tokio::task::spawn_blocking(move || {
+            digest::par_map(&rows, |r| {
+                Ok((r.id, facts_of_digest(&digest::of_row(&keyring, r)?)))
+            })
+        })
+        .await
+        .map_err(|e| format!("policy pass task: {e}"))??;
+        let evidence = store
+            .list_evidence_between(first, last)
             .await
-            .map_err(|e| format!("policy check task: {e}"))??;
-        for (customer_id, f) in facts {
-            report.customers += 1;
-            let evidence = store
-                .list_evidence(customer_id)
-                .await
-                .map_err(|e| e.to_string())?;
-            let passed = passed_methods(&f, &evidence);
-            for account in accounts.get(&customer_id).into_iter().flatten() {
-                let s = subject(&f, account.account_type, &account.product, passed, 0);
-                tally(&mut report, in_force, proposed, &s, customer_id, account.id);
-            }
+            .map_err(|e| e.to_string())?;
+        let mut by_customer: HashMap<Uuid, Vec<EvidenceRow>> = HashMap::new();
+        for e in evidence {
+            by_customer.entry(e.customer_id).or_default().push(e);
+        }
+        for (customer_id, f) in &facts {
+            scanned.customers += 1;
+            let evidence = by_customer
+                .get(customer_id)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            visit(Evaluable {
+                customer_id: *customer_id,
+                facts: f,
+                passed: passed_methods(f, evidence),
+                accounts: accounts
+                    .get(customer_id)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default(),
+            });
         }
         progress(done);
     }
+    Ok(scanned)
+}
+
+/// Evaluates every open account under the policy in force and under `proposed`
+/// (`cip policy check`): which verdicts and tiers would move.
+pub async fn check(
+    store: &dyn Store,
+    keyring: &Arc<Keyring>,
+    in_force: &Policy,
+    proposed: &Policy,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<CheckReport, String> {
+    let mut report = CheckReport {
+        policy_in_force: in_force.version.clone(),
+        proposed: proposed.version.clone(),
+        ..Default::default()
+    };
+    let scanned = for_each_evaluable(store, keyring, progress, |e| {
+        for account in e.accounts {
+            let s = subject(e.facts, account.account_type, &account.product, e.passed, 0);
+            tally(&mut report, in_force, proposed, &s, e.customer_id, account.id);
+        }
+    })
+    .await?;
+    report.customers = scanned.customers;
+    report.closed_skipped = scanned.closed_skipped;
     Ok(report)
+}
+
+/// Where the version whose re-evaluation completed is kept.
+const REEVALUATED: &str = "policy.reevaluated";
+
+/// The actor recorded for moves a policy change makes.
+pub const POLICY_ACTOR: &str = "system:policy";
+
+/// How long a re-evaluation lease lasts without renewal; renewed with every page of moves.
+const LEASE_MICROS: i64 = 10 * 60 * 1_000_000;
+
+/// One account a policy change moves.
+#[derive(Debug, Clone)]
+struct Move {
+    account: OpenAccount,
+    to: cip_core::model::AccountStatus,
+    reason: String,
+}
+
+/// What a policy says of one account's current status: the move it requires, if any. Only
+/// the verification states move: a pending account whose requirements the policy in force
+/// meets (or no longer has) becomes active; an active account that no longer meets them goes
+/// back to pending verification (interim use as the policy's tier says). Failed, restricted,
+/// re-verification-due and applied accounts are left to their own paths (analysts, the
+/// lifecycle job, the opening flow).
+pub fn required_move(
+    policy: &Policy,
+    account: &OpenAccount,
+    outcome: &policy::Outcome,
+) -> Option<(cip_core::model::AccountStatus, String)> {
+    use cip_core::model::AccountStatus;
+    use policy::Verdict;
+    let tier = &policy.tiers[outcome.tier].name;
+    match (account.status.as_str(), &outcome.verdict) {
+        ("pending_verification", Verdict::Verified) => Some((
+            AccountStatus::Active,
+            format!("policy {}: the stored evidence meets its requirements", policy.version),
+        )),
+        ("pending_verification", Verdict::NotRequired) => Some((
+            AccountStatus::Active,
+            format!(
+                "policy {}: verification is not required (U.S. person, no foreign owner)",
+                policy.version
+            ),
+        )),
+        ("pending_verification", Verdict::Exempt { exemption }) => Some((
+            AccountStatus::Active,
+            format!(
+                "policy {}: exempted ({})",
+                policy.version,
+                policy
+                    .exemptions
+                    .get(*exemption)
+                    .map(|e| e.name.as_str())
+                    .unwrap_or("exemption")
+            ),
+        )),
+        ("active", Verdict::Pending { missing }) => Some((
+            AccountStatus::PendingVerification,
+            format!(
+                "policy {} (tier {tier}) requires verification: {}",
+                policy.version,
+                missing
+                    .iter()
+                    .map(|set| set.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" or "))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        )),
+        _ => None,
+    }
+}
+
+/// What a re-evaluation did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Reevaluated {
+    pub version: String,
+    pub customers: u64,
+    pub accounts: u64,
+    pub moved: u64,
+    /// Moves another writer beat (the account changed meanwhile; its change stands).
+    pub skipped: u64,
+}
+
+/// The background job that re-evaluates every open account after a policy change: when the
+/// version in force is not the one last re-evaluated, one instance (lease
+/// `policy.reevaluate:<version>`) evaluates every account under it and moves those whose
+/// status the policy no longer supports ([`required_move`]), each by an ordinary transition
+/// (account, transition, webhook event and audit in one transaction, with the version read,
+/// so a concurrent change wins). The completion is recorded (meta `policy.reevaluated`) with
+/// the audit entry of the bulk read; a run cut short is redone from the start by the next
+/// pass, and the moves it made are not made twice (the statuses already moved).
+pub async fn reevaluate_run_once(
+    state: &crate::state::AppState,
+) -> Result<crate::jobs::Ran, String> {
+    use crate::jobs::Ran;
+    let store = state.store.as_ref();
+    let version = match store.get_meta(ACTIVE).await.map_err(|e| e.to_string())? {
+        Some(v) => String::from_utf8_lossy(&v).into_owned(),
+        // The built-in policy has been in force since the install: nothing changed.
+        None => return Ok(Ran::Idle),
+    };
+    let done = store
+        .get_meta(REEVALUATED)
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|v| String::from_utf8_lossy(&v).into_owned());
+    if done.as_deref() == Some(version.as_str()) {
+        return Ok(Ran::Idle);
+    }
+    let lease = format!("policy.reevaluate:{version}");
+    let holder = state.screening.instance.clone();
+    let claim = || async {
+        let now = crate::time::now_micros();
+        store
+            .claim_job(&lease, &holder, now, now + LEASE_MICROS)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    if !claim().await? {
+        return Ok(Ran::Idle);
+    }
+    let result = reevaluate(state, &version, &claim).await;
+    store
+        .release_job(&lease, &holder)
+        .await
+        .map_err(|e| e.to_string())?;
+    let r = result?;
+    tracing::info!(
+        version = %r.version,
+        accounts = r.accounts,
+        moved = r.moved,
+        "re-evaluated the accounts under the policy in force"
+    );
+    Ok(Ran::Did(r.moved))
+}
+
+async fn reevaluate<F, Fut>(
+    state: &crate::state::AppState,
+    version: &str,
+    claim: &F,
+) -> Result<Reevaluated, String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, String>>,
+{
+    let (policy, _, _) = active(state.store.as_ref()).await?;
+    if policy.version != version {
+        return Err(format!(
+            "the policy in force changed during the re-evaluation ({version} → {})",
+            policy.version
+        ));
+    }
+    let keyring = state.keyring();
+    let mut moves = Vec::new();
+    let mut accounts = 0u64;
+    let scanned = for_each_evaluable(state.store.as_ref(), &keyring, &|_| {}, |e| {
+        for account in e.accounts {
+            accounts += 1;
+            let s = subject(e.facts, account.account_type, &account.product, e.passed, 0);
+            let outcome = policy::evaluate(&policy, &s);
+            if let Some((to, reason)) = required_move(&policy, account, &outcome) {
+                moves.push(Move {
+                    account: account.clone(),
+                    to,
+                    reason,
+                });
+            }
+        }
+    })
+    .await?;
+    let mut report = Reevaluated {
+        version: version.to_string(),
+        customers: scanned.customers,
+        accounts,
+        ..Default::default()
+    };
+    for chunk in moves.chunks(200) {
+        if !claim().await? {
+            return Err(format!(
+                "the lease on policy {version} was lost mid-run; another instance took it over"
+            ));
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for m in chunk.iter().cloned() {
+            let state = state.clone();
+            tasks.spawn(async move { move_account(&state, m).await });
+        }
+        while let Some(r) = tasks.join_next().await {
+            match r.map_err(|e| format!("move task: {e}"))?? {
+                true => report.moved += 1,
+                false => report.skipped += 1,
+            }
+        }
+    }
+    let now = crate::time::now_micros();
+    state
+        .store
+        .set_meta(
+            REEVALUATED,
+            version.as_bytes(),
+            cip_store::AuditDraft {
+                at: now,
+                actor: POLICY_ACTOR.into(),
+                role: "system".into(),
+                action: "policy.reevaluate".into(),
+                record_type: "policy".into(),
+                record_id: Some(version.to_string()),
+                fields: vec![
+                    format!("version={version}"),
+                    format!("customers={}", report.customers),
+                    format!("accounts={}", report.accounts),
+                    format!("moved={}", report.moved),
+                    "read=digest(determination facts),verification_evidence".into(),
+                ],
+                request_id: None,
+                purpose: Some("re-evaluate accounts under the policy in force".into()),
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(report)
+}
+
+/// Moves one account; `false` when it changed meanwhile (its change stands).
+async fn move_account(state: &crate::state::AppState, m: Move) -> Result<bool, String> {
+    let Some(current) = state
+        .store
+        .get_account(m.account.id)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(false);
+    };
+    if current.version != m.account.version {
+        return Ok(false);
+    }
+    let now = crate::time::now_micros();
+    let mut row = current.clone();
+    row.version = current.version + 1;
+    row.updated_at = now;
+    let (transition, event) = crate::api::lifecycle::apply_transition(
+        &mut row,
+        &current.status,
+        m.to,
+        m.reason.clone(),
+        POLICY_ACTOR,
+        "/status",
+    )
+    .map_err(|e| format!("{e:?}"))?;
+    let write = cip_store::AccountWrite {
+        row,
+        audit: cip_store::AuditDraft {
+            at: now,
+            actor: POLICY_ACTOR.into(),
+            role: "system".into(),
+            action: "account.transition".into(),
+            record_type: "account".into(),
+            record_id: Some(current.id.to_string()),
+            fields: vec!["/status".into()],
+            request_id: None,
+            purpose: Some(m.reason),
+        },
+        idempotency: None,
+        transition: Some(transition),
+        events: vec![event],
+    };
+    match state.store.update_account(write, current.version).await {
+        Ok(()) => Ok(true),
+        Err(cip_store::StoreError::VersionConflict { .. }) => Ok(false),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 const PAGE: u32 = 1000;
@@ -335,35 +688,6 @@ pub fn passed_methods(facts: &Facts, evidence: &[EvidenceRow]) -> Methods {
         methods.insert(policy::Method::BeneficialOwnersVerified);
     }
     methods
-}
-
-/// Opens each record and computes its facts, on two threads (the machine's cores; more
-/// would only queue behind the server's own work).
-fn facts_in_parallel(
-    keyring: &Keyring,
-    rows: &[CustomerRow],
-) -> Result<Vec<(Uuid, Facts)>, String> {
-    let one = |rows: &[CustomerRow]| -> Result<Vec<(Uuid, Facts)>, String> {
-        rows.iter()
-            .map(|row| {
-                let (value, _) =
-                    seal::open_document(keyring, row.id, &row.document, &seal::Projection::all())
-                        .map_err(|e| format!("opening customer {}: {e}", row.id))?;
-                let doc: CustomerDoc = serde_json::from_value(value)
-                    .map_err(|e| format!("customer {} document: {e}", row.id))?;
-                Ok((row.id, facts_of(&doc)))
-            })
-            .collect()
-    };
-    let (a, b) = rows.split_at(rows.len() / 2);
-    let (ra, rb) = std::thread::scope(|scope| {
-        let h = scope.spawn(|| one(a));
-        let rb = one(b);
-        (h.join(), rb)
-    });
-    let mut out = ra.map_err(|_| "policy check thread panicked".to_string())??;
-    out.extend(rb?);
-    Ok(out)
 }
 
 fn tally(

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use cip_screen::{
     EntryKind, IdentifierKind, Index, ListEntry, PreparedQuery, Query, QueryIdentifier,
 };
-use cip_store::{AuditDraft, CustomerFilter, PageRequest, ReviewRow};
+use cip_store::{AuditDraft, ReviewRow};
 use cip_vault::{BlindIndexKind, Keyring};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -116,8 +116,12 @@ fn find_hits(keyring: &Keyring, index: &Index, subjects: &[Subject], threshold: 
         let Ok(q) = PreparedQuery::new(&s.query) else {
             continue;
         };
+        let candidates = index.screen(&q, 10, threshold);
+        if candidates.is_empty() {
+            continue;
+        }
         let hash = subject_hash(keyring, &s.query);
-        for c in index.screen(&q, 10, threshold) {
+        for c in candidates {
             let entry_hash = index
                 .entries()
                 .iter()
@@ -370,13 +374,7 @@ async fn rescreen_change(
     loop {
         let rows = state
             .store
-            .list_customers(
-                &CustomerFilter::default(),
-                &PageRequest {
-                    after,
-                    limit: RESCREEN_BATCH,
-                },
-            )
+            .scan_customer_digests(after, RESCREEN_BATCH)
             .await
             .map_err(|e| e.to_string())?;
         let Some(last) = rows.last() else { break };
@@ -390,22 +388,15 @@ async fn rescreen_change(
         let threshold = state.screening_threshold;
         let subset = subset.clone();
         let batch_hits = tokio::task::spawn_blocking(move || -> Result<_, String> {
-            let mut out = Vec::new();
-            for row in &rows {
-                let (value, _) = crate::records::seal::open_document(
-                    &keyring,
+            // Each record's digest (not its document): the screened data only.
+            let hits = crate::records::digest::par_map(&rows, |row| {
+                let digest = crate::records::digest::of_row(&keyring, row)?;
+                Ok((
                     row.id,
-                    &row.document,
-                    &crate::records::seal::Projection::all(),
-                )
-                .map_err(|e| format!("opening customer {}: {e}", row.id))?;
-                let doc: CustomerDoc = serde_json::from_value(value)
-                    .map_err(|e| format!("customer {} document: {e}", row.id))?;
-                let hits = find_hits(&keyring, &subset, &subjects(&doc), threshold);
-                if !hits.is_empty() {
-                    out.push((row.id, hits));
-                }
-            }
+                    find_hits(&keyring, &subset, &digest.subjects(), threshold),
+                ))
+            })?;
+            let out: Vec<_> = hits.into_iter().filter(|(_, h)| !h.is_empty()).collect();
             Ok((rows.len(), out))
         })
         .await

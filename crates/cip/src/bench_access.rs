@@ -192,6 +192,7 @@ async fn run_in(o: &Options, dir: &Path, database_url: Option<String>) -> Result
                 country: None,
                 document: b"{}".to_vec(),
                 key_id: 1,
+                digest: None,
             },
             terms: vec![],
             audit: draft("customer.create", customer),

@@ -116,6 +116,13 @@ pub fn prepare_customer(
     let fields = seal::field_pointers(&doc);
     let document = seal::seal_document(&keyring, id, &doc)
         .map_err(|e| ApiError::Internal(format!("sealing failed: {e}")))?;
+    let digest = crate::records::digest::seal(
+        &keyring,
+        id,
+        version,
+        &crate::records::digest::Digest::of(&doc),
+    )
+    .map_err(|e| ApiError::Internal(format!("sealing the digest failed: {e}")))?;
     let now = now_micros();
     Ok((
         CustomerRow {
@@ -127,6 +134,7 @@ pub fn prepare_customer(
             country: seal::primary_country(&record),
             document,
             key_id: keyring.active_key_id(),
+            digest: Some(digest),
         },
         seal::index_terms(&keyring, &record),
         fields,

@@ -3,7 +3,7 @@ use sqlx::{Connection, Row};
 use crate::both_backends;
 use crate::helpers::*;
 
-both_backends!(no_plaintext_at_rest);
+both_backends!(no_plaintext_at_rest, the_digest_is_sealed_to_its_record_and_agrees_with_it);
 
 /// Distinctive values written through the API; none may appear in the database's bytes.
 const NEEDLES: &[&str] = &[
@@ -137,5 +137,75 @@ async fn no_plaintext_at_rest(b: Backend) {
         found.is_empty(),
         "plaintext personal data found at rest: {found:?}"
     );
+    app.cleanup().await;
+}
+
+/// The record digest (docs/design/0014) says what the document says — the same determination
+/// facts, policy facts and screened subjects — and opens only for its own record and version.
+async fn the_digest_is_sealed_to_its_record_and_agrees_with_it(b: Backend) {
+    use cip_server::records::{digest, dto::CustomerDoc, seal};
+    let app = spawn_app(b).await;
+    let keyring = app.state.keyring();
+    let (a, _) = app.create_customer(&individual("DG")).await;
+    let (e, _) = app.create_customer(&entity("DG")).await;
+    let row = |id: &str| {
+        let store = app.state.store.clone();
+        let id: uuid::Uuid = id.parse().unwrap();
+        async move { store.get_customer(id).await.unwrap().unwrap() }
+    };
+    for id in [&a, &e] {
+        let r = row(id).await;
+        let (value, _) =
+            seal::open_document(&keyring, r.id, &r.document, &seal::Projection::all()).unwrap();
+        let doc: CustomerDoc = serde_json::from_value(value).unwrap();
+        let sealed = r.digest.clone().expect("every write stores a digest");
+        let d = digest::open(&keyring, r.id, r.version, &sealed).unwrap();
+        assert_eq!(d, digest::Digest::of(&doc));
+        assert_eq!(
+            d.evidence(),
+            cip_server::api::determination::evidence_of(&doc)
+        );
+        let subjects = |s: Vec<cip_server::reviews::Subject>| {
+            s.into_iter().map(|s| (s.key, s.query)).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            subjects(d.subjects()),
+            subjects(cip_server::reviews::subjects(&doc))
+        );
+        assert!(!d.queries[0].names.is_empty());
+        let (f, g) = (
+            cip_server::policy::facts_of(&doc),
+            cip_server::policy::facts_of_digest(&d),
+        );
+        assert_eq!(format!("{f:?}"), format!("{g:?}"));
+        // No plaintext in the stored digest.
+        let text = String::from_utf8_lossy(&sealed);
+        assert!(!text.contains("Zelda") && !text.contains("Vortex"));
+    }
+    let (ra, re) = (row(&a).await, row(&e).await);
+    let sealed = ra.digest.clone().unwrap();
+    assert!(
+        digest::open(&keyring, re.id, ra.version, &sealed).is_err(),
+        "a digest moved to another record does not open"
+    );
+
+    // An update rewrites it; the old one does not open as the new version.
+    let mut body = individual("DG");
+    body["identity"]["citizenships"] = serde_json::json!(["FR"]);
+    let resp = app
+        .client
+        .put(app.url(&format!("/v1/customers/{a}")))
+        .bearer_auth(&app.admin)
+        .header("if-match", "\"1\"")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let updated = row(&a).await;
+    assert_eq!(updated.version, 2);
+    assert!(digest::open(&keyring, updated.id, 2, &sealed).is_err());
+    let d = digest::open(&keyring, updated.id, 2, updated.digest.as_ref().unwrap()).unwrap();
+    assert!(d.queries[0].countries.contains(&"FR".to_string()));
     app.cleanup().await;
 }

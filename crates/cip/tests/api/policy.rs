@@ -255,7 +255,151 @@ async fn policy_is_applied_through_the_api(backend: Backend) {
     app.cleanup().await;
 }
 
+
+/// Every open account whose status the policy in force no longer supports, with the move.
+async fn moves_required(app: &crate::helpers::TestApp) -> Vec<(uuid::Uuid, &'static str)> {
+    let store = app.state.store.as_ref();
+    let (policy, _, _) = cip_server::policy::active(store).await.unwrap();
+    let mut out = Vec::new();
+    cip_server::policy::for_each_evaluable(store, &app.state.keyring(), &|_| {}, |e| {
+        for a in e.accounts {
+            let s = cip_server::policy::subject(e.facts, a.account_type, &a.product, e.passed, 0);
+            let o = cip_core::policy::evaluate(&policy, &s);
+            if let Some((to, _)) = cip_server::policy::required_move(&policy, a, &o) {
+                out.push((a.id, to.as_str()));
+            }
+        }
+    })
+    .await
+    .unwrap();
+    out
+}
+
+async fn status_of(app: &crate::helpers::TestApp, id: uuid::Uuid) -> String {
+    app.state
+        .store
+        .get_account(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .status
+}
+
+/// Applying a policy re-evaluates every open account once (the job, under a lease): accounts
+/// the new policy no longer lets stand move by ordinary transitions citing the version, the
+/// bulk read is audited, a second pass does nothing, and a policy relaxed again moves them back.
+async fn applying_a_policy_moves_the_accounts_it_changes(backend: Backend) {
+    use cip_server::jobs::Ran;
+    use cip_server::policy::reevaluate_run_once;
+    let app = spawn_app(backend).await;
+    cip_server::demo::load(&app.state).await.unwrap();
+    assert_eq!(
+        reevaluate_run_once(&app.state).await.unwrap(),
+        Ran::Idle,
+        "the built-in policy in force since the install: nothing to re-evaluate"
+    );
+    let builtin = cip_server::policy_file::EXAMPLE.to_string();
+    let apply = |text: String| {
+        let store = app.state.store.clone();
+        async move {
+            cip_server::policy::apply(store.as_ref(), &text, |action, fields| {
+                cip_store::AuditDraft {
+                    at: cip_server::time::now_micros(),
+                    actor: "test".into(),
+                    role: "admin".into(),
+                    action: action.into(),
+                    record_type: "policy".into(),
+                    record_id: None,
+                    fields,
+                    request_id: None,
+                    purpose: None,
+                }
+            })
+            .await
+            .unwrap()
+        }
+    };
+
+    // Verifying U.S. persons too: their active accounts must go back to pending.
+    apply(
+        builtin
+            .replace("verify_us_persons = false", "verify_us_persons = true")
+            .replace("version = \"builtin\"", "version = \"2026-12-everyone\""),
+    )
+    .await;
+    let expected = moves_required(&app).await;
+    assert!(
+        expected.iter().any(|(_, to)| *to == "pending_verification"),
+        "the demo has active U.S. accounts: {expected:?}"
+    );
+    let moved = match reevaluate_run_once(&app.state).await.unwrap() {
+        Ran::Did(n) => n,
+        Ran::Idle => panic!("a new policy must be re-evaluated"),
+    };
+    assert_eq!(moved as usize, expected.len());
+    for (id, to) in &expected {
+        assert_eq!(status_of(&app, *id).await, *to);
+        let t = app.state.store.list_transitions(*id).await.unwrap();
+        let last = t.last().unwrap();
+        assert_eq!(last.actor, cip_server::policy::POLICY_ACTOR);
+        assert!(last.reason.contains("2026-12-everyone"), "{}", last.reason);
+    }
+    assert!(
+        moves_required(&app).await.is_empty(),
+        "after the pass every account agrees with the policy in force"
+    );
+    assert_eq!(
+        reevaluate_run_once(&app.state).await.unwrap(),
+        Ran::Idle,
+        "done once"
+    );
+    let entries = app
+        .state
+        .store
+        .list_audit(&cip_store::AuditFilter::default(), 10_000)
+        .await
+        .unwrap();
+    let reevaluated: Vec<_> = entries
+        .iter()
+        .filter(|e| e.draft.action == "policy.reevaluate")
+        .collect();
+    assert_eq!(reevaluated.len(), 1);
+    assert!(
+        reevaluated[0]
+            .draft
+            .fields
+            .contains(&format!("moved={}", expected.len())),
+        "{:?}",
+        reevaluated[0].draft.fields
+    );
+
+    // Relaxed again: the accounts that were moved only for the stricter policy come back.
+    apply(builtin.replace("version = \"builtin\"", "version = \"2026-12-relaxed\"")).await;
+    let back = moves_required(&app).await;
+    assert!(
+        !back.is_empty() && back.iter().all(|(_, to)| *to == "active"),
+        "{back:?}"
+    );
+    assert!(
+        expected
+            .iter()
+            .filter(|(_, to)| *to == "pending_verification")
+            .any(|(id, _)| back.iter().any(|(b, _)| b == id)),
+        "the U.S. accounts the stricter policy sent back to pending come back"
+    );
+    assert_eq!(
+        reevaluate_run_once(&app.state).await.unwrap(),
+        Ran::Did(back.len() as u64)
+    );
+    for (id, _) in &back {
+        assert_eq!(status_of(&app, *id).await, "active");
+    }
+    assert!(moves_required(&app).await.is_empty());
+    app.cleanup().await;
+}
+
 crate::both_backends!(
     policy_check_explains_a_file_before_it_is_applied,
-    policy_is_applied_through_the_api
+    policy_is_applied_through_the_api,
+    applying_a_policy_moves_the_accounts_it_changes
 );
