@@ -251,7 +251,7 @@ pub struct ListChange {
 }
 
 /// Customers read per step of the re-screen.
-const RESCREEN_BATCH: u32 = 500;
+const RESCREEN_BATCH: u32 = 2000;
 
 /// One re-screen of every stored customer against one list change: closes the open items
 /// of removed entries, then screens each customer's subjects against an index of only the
@@ -369,25 +369,33 @@ async fn rescreen_change(
         .await
         .map_err(|e| format!("subset index: {e}"))?
     };
-    let mut after = None;
     let mut screened = 0u64;
-    loop {
-        let rows = state
+    // The lease is renewed when a quarter of it has passed, not with every batch: each
+    // renewal is a durable write, and nobody can take a lease before it ends.
+    let mut renewed = std::time::Instant::now();
+    let renew_every = std::time::Duration::from_micros((RESCREEN_LEASE_MICROS / 4) as u64);
+    let page = |after: Option<Uuid>| async move {
+        state
             .store
             .scan_customer_digests(after, RESCREEN_BATCH)
             .await
-            .map_err(|e| e.to_string())?;
-        let Some(last) = rows.last() else { break };
-        after = Some(last.id);
-        if !claim(state, lease, holder).await? {
-            return Err(format!(
-                "the lease {lease} was lost mid-run; another instance took it over"
-            ));
+            .map_err(|e| e.to_string())
+    };
+    let mut rows = page(None).await?;
+    while let Some(last) = rows.last() {
+        let after = Some(last.id);
+        if renewed.elapsed() >= renew_every {
+            if !claim(state, lease, holder).await? {
+                return Err(format!(
+                    "the lease {lease} was lost mid-run; another instance took it over"
+                ));
+            }
+            renewed = std::time::Instant::now();
         }
         let keyring = state.keyring();
         let threshold = state.screening_threshold;
         let subset = subset.clone();
-        let batch_hits = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        let screening = tokio::task::spawn_blocking(move || -> Result<_, String> {
             // Each record's digest (not its document): the screened data only.
             let hits = crate::records::digest::par_map(&rows, |row| {
                 let digest = crate::records::digest::of_row(&keyring, row)?;
@@ -398,13 +406,15 @@ async fn rescreen_change(
             })?;
             let out: Vec<_> = hits.into_iter().filter(|(_, h)| !h.is_empty()).collect();
             Ok((rows.len(), out))
-        })
-        .await
-        .map_err(|e| format!("re-screen task: {e}"))??;
+        });
+        // The next page is read while this one is screened.
+        let (batch_hits, next) = tokio::join!(screening, page(after));
+        let batch_hits = batch_hits.map_err(|e| format!("re-screen task: {e}"))??;
         screened += batch_hits.0 as u64;
         for (customer_id, hits) in batch_hits.1 {
             open_items(state, customer_id, hits, &loaded.versions, &cause).await?;
         }
+        rows = next?;
     }
     mark_rescreened(state, &change, screened, &cause).await?;
     Ok(Ran::Did(screened))
