@@ -33,7 +33,7 @@ pub use lists::{
     ReviewRow, ReviewStore,
 };
 pub use measures::{
-    MeasureActionFilter, MeasureActionRow, MeasureActionWrite, MeasureRow, MeasureStore,
+    MeasureActionFilter, MeasureActionRow, MeasureActionWrite, MeasureRow, MeasureStore, TieChange,
 };
 pub use types::*;
 pub use verification::*;

@@ -1008,7 +1008,9 @@ macro_rules! define_ops {
                     .execute(&mut *conn)
                     .await?;
             }
-            append_audit(conn, head, d.audit).await
+            append_audit(conn, head, d.audit).await?;
+            record_actions(conn, head, d.actions).await?;
+            Ok(())
         }
 
         pub(crate) async fn close_reviews(
@@ -1274,6 +1276,7 @@ macro_rules! define_ops {
                         cause: r.try_get("cause")?,
                         actor: r.try_get("actor")?,
                         at: r.try_get("at")?,
+                        untied_at: r.try_get("untied_at")?,
                     })
                 })
                 .collect()
@@ -1404,12 +1407,26 @@ macro_rules! define_ops {
                     record_actions(conn, head, actions).await?;
                     Out::Unit
                 }
+                Op::UpdateCustomerWithActions(w, v, actions, ties) => {
+                    update_customer(conn, head, *w, v).await?;
+                    record_actions(conn, head, actions).await?;
+                    for t in ties {
+                        sqlx::query(crate::sql::SET_ACTION_UNTIED)
+                            .bind(t.untied_at)
+                            .bind(t.action_id)
+                            .execute(&mut *conn)
+                            .await?;
+                        append_audit(conn, head, t.audit).await?;
+                    }
+                    Out::Unit
+                }
                 op @ (Op::InsertEvidence(_)
         | Op::InsertOtp(..)
         | Op::UpdateOtp(_)
         | Op::InsertVerificationRequest(..)
         | Op::OpenCases(_)
-        | Op::ResolveCase(_)) => super::verification_ops::apply(conn, head, op).await?,
+        | Op::ResolveCase(_)
+        | Op::InsertOtpThrottled(..)) => super::verification_ops::apply(conn, head, op).await?,
             })
         }
     };

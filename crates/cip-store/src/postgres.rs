@@ -522,6 +522,24 @@ impl MeasureStore for PgStore {
     ) -> Result<Vec<MeasureActionRow>> {
         ops::list_measure_actions(&mut *self.pool.acquire().await?, filter).await
     }
+
+    async fn update_customer_with_actions(
+        &self,
+        write: CustomerWrite,
+        expected_version: i64,
+        actions: Vec<MeasureActionWrite>,
+        ties: Vec<TieChange>,
+    ) -> Result<()> {
+        unit(
+            self.submit(Op::UpdateCustomerWithActions(
+                Box::new(write),
+                expected_version,
+                actions,
+                ties,
+            ))
+            .await?,
+        )
+    }
 }
 
 #[async_trait]
@@ -540,6 +558,18 @@ impl VerificationStore for PgStore {
 
     async fn insert_otp(&self, row: OtpRow, audit: AuditDraft) -> Result<()> {
         unit(self.submit(Op::InsertOtp(Box::new(row), audit)).await?)
+    }
+
+    async fn insert_otp_throttled(
+        &self,
+        row: OtpRow,
+        throttle: OtpThrottle,
+        audit: AuditDraft,
+    ) -> Result<OtpOutcome> {
+        crate::writer::otp(
+            self.submit(Op::InsertOtpThrottled(Box::new(row), throttle, audit))
+                .await?,
+        )
     }
 
     async fn get_otp(&self, id: Uuid) -> Result<Option<OtpRow>> {

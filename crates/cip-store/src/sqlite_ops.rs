@@ -681,7 +681,9 @@ fn decide_review(conn: &Connection, head: &mut Head, d: ReviewDecision) -> Resul
         conn.prepare_cached(sql::REMEMBER_DISMISSAL)?
             .execute([d.id])?;
     }
-    append_audit(conn, head, d.audit)
+    append_audit(conn, head, d.audit)?;
+    record_actions(conn, head, d.actions)?;
+    Ok(())
 }
 
 fn close_reviews(
@@ -867,6 +869,7 @@ pub(crate) fn list_measure_actions(
                 cause: r.get(8)?,
                 actor: r.get(9)?,
                 at: r.get(10)?,
+                untied_at: r.get(11)?,
             })
         })?
         .collect::<rusqlite::Result<_>>()?)
@@ -987,12 +990,23 @@ pub(crate) fn apply(conn: &Connection, head: &mut Head, op: Op) -> Result<Out> {
             record_actions(conn, head, actions)?;
             Out::Unit
         }
+        Op::UpdateCustomerWithActions(w, v, actions, ties) => {
+            update_customer(conn, head, *w, v)?;
+            record_actions(conn, head, actions)?;
+            for t in ties {
+                conn.prepare_cached(sql::SET_ACTION_UNTIED)?
+                    .execute(params![t.untied_at, t.action_id])?;
+                append_audit(conn, head, t.audit)?;
+            }
+            Out::Unit
+        }
         op @ (Op::InsertEvidence(_)
         | Op::InsertOtp(..)
         | Op::UpdateOtp(_)
         | Op::InsertVerificationRequest(..)
         | Op::OpenCases(_)
-        | Op::ResolveCase(_)) => crate::sqlite_verification::apply(conn, head, op)?,
+        | Op::ResolveCase(_)
+        | Op::InsertOtpThrottled(..)) => crate::sqlite_verification::apply(conn, head, op)?,
     })
 }
 
