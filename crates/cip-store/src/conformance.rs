@@ -1620,6 +1620,49 @@ async fn special_measures(s: Arc<dyn Store>) -> Check {
         s.audit_head().await.map_err(e("head"))?.0 == head + 3,
         "a refused record change appends nothing"
     );
+
+    // Refused applications: recorded with the refusal's audit entry, listed per measure.
+    let refusal = |measure_id: Uuid, at: i64| RefusalRow {
+        id: Uuid::now_v7(),
+        measure_id,
+        customer_id: cid,
+        account_type: "standard".into(),
+        product: "compute".into(),
+        reason: "prohibited".into(),
+        evidence: b"[]".to_vec(),
+        actor: "k1".into(),
+        at,
+    };
+    let head = s.audit_head().await.map_err(e("head"))?.0;
+    let first = refusal(current.id, 50);
+    s.record_refusals(
+        vec![first.clone(), refusal(future.id, 50)],
+        draft("account.refused", None),
+    )
+    .await
+    .map_err(e("refusals"))?;
+    ensure!(
+        s.list_refusals(current.id)
+            .await
+            .map_err(e("list refusals"))?
+            == vec![first],
+        "a measure lists its refusals"
+    );
+    ensure!(
+        s.audit_head().await.map_err(e("head"))?.0 == head + 1,
+        "one audit entry for the refusal"
+    );
+    let unknown = s
+        .record_refusals(
+            vec![refusal(Uuid::now_v7(), 51)],
+            draft("account.refused", None),
+        )
+        .await;
+    ensure!(unknown.is_err(), "a refusal must name a stored measure");
+    ensure!(
+        s.audit_head().await.map_err(e("head"))?.0 == head + 1,
+        "a failed refusal record appends nothing"
+    );
     Ok(())
 }
 

@@ -33,7 +33,8 @@ pub use lists::{
     ReviewRow, ReviewStore,
 };
 pub use measures::{
-    MeasureActionFilter, MeasureActionRow, MeasureActionWrite, MeasureRow, MeasureStore, TieChange,
+    MeasureActionFilter, MeasureActionRow, MeasureActionWrite, MeasureRow, MeasureStore,
+    RefusalRow, TieChange,
 };
 pub use types::*;
 pub use verification::*;

@@ -64,6 +64,23 @@ pub struct TieChange {
     pub audit: AuditDraft,
 }
 
+/// An application a measure refused: no account was stored, this row and the refusal's
+/// audit entry were.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusalRow {
+    pub id: Uuid,
+    pub measure_id: Uuid,
+    pub customer_id: Uuid,
+    pub account_type: String,
+    pub product: String,
+    /// `prohibited` or `product_limit`.
+    pub reason: String,
+    /// JSON array of evidence items.
+    pub evidence: Vec<u8>,
+    pub actor: String,
+    pub at: i64,
+}
+
 /// An action to record with its webhook event and audit entry; recorded at most once per
 /// (measure, account) — or (review, account) for a default action.
 #[derive(Debug, Clone)]
@@ -131,4 +148,9 @@ pub trait MeasureStore: Send + Sync {
         actions: Vec<MeasureActionWrite>,
         ties: Vec<TieChange>,
     ) -> Result<()>;
+    /// Records refused applications (one row per refusing measure) with the refusal's audit
+    /// entry, in one transaction.
+    async fn record_refusals(&self, refusals: Vec<RefusalRow>, audit: AuditDraft) -> Result<()>;
+    /// The applications a measure refused, oldest first (at most 10,000).
+    async fn list_refusals(&self, measure_id: Uuid) -> Result<Vec<RefusalRow>>;
 }

@@ -1282,6 +1282,31 @@ macro_rules! define_ops {
                 .collect()
         }
 
+        pub(crate) async fn list_refusals(
+            conn: &mut $conn,
+            measure_id: Uuid,
+        ) -> Result<Vec<RefusalRow>> {
+            let rows = sqlx::query(crate::sql::LIST_REFUSALS)
+                .bind(measure_id)
+                .fetch_all(&mut *conn)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(RefusalRow {
+                        id: r.try_get("id")?,
+                        measure_id: r.try_get("measure_id")?,
+                        customer_id: r.try_get("customer_id")?,
+                        account_type: r.try_get("account_type")?,
+                        product: r.try_get("product")?,
+                        reason: r.try_get("reason")?,
+                        evidence: r.try_get("evidence")?,
+                        actor: r.try_get("actor")?,
+                        at: r.try_get("at")?,
+                    })
+                })
+                .collect()
+        }
+
         pub(crate) async fn apply(conn: &mut $conn, head: &mut Head, op: crate::writer::Op) -> Result<crate::writer::Out> {
                 use crate::writer::{Op, Out};
             Ok(match op {
@@ -1405,6 +1430,24 @@ macro_rules! define_ops {
                 Op::InsertAccountWithActions(w, actions) => {
                     insert_account(conn, head, w).await?;
                     record_actions(conn, head, actions).await?;
+                    Out::Unit
+                }
+                Op::RecordRefusals(rows, audit) => {
+                    for r in rows {
+                        sqlx::query(crate::sql::INSERT_REFUSAL)
+                            .bind(r.id)
+                            .bind(r.measure_id)
+                            .bind(r.customer_id)
+                            .bind(r.account_type)
+                            .bind(r.product)
+                            .bind(r.reason)
+                            .bind(r.evidence)
+                            .bind(r.actor)
+                            .bind(r.at)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    append_audit(conn, head, audit).await?;
                     Out::Unit
                 }
                 Op::UpdateCustomerWithActions(w, v, actions, ties) => {

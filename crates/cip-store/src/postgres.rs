@@ -540,6 +540,14 @@ impl MeasureStore for PgStore {
             .await?,
         )
     }
+
+    async fn record_refusals(&self, refusals: Vec<RefusalRow>, audit: AuditDraft) -> Result<()> {
+        unit(self.submit(Op::RecordRefusals(refusals, audit)).await?)
+    }
+
+    async fn list_refusals(&self, measure_id: Uuid) -> Result<Vec<RefusalRow>> {
+        ops::list_refusals(&mut *self.pool.acquire().await?, measure_id).await
+    }
 }
 
 #[async_trait]

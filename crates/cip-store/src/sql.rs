@@ -313,3 +313,9 @@ pub(crate) const CASE_EXISTS: &str = "SELECT 1 AS one FROM verification_cases WH
 // ---- ties of special-measure actions (migration 0009) ----
 pub(crate) const SET_ACTION_UNTIED: &str =
     "UPDATE special_measure_actions SET untied_at = $1 WHERE id = $2";
+pub(crate) const INSERT_REFUSAL: &str = "INSERT INTO special_measure_refusals (id, \
+     measure_id, customer_id, account_type, product, reason, evidence, actor, at) \
+     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)";
+pub(crate) const LIST_REFUSALS: &str = "SELECT id, measure_id, customer_id, account_type, \
+     product, reason, evidence, actor, at FROM special_measure_refusals WHERE measure_id = $1 \
+     ORDER BY at, id LIMIT 10000";

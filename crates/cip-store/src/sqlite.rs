@@ -723,6 +723,14 @@ impl MeasureStore for SqliteStore {
             .await?,
         )
     }
+
+    async fn record_refusals(&self, refusals: Vec<RefusalRow>, audit: AuditDraft) -> Result<()> {
+        unit(self.submit(Op::RecordRefusals(refusals, audit)).await?)
+    }
+
+    async fn list_refusals(&self, measure_id: Uuid) -> Result<Vec<RefusalRow>> {
+        self.scan(move |c| ops::list_refusals(c, measure_id)).await
+    }
 }
 
 #[async_trait]

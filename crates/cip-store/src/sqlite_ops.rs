@@ -875,6 +875,25 @@ pub(crate) fn list_measure_actions(
         .collect::<rusqlite::Result<_>>()?)
 }
 
+pub(crate) fn list_refusals(conn: &Connection, measure_id: Uuid) -> Result<Vec<RefusalRow>> {
+    Ok(conn
+        .prepare_cached(sql::LIST_REFUSALS)?
+        .query_map([measure_id], |r| {
+            Ok(RefusalRow {
+                id: r.get(0)?,
+                measure_id: r.get(1)?,
+                customer_id: r.get(2)?,
+                account_type: r.get(3)?,
+                product: r.get(4)?,
+                reason: r.get(5)?,
+                evidence: r.get(6)?,
+                actor: r.get(7)?,
+                at: r.get(8)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
 pub(crate) fn apply(conn: &Connection, head: &mut Head, op: Op) -> Result<Out> {
     Ok(match op {
         Op::InitMeta(name, value) => Out::Bytes(init_meta(conn, &name, &value)?),
@@ -988,6 +1007,23 @@ pub(crate) fn apply(conn: &Connection, head: &mut Head, op: Op) -> Result<Out> {
         Op::InsertAccountWithActions(w, actions) => {
             insert_account(conn, head, w)?;
             record_actions(conn, head, actions)?;
+            Out::Unit
+        }
+        Op::RecordRefusals(rows, audit) => {
+            for r in rows {
+                conn.prepare_cached(sql::INSERT_REFUSAL)?.execute(params![
+                    r.id,
+                    r.measure_id,
+                    r.customer_id,
+                    r.account_type,
+                    r.product,
+                    r.reason,
+                    r.evidence,
+                    r.actor,
+                    r.at,
+                ])?;
+            }
+            append_audit(conn, head, audit)?;
             Out::Unit
         }
         Op::UpdateCustomerWithActions(w, v, actions, ties) => {

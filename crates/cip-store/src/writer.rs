@@ -67,6 +67,7 @@ pub(crate) enum Op {
     ),
     // the one-time-code throttle checked in the writing transaction
     InsertOtpThrottled(Box<OtpRow>, OtpThrottle, AuditDraft),
+    RecordRefusals(Vec<RefusalRow>, AuditDraft),
 }
 
 pub(crate) enum Out {

@@ -258,22 +258,46 @@ pub async fn create_account(
                 .iter()
                 .map(|f| f.to_string()),
         );
-        state
-            .store
-            .append_audit(vec![super::audit_draft(
-                &principal,
-                &headers,
-                if refused {
-                    "account.refused"
-                } else {
-                    "special_measure.check"
-                },
-                "customer",
-                Some(row.customer_id.to_string()),
-                fields,
-                Some("special measures at account opening".into()),
-            )])
-            .await?;
+        let entry = super::audit_draft(
+            &principal,
+            &headers,
+            if refused {
+                "account.refused"
+            } else {
+                "special_measure.check"
+            },
+            "customer",
+            Some(row.customer_id.to_string()),
+            fields,
+            Some("special measures at account opening".into()),
+        );
+        if refused {
+            // The refusal is recorded for each refusing measure's report, in the entry's
+            // transaction; no account is stored.
+            let refusals = check
+                .refusals
+                .iter()
+                .map(|r| cip_store::RefusalRow {
+                    id: Uuid::now_v7(),
+                    measure_id: r.measure_id,
+                    customer_id: row.customer_id,
+                    account_type: row.account_type.clone(),
+                    product: row.product.clone(),
+                    reason: if r.limits.is_empty() {
+                        "prohibited"
+                    } else {
+                        "product_limit"
+                    }
+                    .into(),
+                    evidence: serde_json::to_vec(&r.evidence).unwrap_or_else(|_| b"[]".to_vec()),
+                    actor: principal.key_id.clone(),
+                    at: now,
+                })
+                .collect();
+            state.store.record_refusals(refusals, entry).await?;
+        } else {
+            state.store.append_audit(vec![entry]).await?;
+        }
     }
     if !check.refusals.is_empty() && check.refusals.iter().all(|r| !r.limits.is_empty()) {
         // Only limits refuse it (a product outside a conditioning measure's product limit).

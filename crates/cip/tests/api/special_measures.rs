@@ -178,6 +178,19 @@ async fn prohibited_jurisdiction_refuses_opening(b: Backend) {
         .remove(0);
     assert_eq!(last.draft.action, "account.refused");
     assert!(last.draft.fields.contains(&format!("refused_by={mid}")));
+    // The measure's report lists the refused application with its evidence.
+    let report = json_of(
+        app.get(&format!("/v1/special-measures/{mid}/report"), &app.admin)
+            .await,
+        200,
+    )
+    .await;
+    let refused = report["refused_applications"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{report}");
+    assert_eq!(refused[0]["customer_id"], tied.as_str());
+    assert_eq!(refused[0]["reason"], "prohibited");
+    assert!(kinds(&refused[0]["evidence"]).contains(&"nationality".to_string()));
+    assert_eq!(report["accounts"], json!([]));
 
     // A customer with no tie to DE opens normally.
     let a = json_of(open_account(&app, &untied, "standard").await, 201).await;
@@ -1130,6 +1143,14 @@ async fn product_and_capacity_limits_are_enforced(b: Backend) {
         .unwrap()
         .remove(0);
     assert_eq!(last.draft.action, "account.refused");
+    let report = json_of(
+        app.get(&format!("/v1/special-measures/{mid}/report"), &app.admin)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(report["refused_applications"][0]["reason"], "product_limit");
+    assert_eq!(report["refused_applications"][0]["product"], "compute");
 
     // An allowed product (names compare without case) opens with the conditions.
     let a = json_of(
