@@ -629,9 +629,70 @@ pub fn person_targeted(target: &MeasureTarget, list_id: &str, entry_id: &str) ->
     }
 }
 
+/// One use of an account the provider's control plane asks about: a product, and how many
+/// vCPUs of capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Use<'a> {
+    pub product: Option<&'a str>,
+    pub vcpus: Option<u32>,
+}
+
+/// Product names compare trimmed and without regard to ASCII case (`Compute` = `compute`).
+pub fn same_product(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
+}
+
+impl Condition {
+    /// Whether this condition permits `usage`. Only the limits constrain a use: a product
+    /// limit refuses a product outside its list, a capacity limit more vCPUs than its
+    /// maximum; what the use does not name is not refused.
+    pub fn permits(&self, usage: Use<'_>) -> bool {
+        match self {
+            Condition::ProductLimit { allowed_products } => usage
+                .product
+                .is_none_or(|p| allowed_products.iter().any(|a| same_product(a, p))),
+            Condition::CapacityLimit { max_vcpus } => usage.vcpus.is_none_or(|n| n <= *max_vcpus),
+            Condition::EnhancedVerification | Condition::NoResellerAccounts => true,
+        }
+    }
+}
+
+impl SpecialMeasure {
+    /// The limits of this measure that `usage` breaks (empty: permitted).
+    pub fn limits_broken(&self, usage: Use<'_>) -> Vec<&Condition> {
+        self.conditions
+            .iter()
+            .filter(|c| !c.permits(usage))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_refuse_only_what_they_limit() {
+        let products = Condition::ProductLimit {
+            allowed_products: vec!["storage".into(), "Object Storage".into()],
+        };
+        let capacity = Condition::CapacityLimit { max_vcpus: 8 };
+        let check = |c: &Condition, product: Option<&str>, vcpus: Option<u32>| {
+            c.permits(Use { product, vcpus })
+        };
+        assert!(check(&products, Some("storage"), None));
+        assert!(check(&products, Some(" object storage "), Some(64)));
+        assert!(!check(&products, Some("compute"), None));
+        assert!(check(&products, None, Some(64)), "a use naming no product");
+        assert!(check(&capacity, Some("compute"), Some(8)));
+        assert!(!check(&capacity, None, Some(9)));
+        assert!(check(&capacity, Some("compute"), None));
+        assert!(check(
+            &Condition::EnhancedVerification,
+            Some("compute"),
+            Some(1000)
+        ));
+    }
 
     fn input() -> MeasureInput {
         MeasureInput {

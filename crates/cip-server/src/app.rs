@@ -410,14 +410,20 @@ pub fn spawn_jobs(
     handles
 }
 
-/// Serves until `cancel` fires, then drains in-flight requests.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: AppState,
+/// What must be in place before a server says it is ready: the screening lists loaded
+/// and, when configured, the access-event stream connected. [`prepare`] makes it; `cip
+/// serve` calls it before announcing that it listens, so a configured NATS that cannot be
+/// reached stops the start with an error naming `access_nats_url` instead of a "listening"
+/// line followed by a failure.
+pub struct Prepared {
+    stream: Option<crate::access_stream::AccessStream>,
+}
+
+/// Loads the screening lists and connects the access-event stream (when configured).
+pub async fn prepare(
+    state: &AppState,
     config: &crate::config::Config,
-    cancel: CancellationToken,
-) -> std::io::Result<()> {
-    crate::telemetry::install();
+) -> std::io::Result<Prepared> {
     // Screening must not answer from an empty index while lists are stored: load them first.
     state
         .screening
@@ -430,10 +436,39 @@ pub async fn serve(
         Some(n) => Some(
             crate::access_stream::AccessStream::connect(n)
                 .await
-                .map_err(|e| std::io::Error::other(e.to_string()))?,
+                .map_err(|e| {
+                    std::io::Error::other(format!(
+                        "{e} (set by access_nats_url / CIP_ACCESS_NATS_URL; remove it to run without the access-event stream)"
+                    ))
+                })?,
         ),
         None => None,
     };
+    Ok(Prepared { stream })
+}
+
+/// Serves until `cancel` fires, then drains in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    config: &crate::config::Config,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    crate::telemetry::install();
+    let prepared = prepare(&state, config).await?;
+    serve_prepared(listener, state, config, prepared, cancel).await
+}
+
+/// [`serve`] after [`prepare`].
+pub async fn serve_prepared(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    config: &crate::config::Config,
+    prepared: Prepared,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    crate::telemetry::install();
+    let stream = prepared.stream;
     let mut jobs = spawn_jobs(
         state.clone(),
         Duration::from_secs(config.audit_checkpoint_secs),

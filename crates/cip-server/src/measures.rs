@@ -13,14 +13,14 @@ use cip_core::special_measure::{
 };
 use cip_store::{
     AccountFilter, AccountRow, AuditDraft, MeasureActionFilter, MeasureActionRow,
-    MeasureActionWrite, MeasureRow, PageRequest, ReviewFilter, ReviewRow,
+    MeasureActionWrite, MeasureRow, PageRequest, ReviewFilter, ReviewRow, TieChange,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldProblem};
 use crate::jobs::Ran;
 use crate::records::dto::{CustomerDoc, IdentityDto};
 use crate::state::AppState;
@@ -445,6 +445,9 @@ pub struct Refusal {
     pub measure_id: Uuid,
     pub legal_reference: String,
     pub evidence: Vec<EvidenceDto>,
+    /// Empty when the measure prohibits the account; otherwise the limits of a conditioning
+    /// measure that the application breaks (a product outside its product limit).
+    pub limits: Vec<ConditionDto>,
 }
 
 /// A measure whose conditions a new account gets.
@@ -464,11 +467,14 @@ pub struct OpeningCheck {
 }
 
 /// What the measures in force say about opening an account of `account_type` for
-/// `customer_id`. Reads the customer's record only when a measure is in force.
+/// `product` for `customer_id`. Reads the customer's record only when a measure is in force.
+/// A conditioning measure whose product limit leaves out `product` refuses the application
+/// like a prohibition, with the limit cited.
 pub async fn check_opening(
     state: &AppState,
     customer_id: Uuid,
     account_type: AccountType,
+    product: &str,
     now: i64,
 ) -> Result<OpeningCheck, ApiError> {
     let rows = state.store.measures_in_force(now).await?;
@@ -492,7 +498,30 @@ pub async fn check_opening(
                 measure_id: row.id,
                 legal_reference: measure.legal_reference.clone(),
                 evidence,
+                limits: Vec::new(),
             }),
+            Some(OpeningOutcome::Conditions)
+                if !measure
+                    .limits_broken(sm::Use {
+                        product: Some(product),
+                        vcpus: None,
+                    })
+                    .is_empty() =>
+            {
+                check.refusals.push(Refusal {
+                    measure_id: row.id,
+                    legal_reference: measure.legal_reference.clone(),
+                    evidence,
+                    limits: measure
+                        .limits_broken(sm::Use {
+                            product: Some(product),
+                            vcpus: None,
+                        })
+                        .into_iter()
+                        .map(condition_dto)
+                        .collect(),
+                })
+            }
             Some(OpeningOutcome::Conditions) => check.attached.push(Attached {
                 row,
                 measure,
@@ -544,6 +573,7 @@ pub fn action_write(
         cause: cause.into(),
         actor: audit.actor.clone(),
         at: audit.at,
+        untied_at: None,
     };
     let event =
         with_event.then(|| event_for(&row, measure.map(|(_, m)| m.legal_reference.as_str())));
@@ -763,13 +793,15 @@ async fn apply_to_existing(state: &AppState, row: &MeasureRow, now: i64) -> Resu
 /// The policy action of a confirmed hit: each open account of the customer gets the action
 /// of every designated-persons measure in force that targets the entry; an account no such
 /// measure reaches is restricted pending review (the configured default,
-/// docs/design/0010-special-measures.md). Returns how many actions were recorded.
-pub async fn on_confirmed_hit(
+/// docs/design/0010-special-measures.md). Returns the actions (with events and audit
+/// entries) to record in the decision's own transaction (`ReviewDecision::actions`), so a
+/// confirmation never stands without its actions.
+pub async fn confirmed_hit_actions(
     state: &AppState,
     review: &ReviewRow,
     audit_of: impl Fn(&AccountRow, &str) -> AuditDraft,
     now: i64,
-) -> Result<u64, ApiError> {
+) -> Result<Vec<MeasureActionWrite>, ApiError> {
     let mut measures = Vec::new();
     for row in state.store.measures_in_force(now).await? {
         let m = MeasureDoc::from_row(&row)?.domain()?;
@@ -827,10 +859,359 @@ pub async fn on_confirmed_hit(
             ));
         }
     }
-    if writes.is_empty() {
-        return Ok(0);
+    Ok(writes)
+}
+
+// ---- a use of an account ----
+
+/// A limit of a measure in force on an account, and whether the asked use keeps within it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LimitDto {
+    pub measure_id: Uuid,
+    pub legal_reference: String,
+    /// `product_limit` or `capacity_limit`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_products: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_vcpus: Option<u32>,
+    /// Whether the asked use keeps within this limit.
+    pub permitted: bool,
+}
+
+/// The product and capacity limits of the measures in force on an account (through their
+/// `apply_conditions` actions), each checked against `usage`.
+pub async fn account_limits(
+    state: &AppState,
+    account_id: Uuid,
+    usage: sm::Use<'_>,
+    now: i64,
+) -> Result<Vec<LimitDto>, ApiError> {
+    let actions = state
+        .store
+        .list_measure_actions(&MeasureActionFilter {
+            measure_id: None,
+            account_id: Some(account_id),
+        })
+        .await?;
+    let mut out = Vec::new();
+    let mut seen = Vec::new();
+    for a in actions {
+        let Some(measure_id) = a.measure_id else {
+            continue;
+        };
+        if a.action != RequiredAction::ApplyConditions.as_str() || seen.contains(&measure_id) {
+            continue;
+        }
+        seen.push(measure_id);
+        let Some(row) = state.store.get_measure(measure_id).await? else {
+            continue;
+        };
+        if !in_force(&row, now) {
+            continue;
+        }
+        let m = MeasureDoc::from_row(&row)?.domain()?;
+        for c in &m.conditions {
+            if matches!(
+                c,
+                sm::Condition::ProductLimit { .. } | sm::Condition::CapacityLimit { .. }
+            ) {
+                let d = condition_dto(c);
+                out.push(LimitDto {
+                    measure_id,
+                    legal_reference: m.legal_reference.clone(),
+                    kind: d.kind,
+                    allowed_products: d.allowed_products,
+                    max_vcpus: d.max_vcpus,
+                    permitted: c.permits(usage),
+                });
+            }
+        }
     }
-    Ok(state.store.record_measure_actions(writes).await?)
+    Ok(out)
+}
+
+/// A use the provider's control plane asks about (`GET /v1/accounts/{id}/decision?product=…&vcpus=…`).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UseQuery {
+    /// A product the account would use (default: the account's own product when `vcpus` is
+    /// asked).
+    pub product: Option<String>,
+    /// vCPUs of capacity the account would use, at least 1.
+    pub vcpus: Option<u32>,
+}
+
+/// The answer about one use: allowed or not, and which limits of which measures say so.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UseCheckDto {
+    pub product: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpus: Option<u32>,
+    /// The account may be used (not closed, not barred by a measure) and the use keeps
+    /// within every product and capacity limit in force on it.
+    pub allowed: bool,
+    /// Every product and capacity limit in force on the account, each checked.
+    pub limits: Vec<LimitDto>,
+    pub reasons: Vec<String>,
+}
+
+/// A use asked about, parsed (before anything is read or written).
+#[derive(Debug, Clone)]
+pub struct AskedUse {
+    pub product: String,
+    pub vcpus: Option<u32>,
+}
+
+/// Parses the asked use: `None` when none was asked; the product defaults to the
+/// account's own.
+pub fn parse_use(q: &UseQuery, account: &AccountRow) -> Result<Option<AskedUse>, ApiError> {
+    if q.product.is_none() && q.vcpus.is_none() {
+        return Ok(None);
+    }
+    let mut problems = Vec::new();
+    let product = match &q.product {
+        None => account.product.clone(),
+        Some(p) => match cip_core::parse::ShortText::parse(p) {
+            Ok(t) => t.as_str().to_string(),
+            Err(e) => {
+                problems.push(FieldProblem {
+                    field: "product".into(),
+                    code: e.code.into(),
+                    message: e.message,
+                });
+                String::new()
+            }
+        },
+    };
+    if q.vcpus == Some(0) {
+        problems.push(FieldProblem {
+            field: "vcpus".into(),
+            code: "out_of_range".into(),
+            message: "at least 1".into(),
+        });
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::Validation(problems));
+    }
+    Ok(Some(AskedUse {
+        product,
+        vcpus: q.vcpus,
+    }))
+}
+
+/// Checks an asked use against the limits in force on the account. `may_use` is the
+/// decision's answer without the use (a closed or barred account allows no use at all).
+pub async fn check_use(
+    state: &AppState,
+    account_id: Uuid,
+    asked: AskedUse,
+    may_use: bool,
+    now: i64,
+) -> Result<UseCheckDto, ApiError> {
+    let limits = account_limits(
+        state,
+        account_id,
+        sm::Use {
+            product: Some(&asked.product),
+            vcpus: asked.vcpus,
+        },
+        now,
+    )
+    .await?;
+    let mut reasons = Vec::new();
+    if !may_use {
+        reasons.push("the account may not be used at all".to_string());
+    }
+    for l in limits.iter().filter(|l| !l.permitted) {
+        reasons.push(format!("outside the limit: {}", limit_text(l)));
+    }
+    let allowed = may_use && limits.iter().all(|l| l.permitted);
+    if allowed {
+        reasons.push(if limits.is_empty() {
+            "no product or capacity limit applies to this account".to_string()
+        } else {
+            "within every product and capacity limit in force".to_string()
+        });
+    }
+    Ok(UseCheckDto {
+        product: asked.product,
+        vcpus: asked.vcpus,
+        allowed,
+        limits,
+        reasons,
+    })
+}
+
+/// The refusal of a use outside a measure's limits: 422 `CIP-MEASURE-0002`, every broken
+/// limit cited with its measure (at `field`).
+pub fn limit_refusal(broken: &[LimitDto], field: &str, what: &str) -> ApiError {
+    let first = broken.first();
+    ApiError::Coded {
+        status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+        code: "CIP-MEASURE-0002",
+        message: format!(
+            "{what} is outside the limits of special measure {} ({}). Nothing was stored.",
+            first.map(|l| l.measure_id.to_string()).unwrap_or_default(),
+            first
+                .map(|l| l.legal_reference.as_str())
+                .unwrap_or_default()
+        ),
+        details: broken
+            .iter()
+            .map(|l| FieldProblem {
+                field: field.into(),
+                code: format!("outside_{}", l.kind),
+                message: limit_text(l),
+            })
+            .collect(),
+    }
+}
+
+/// `special measure <id> (<reference>) allows only …`.
+pub fn limit_text(l: &LimitDto) -> String {
+    let what = match (&l.allowed_products, l.max_vcpus) {
+        (Some(p), _) => format!("allows only the products {}", p.join(", ")),
+        (None, Some(n)) => format!("allows at most {n} vCPUs"),
+        _ => "limits this use".into(),
+    };
+    format!(
+        "special measure {} ({}) {what}",
+        l.measure_id, l.legal_reference
+    )
+}
+
+// ---- a change of the customer's record ----
+
+/// What a change of a customer's record does to the actions of measures in force on its
+/// accounts: to record in the same transaction as the record
+/// (`MeasureStore::update_customer_with_actions`).
+#[derive(Debug, Default)]
+pub struct Recheck {
+    /// Accounts the new record ties to a measure that reaches existing accounts and that
+    /// carry no action of it yet: the measure's action, with deadline, event and evidence.
+    pub actions: Vec<MeasureActionWrite>,
+    /// Actions whose tie changed: marked no longer tied (the record stopped naming the
+    /// target), or tied again.
+    pub ties: Vec<TieChange>,
+}
+
+impl Recheck {
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty() && self.ties.is_empty()
+    }
+}
+
+/// Re-checks a customer's accounts against the measures in force when its record changes
+/// to `doc` (docs/design/0010-special-measures.md, "A change of the customer's record"):
+/// - an account the new record ties to a measure that reaches existing accounts and that
+///   has no action of that measure gets it (cause `record_changed`, deadline now + the
+///   measure's compliance days, an `account.special_measure` event) — once: the store's
+///   unique index keeps an action single per (measure, account);
+/// - an action of a measure in force whose tie is gone is **not removed**: it is marked
+///   `untied_at` (shown as `no_longer_tied_since`) and keeps applying until an analyst
+///   lifts it, because a record edit alone must not undo a legal measure's action;
+/// - a marked action whose tie returns is unmarked.
+///
+/// The new record is in hand (plaintext, just parsed), so nothing stored is opened.
+pub async fn recheck_customer(
+    state: &AppState,
+    customer_id: Uuid,
+    doc: &CustomerDoc,
+    audit_of: impl Fn(&AccountRow, &str, Vec<String>) -> AuditDraft,
+    now: i64,
+) -> Result<Recheck, ApiError> {
+    let mut out = Recheck::default();
+    let rows = state.store.measures_in_force(now).await?;
+    if rows.is_empty() {
+        return Ok(out);
+    }
+    let accounts: Vec<AccountRow> = state
+        .store
+        .list_accounts(
+            &AccountFilter {
+                customer_id: Some(customer_id),
+                ..Default::default()
+            },
+            &PageRequest {
+                after: None,
+                limit: 500,
+            },
+        )
+        .await?
+        .into_iter()
+        .filter(|a| a.status != "closed")
+        .collect();
+    if accounts.is_empty() {
+        return Ok(out);
+    }
+    let countries = country_evidence(doc);
+    let confirmed = confirmed_hits(state, customer_id).await?;
+    let mut measures = Vec::with_capacity(rows.len());
+    for row in rows {
+        let m = MeasureDoc::from_row(&row)?.domain()?;
+        measures.push((row, m));
+    }
+    for account in &accounts {
+        let recorded = state
+            .store
+            .list_measure_actions(&MeasureActionFilter {
+                measure_id: None,
+                account_id: Some(account.id),
+            })
+            .await?;
+        let account_type = AccountType::parse(&account.account_type);
+        for (row, m) in &measures {
+            let evidence = ties(m, &countries, &confirmed);
+            let existing = recorded.iter().find(|a| a.measure_id == Some(row.id));
+            match (existing, evidence.is_empty()) {
+                (None, false) => {
+                    let Some(action) = account_type.and_then(|t| m.for_existing(t)) else {
+                        continue;
+                    };
+                    let deadline = now + i64::from(m.compliance_days) * DAY_MICROS;
+                    out.actions.push(action_write(
+                        account,
+                        Some((row, m)),
+                        None,
+                        action,
+                        Some(deadline),
+                        &evidence,
+                        "record_changed",
+                        audit_of(
+                            account,
+                            "special_measure.apply",
+                            vec![
+                                format!("measure={}", row.id),
+                                format!("action={}", action.as_str()),
+                            ],
+                        ),
+                        true,
+                    ));
+                }
+                (Some(a), true) if a.untied_at.is_none() => out.ties.push(TieChange {
+                    action_id: a.id,
+                    untied_at: Some(now),
+                    audit: audit_of(
+                        account,
+                        "special_measure.untied",
+                        vec![format!("measure={}", row.id), format!("action_id={}", a.id)],
+                    ),
+                }),
+                (Some(a), false) if a.untied_at.is_some() => out.ties.push(TieChange {
+                    action_id: a.id,
+                    untied_at: None,
+                    audit: audit_of(
+                        account,
+                        "special_measure.retied",
+                        vec![format!("measure={}", row.id), format!("action_id={}", a.id)],
+                    ),
+                }),
+                _ => {}
+            }
+        }
+    }
+    Ok(out)
 }
 
 // ---- what an account carries ----
@@ -851,12 +1232,17 @@ pub struct AccountMeasureDto {
     pub conditions: Vec<ConditionDto>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<String>,
-    /// `opening`, `measure_in_effect` or `confirmed_hit`.
+    /// `opening`, `measure_in_effect`, `confirmed_hit` or `record_changed`.
     pub cause: String,
     pub evidence: Vec<EvidenceDto>,
     /// Whether the measure applies now (a measure that expired or was revoked no longer
     /// does; a confirmed hit's default action stays until reviewed).
     pub in_force: bool,
+    /// Since when the customer's record no longer ties the account to the measure's target
+    /// (it changed after the action was recorded). The action still applies until an
+    /// analyst lifts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_longer_tied_since: Option<String>,
     pub recorded_at: String,
 }
 
@@ -918,6 +1304,7 @@ pub fn action_dto(
             Some((row, _)) => in_force(row, now),
             None => a.measure_id.is_none(),
         },
+        no_longer_tied_since: a.untied_at.map(to_rfc3339),
         recorded_at: to_rfc3339(a.at),
     }
 }

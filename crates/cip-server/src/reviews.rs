@@ -264,21 +264,59 @@ const RESCREEN_BATCH: u32 = 2000;
 /// the database says it is done. A lease left by an instance that died expires and another
 /// instance takes the change over.
 pub async fn rescreen_run_once(state: &AppState) -> Result<Ran, String> {
+    rescreen_run_once_at(state, crate::time::now_micros()).await
+}
+
+/// [`rescreen_run_once`] as of `now`. A re-screen that fails is not dropped: it goes back to
+/// the front of the queue and is retried after a back-off (60 s, doubling, at most an hour;
+/// `Screening::retry_later`), and later changes of the same list wait for it. Until then a
+/// pass finds nothing to do for that list (`Idle`). Tests pass a later `now` to see the
+/// retry without waiting.
+pub async fn rescreen_run_once_at(state: &AppState, now: i64) -> Result<Ran, String> {
     let _running = state.screening.rescreen_lock.lock().await;
-    let Some(change) = state.screening.next_change() else {
+    let Some(change) = state.screening.next_change_at(now) else {
         return Ok(Ran::Idle);
     };
-    if rescreened_version(state, &change.list_id).await? >= Some(change.version) {
+    let done = match rescreened_version(state, &change.list_id).await {
+        Ok(v) => v,
+        Err(e) => {
+            state.screening.retry_later(change, now);
+            return Err(e);
+        }
+    };
+    if done >= Some(change.version) {
         // Another instance (or an earlier run of this one) completed it.
+        state.screening.succeeded(&change.list_id, change.version);
         return Ok(Ran::Did(0));
     }
     let lease = format!("rescreen:{}:{}", change.list_id, change.version);
     let holder = state.screening.instance.clone();
-    if !claim(state, &lease, &holder).await? {
-        state.screening.requeue(change);
-        return Ok(Ran::Idle);
+    match claim(state, &lease, &holder).await {
+        Ok(true) => {}
+        Ok(false) => {
+            state.screening.requeue(change);
+            return Ok(Ran::Idle);
+        }
+        Err(e) => {
+            state.screening.retry_later(change, now);
+            return Err(e);
+        }
     }
+    let kept = change.clone();
     let result = rescreen_change(state, change, &lease, &holder).await;
+    match &result {
+        Ok(_) => state.screening.succeeded(&kept.list_id, kept.version),
+        Err(e) => {
+            let at = state.screening.retry_later(kept.clone(), now);
+            tracing::warn!(
+                list = %kept.list_id,
+                version = kept.version,
+                error = %e,
+                retry_at = %crate::time::to_rfc3339(at),
+                "re-screen failed; it stays queued and is retried after a back-off"
+            );
+        }
+    }
     // Released when done; on failure too, so another instance may retry at once.
     state
         .store

@@ -458,6 +458,18 @@ pub struct Screening {
     /// This process, as the holder of job leases (instances on one database re-screen each
     /// list change once).
     pub instance: String,
+    /// Re-screens that failed, by (list, version): failed attempts and the earliest time
+    /// (Unix micros) of the next one. The change itself stays in `pending`.
+    backoff: std::sync::Mutex<std::collections::HashMap<(String, i64), (u32, i64)>>,
+}
+
+/// The wait before retrying a failed re-screen: 60 s, doubling with each failure, at most an
+/// hour.
+pub fn rescreen_backoff_micros(failures: u32) -> i64 {
+    const BASE: i64 = 60 * 1_000_000;
+    const MAX: i64 = 3_600 * 1_000_000;
+    BASE.saturating_mul(1i64 << failures.saturating_sub(1).min(10))
+        .min(MAX)
 }
 
 impl Default for Screening {
@@ -473,6 +485,7 @@ impl Default for Screening {
             rescreen_lock: tokio::sync::Mutex::new(()),
             initialised: std::sync::atomic::AtomicBool::new(false),
             instance: format!("instance:{}", uuid::Uuid::new_v4()),
+            backoff: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 }
@@ -503,10 +516,68 @@ impl Screening {
     }
 
     pub fn next_change(&self) -> Option<crate::reviews::ListChange> {
+        self.next_change_at(crate::time::now_micros())
+    }
+
+    /// The first queued change that may run at `now`: a change whose re-screen failed waits
+    /// for its back-off, and so do the later changes of the same list (versions are
+    /// re-screened in order; the done-marker is a high-water mark).
+    pub fn next_change_at(&self, now: i64) -> Option<crate::reviews::ListChange> {
+        let backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut waiting: Vec<&str> = Vec::new();
+        let mut found = None;
+        for (i, c) in pending.iter().enumerate() {
+            if waiting.contains(&c.list_id.as_str()) {
+                continue;
+            }
+            match backoff.get(&(c.list_id.clone(), c.version)) {
+                Some((_, not_before)) if *not_before > now => waiting.push(&c.list_id),
+                _ => {
+                    found = Some(i);
+                    break;
+                }
+            }
+        }
+        found.and_then(|i| pending.remove(i))
+    }
+
+    /// Puts back a change whose re-screen failed, first in the queue, to run again after
+    /// its back-off (`rescreen_backoff_micros`). Returns when it may run again.
+    pub fn retry_later(&self, change: crate::reviews::ListChange, now: i64) -> i64 {
+        let mut backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = backoff
+            .entry((change.list_id.clone(), change.version))
+            .or_insert((0, now));
+        slot.0 += 1;
+        slot.1 = now + rescreen_backoff_micros(slot.0);
+        let at = slot.1;
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .pop_front()
+            .push_front(change);
+        at
+    }
+
+    /// Forgets the failures of a change that completed.
+    pub fn succeeded(&self, list_id: &str, version: i64) {
+        self.backoff
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(list_id.to_string(), version));
+    }
+
+    /// Failed re-screens waiting for a retry: (list, version, failures, next attempt).
+    pub fn failed_rescreens(&self) -> Vec<(String, i64, u32, i64)> {
+        let mut out: Vec<_> = self
+            .backoff
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|((l, v), (n, at))| (l.clone(), *v, *n, *at))
+            .collect();
+        out.sort();
+        out
     }
 
     fn install(&self, loaded: Loaded) {

@@ -50,6 +50,9 @@ pub fn checks() -> Vec<NamedCheck> {
         }),
         ("verification", |s| Box::pin(verification(s))),
         ("digests", |s| Box::pin(digests(s))),
+        ("concurrent_otp_throttle", |s| {
+            Box::pin(concurrent_otp_throttle(s))
+        }),
     ]
 }
 
@@ -1111,6 +1114,7 @@ fn decision(id: Uuid, status: &str) -> ReviewDecision {
         decided_by: "k1".into(),
         decided_at: 1_700_000_000_000_001,
         audit: draft("review.decide", Some(id.to_string())),
+        actions: Vec::new(),
     }
 }
 
@@ -1217,6 +1221,83 @@ async fn reviews(s: Arc<dyn Store>) -> Check {
         statuses == vec!["dismissed", "entry_removed", "dismissed", "open"],
         "statuses in id order: {statuses:?}"
     );
+
+    // A confirmation and the policy actions it carries commit together, or neither does.
+    let c2 = Uuid::now_v7();
+    s.insert_customer(write(customer_row(c2, 1, "individual", "KP", 1), vec![]))
+        .await
+        .map_err(e("customer"))?;
+    let account = account_row(c2, None);
+    s.insert_account(account_write(account.clone()))
+        .await
+        .map_err(e("account"))?;
+    let hit = review(c2, "E7", "h1", 3);
+    s.open_review(hit.clone(), draft("review.open", None))
+        .await
+        .map_err(e("open E7"))?;
+    let head = s.audit_head().await.map_err(e("head"))?.0;
+    // The second action names an account that does not exist: its insert fails.
+    let ghost = account_row(c2, None);
+    let mut failing = decision(hit.id, "confirmed");
+    failing.actions = vec![
+        action_write(None, Some(hit.id), &account, 20),
+        action_write(None, Some(hit.id), &ghost, 21),
+    ];
+    let failed = s.decide_review(failing).await;
+    ensure!(
+        failed.is_err(),
+        "an action that cannot be stored fails the decision"
+    );
+    let still = s
+        .get_review(hit.id)
+        .await
+        .map_err(e("get E7"))?
+        .ok_or("E7 missing")?;
+    ensure!(
+        still.status == "open" && still.decided_at.is_none(),
+        "a failed confirmation leaves the item open: {still:?}"
+    );
+    ensure!(
+        s.audit_head().await.map_err(e("head"))?.0 == head,
+        "a failed confirmation appends no audit entry"
+    );
+    let recorded = |s: Arc<dyn Store>, account: Uuid| async move {
+        s.list_measure_actions(&MeasureActionFilter {
+            measure_id: None,
+            account_id: Some(account),
+        })
+        .await
+    };
+    ensure!(
+        recorded(s.clone(), account.id)
+            .await
+            .map_err(e("actions"))?
+            .is_empty(),
+        "a failed confirmation records no action"
+    );
+    let mut confirming = decision(hit.id, "confirmed");
+    confirming.actions = vec![
+        action_write(None, Some(hit.id), &account, 22),
+        action_write(None, Some(hit.id), &account, 23),
+    ];
+    s.decide_review(confirming).await.map_err(e("confirm"))?;
+    let done = s
+        .get_review(hit.id)
+        .await
+        .map_err(e("get E7"))?
+        .ok_or("E7 missing")?;
+    ensure!(done.status == "confirmed", "confirmed: {done:?}");
+    let actions = recorded(s.clone(), account.id)
+        .await
+        .map_err(e("actions"))?;
+    ensure!(
+        actions.len() == 1 && actions[0].at == 22,
+        "the confirmation's action is recorded once: {actions:?}"
+    );
+    ensure!(
+        s.audit_head().await.map_err(e("head"))?.0 == head + 2,
+        "the decision and its one action are audited"
+    );
     Ok(())
 }
 
@@ -1256,6 +1337,7 @@ fn action_write(
             cause: "measure_in_effect".into(),
             actor: "system:special-measures".into(),
             at,
+            untied_at: None,
         },
         event: Some(event_draft("account.special_measure", at)),
         audit: draft("special_measure.apply", Some(account.id.to_string())),
@@ -1480,6 +1562,117 @@ async fn special_measures(s: Arc<dyn Store>) -> Check {
         .map_err(e("list orphan"))?
         .is_empty(),
         "a refused opening records no action"
+    );
+
+    // A change of the customer's record: the record, the actions it newly ties and the tie
+    // changes of recorded actions commit together, or nothing does.
+    let of_account = |s: Arc<dyn Store>, account: Uuid| async move {
+        s.list_measure_actions(&MeasureActionFilter {
+            measure_id: None,
+            account_id: Some(account),
+        })
+        .await
+    };
+    let tied = by_measure[0].clone();
+    let head = s.audit_head().await.map_err(e("head"))?.0;
+    s.update_customer_with_actions(
+        write(customer_row(cid, 2, "individual", "KP", 1), vec![]),
+        1,
+        vec![action_write(Some(expired.id), None, &account, 30)],
+        vec![TieChange {
+            action_id: tied.id,
+            untied_at: Some(31),
+            audit: draft("special_measure.untied", Some(account.id.to_string())),
+        }],
+    )
+    .await
+    .map_err(e("update with actions"))?;
+    let now_on = of_account(s.clone(), account.id)
+        .await
+        .map_err(e("actions"))?;
+    ensure!(
+        now_on.len() == 3
+            && now_on
+                .iter()
+                .any(|a| a.id == tied.id && a.untied_at == Some(31))
+            && now_on
+                .iter()
+                .any(|a| a.measure_id == Some(expired.id) && a.untied_at.is_none()),
+        "the new action is recorded and the old one marked untied: {now_on:?}"
+    );
+    ensure!(
+        s.audit_head().await.map_err(e("head"))?.0 == head + 3,
+        "the update, the action and the tie change are audited"
+    );
+    let stale = s
+        .update_customer_with_actions(
+            write(customer_row(cid, 2, "individual", "KP", 1), vec![]),
+            1,
+            vec![action_write(Some(future.id), None, &account, 40)],
+            vec![TieChange {
+                action_id: tied.id,
+                untied_at: None,
+                audit: draft("special_measure.retied", Some(account.id.to_string())),
+            }],
+        )
+        .await;
+    ensure!(
+        matches!(stale, Err(StoreError::VersionConflict { current: 2 })),
+        "a stale record version is refused: {stale:?}"
+    );
+    ensure!(
+        of_account(s.clone(), account.id)
+            .await
+            .map_err(e("actions"))?
+            == now_on,
+        "a refused record change records no action and changes no tie"
+    );
+    ensure!(
+        s.audit_head().await.map_err(e("head"))?.0 == head + 3,
+        "a refused record change appends nothing"
+    );
+
+    // Refused applications: recorded with the refusal's audit entry, listed per measure.
+    let refusal = |measure_id: Uuid, at: i64| RefusalRow {
+        id: Uuid::now_v7(),
+        measure_id,
+        customer_id: cid,
+        account_type: "standard".into(),
+        product: "compute".into(),
+        reason: "prohibited".into(),
+        evidence: b"[]".to_vec(),
+        actor: "k1".into(),
+        at,
+    };
+    let head = s.audit_head().await.map_err(e("head"))?.0;
+    let first = refusal(current.id, 50);
+    s.record_refusals(
+        vec![first.clone(), refusal(future.id, 50)],
+        draft("account.refused", None),
+    )
+    .await
+    .map_err(e("refusals"))?;
+    ensure!(
+        s.list_refusals(current.id)
+            .await
+            .map_err(e("list refusals"))?
+            == vec![first],
+        "a measure lists its refusals"
+    );
+    ensure!(
+        s.audit_head().await.map_err(e("head"))?.0 == head + 1,
+        "one audit entry for the refusal"
+    );
+    let unknown = s
+        .record_refusals(
+            vec![refusal(Uuid::now_v7(), 51)],
+            draft("account.refused", None),
+        )
+        .await;
+    ensure!(unknown.is_err(), "a refusal must name a stored measure");
+    ensure!(
+        s.audit_head().await.map_err(e("head"))?.0 == head + 1,
+        "a failed refusal record appends nothing"
     );
     Ok(())
 }
@@ -1978,6 +2171,85 @@ async fn digests(s: Arc<dyn Store>) -> Result<(), String> {
             .windows(2)
             .all(|w| (w[0].customer_id, w[0].at) <= (w[1].customer_id, w[1].at)),
         "in customer order, oldest first"
+    );
+    Ok(())
+}
+
+/// Eight requests for a code at once: the throttle is checked in the writing transaction,
+/// so exactly one is stored and the others are told when to retry; the hourly limit holds.
+async fn concurrent_otp_throttle(s: Arc<dyn Store>) -> Check {
+    let cid = Uuid::now_v7();
+    s.insert_customer(write(customer_row(cid, 1, "individual", "DE", 1), vec![]))
+        .await
+        .map_err(e("customer"))?;
+    let throttle = OtpThrottle {
+        min_interval_micros: 60_000_000,
+        max_per_hour: 2,
+    };
+    let base = 1_800_000_000_000_000i64;
+    let head = s.audit_head().await.map_err(e("head"))?.0;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.insert_otp_throttled(
+                otp(cid, "email", base + i),
+                throttle,
+                draft("otp.create", None),
+            )
+            .await
+        }));
+    }
+    let mut stored = 0;
+    for t in tasks {
+        match t.await.map_err(e("join"))?.map_err(e("insert"))? {
+            OtpOutcome::Stored => stored += 1,
+            OtpOutcome::Throttled {
+                limit: OtpLimit::Interval,
+                retry_at,
+            } => ensure!(
+                (base + 60_000_000..=base + 60_000_007).contains(&retry_at),
+                "retry after the interval from the stored code: {retry_at}"
+            ),
+            other => return Err(format!("unexpected {other:?}")),
+        }
+    }
+    ensure!(stored == 1, "exactly one code is stored, got {stored}");
+    ensure!(
+        s.audit_head().await.map_err(e("head"))?.0 == head + 1,
+        "only the stored code is audited"
+    );
+    let later = |at: i64| otp(cid, "email", at);
+    ensure!(
+        s.insert_otp_throttled(
+            later(base + 61_000_000),
+            throttle,
+            draft("otp.create", None)
+        )
+        .await
+        .map_err(e("second"))?
+            == OtpOutcome::Stored,
+        "after the interval a second code is stored"
+    );
+    let third = s
+        .insert_otp_throttled(
+            later(base + 200_000_000),
+            throttle,
+            draft("otp.create", None),
+        )
+        .await
+        .map_err(e("third"))?;
+    ensure!(
+        matches!(third, OtpOutcome::Throttled { limit: OtpLimit::PerHour, retry_at } if retry_at >= base + 3_600_000_000),
+        "the hourly limit holds: {third:?}"
+    );
+    ensure!(
+        s.recent_otps(cid, None, "email", base - 1)
+            .await
+            .map_err(e("recent"))?
+            .len()
+            == 2,
+        "two codes in all"
     );
     Ok(())
 }

@@ -34,6 +34,7 @@ pub use lists::{
 };
 pub use measures::{
     MeasureActionFilter, MeasureActionRow, MeasureActionWrite, MeasureRow, MeasureStore,
+    RefusalRow, TieChange,
 };
 pub use types::*;
 pub use verification::*;

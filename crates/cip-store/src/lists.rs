@@ -104,6 +104,9 @@ pub struct ReviewDecision {
     pub decided_by: String,
     pub decided_at: i64,
     pub audit: AuditDraft,
+    /// The policy action of a confirmed hit (each with its event and audit entry): recorded
+    /// in the decision's transaction, so a decision never stands without its actions.
+    pub actions: Vec<crate::MeasureActionWrite>,
 }
 
 /// Review items of screening hits. [`crate::Store`] requires it.
@@ -120,7 +123,8 @@ pub trait ReviewStore: Send + Sync {
         page: &crate::PageRequest,
     ) -> Result<Vec<ReviewRow>>;
     /// Decides an open item (a dismissal is remembered for the subject data and entry
-    /// content). `NotFound` if there is no such item, `Duplicate` if it is not open.
+    /// content) and records `decision.actions` (as `record_measure_actions` does), all in one
+    /// transaction. `NotFound` if there is no such item, `Duplicate` if it is not open.
     async fn decide_review(&self, decision: ReviewDecision) -> Result<()>;
     /// Closes the open items of entries removed from a list (`entry_removed`); returns how many.
     async fn close_reviews_for_entries(

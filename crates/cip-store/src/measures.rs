@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::{AccountWrite, AuditDraft, EventDraft, PageRequest, Result};
+use crate::{AccountWrite, AuditDraft, CustomerWrite, EventDraft, PageRequest, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MeasureRow {
@@ -46,8 +46,37 @@ pub struct MeasureActionRow {
     pub deadline: Option<i64>,
     /// JSON array of evidence items.
     pub evidence: Vec<u8>,
-    /// `opening`, `measure_in_effect` or `confirmed_hit`.
+    /// `opening`, `measure_in_effect`, `confirmed_hit` or `record_changed`.
     pub cause: String,
+    pub actor: String,
+    pub at: i64,
+    /// When a change of the customer's record stopped tying the account to the measure's
+    /// target (the action stays until an analyst lifts it); `None` while tied.
+    pub untied_at: Option<i64>,
+}
+
+/// A change of an action's tie after the customer's record changed: `untied_at` set (the
+/// record no longer ties the account) or cleared (it ties it again), with its audit entry.
+#[derive(Debug, Clone)]
+pub struct TieChange {
+    pub action_id: Uuid,
+    pub untied_at: Option<i64>,
+    pub audit: AuditDraft,
+}
+
+/// An application a measure refused: no account was stored, this row and the refusal's
+/// audit entry were.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusalRow {
+    pub id: Uuid,
+    pub measure_id: Uuid,
+    pub customer_id: Uuid,
+    pub account_type: String,
+    pub product: String,
+    /// `prohibited` or `product_limit`.
+    pub reason: String,
+    /// JSON array of evidence items.
+    pub evidence: Vec<u8>,
     pub actor: String,
     pub at: i64,
 }
@@ -109,4 +138,19 @@ pub trait MeasureStore: Send + Sync {
         &self,
         filter: &MeasureActionFilter,
     ) -> Result<Vec<MeasureActionRow>>;
+    /// Replaces a customer (as [`crate::Store::update_customer`]) and, in the same
+    /// transaction, records the actions its new record ties to measures in force (as
+    /// `record_measure_actions`) and applies the tie changes of actions already recorded.
+    async fn update_customer_with_actions(
+        &self,
+        write: CustomerWrite,
+        expected_version: i64,
+        actions: Vec<MeasureActionWrite>,
+        ties: Vec<TieChange>,
+    ) -> Result<()>;
+    /// Records refused applications (one row per refusing measure) with the refusal's audit
+    /// entry, in one transaction.
+    async fn record_refusals(&self, refusals: Vec<RefusalRow>, audit: AuditDraft) -> Result<()>;
+    /// The applications a measure refused, oldest first (at most 10,000).
+    async fn list_refusals(&self, measure_id: Uuid) -> Result<Vec<RefusalRow>>;
 }

@@ -1038,7 +1038,9 @@ macro_rules! define_ops {
                     .execute(&mut *conn)
                     .await?;
             }
-            append_audit(conn, head, d.audit).await
+            append_audit(conn, head, d.audit).await?;
+            record_actions(conn, head, d.actions).await?;
+            Ok(())
         }
 
         pub(crate) async fn close_reviews(
@@ -1304,6 +1306,32 @@ macro_rules! define_ops {
                         cause: r.try_get("cause")?,
                         actor: r.try_get("actor")?,
                         at: r.try_get("at")?,
+                        untied_at: r.try_get("untied_at")?,
+                    })
+                })
+                .collect()
+        }
+
+        pub(crate) async fn list_refusals(
+            conn: &mut $conn,
+            measure_id: Uuid,
+        ) -> Result<Vec<RefusalRow>> {
+            let rows = sqlx::query(crate::sql::LIST_REFUSALS)
+                .bind(measure_id)
+                .fetch_all(&mut *conn)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(RefusalRow {
+                        id: r.try_get("id")?,
+                        measure_id: r.try_get("measure_id")?,
+                        customer_id: r.try_get("customer_id")?,
+                        account_type: r.try_get("account_type")?,
+                        product: r.try_get("product")?,
+                        reason: r.try_get("reason")?,
+                        evidence: r.try_get("evidence")?,
+                        actor: r.try_get("actor")?,
+                        at: r.try_get("at")?,
                     })
                 })
                 .collect()
@@ -1434,12 +1462,44 @@ macro_rules! define_ops {
                     record_actions(conn, head, actions).await?;
                     Out::Unit
                 }
+                Op::RecordRefusals(rows, audit) => {
+                    for r in rows {
+                        sqlx::query(crate::sql::INSERT_REFUSAL)
+                            .bind(r.id)
+                            .bind(r.measure_id)
+                            .bind(r.customer_id)
+                            .bind(r.account_type)
+                            .bind(r.product)
+                            .bind(r.reason)
+                            .bind(r.evidence)
+                            .bind(r.actor)
+                            .bind(r.at)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    append_audit(conn, head, audit).await?;
+                    Out::Unit
+                }
+                Op::UpdateCustomerWithActions(w, v, actions, ties) => {
+                    update_customer(conn, head, *w, v).await?;
+                    record_actions(conn, head, actions).await?;
+                    for t in ties {
+                        sqlx::query(crate::sql::SET_ACTION_UNTIED)
+                            .bind(t.untied_at)
+                            .bind(t.action_id)
+                            .execute(&mut *conn)
+                            .await?;
+                        append_audit(conn, head, t.audit).await?;
+                    }
+                    Out::Unit
+                }
                 op @ (Op::InsertEvidence(_)
         | Op::InsertOtp(..)
         | Op::UpdateOtp(_)
         | Op::InsertVerificationRequest(..)
         | Op::OpenCases(_)
-        | Op::ResolveCase(_)) => super::verification_ops::apply(conn, head, op).await?,
+        | Op::ResolveCase(_)
+        | Op::InsertOtpThrottled(..)) => super::verification_ops::apply(conn, head, op).await?,
             })
         }
     };

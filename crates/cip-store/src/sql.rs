@@ -257,7 +257,8 @@ pub(crate) const INSERT_MEASURE_ACTION: &str = "INSERT INTO special_measure_acti
      measure_id, review_id, account_id, customer_id, action, deadline, evidence, cause, actor, \
      at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT DO NOTHING";
 pub(crate) const LIST_MEASURE_ACTIONS: &str = "SELECT id, measure_id, review_id, account_id, \
-     customer_id, action, deadline, evidence, cause, actor, at FROM special_measure_actions \
+     customer_id, action, deadline, evidence, cause, actor, at, untied_at \
+     FROM special_measure_actions \
      WHERE ($1 IS NULL OR measure_id = $1) AND ($2 IS NULL OR account_id = $2) \
      ORDER BY at, id LIMIT 10000";
 
@@ -319,3 +320,13 @@ pub(crate) const RESOLVE_CASE: &str = "UPDATE verification_cases SET status = 'r
      resolution = $1, resolution_reason = $2, resolved_by = $3, resolved_at = $4 \
      WHERE id = $5 AND status = 'open'";
 pub(crate) const CASE_EXISTS: &str = "SELECT 1 AS one FROM verification_cases WHERE id = $1";
+
+// ---- ties of special-measure actions (migration 0009) ----
+pub(crate) const SET_ACTION_UNTIED: &str =
+    "UPDATE special_measure_actions SET untied_at = $1 WHERE id = $2";
+pub(crate) const INSERT_REFUSAL: &str = "INSERT INTO special_measure_refusals (id, \
+     measure_id, customer_id, account_type, product, reason, evidence, actor, at) \
+     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)";
+pub(crate) const LIST_REFUSALS: &str = "SELECT id, measure_id, customer_id, account_type, \
+     product, reason, evidence, actor, at FROM special_measure_refusals WHERE measure_id = $1 \
+     ORDER BY at, id LIMIT 10000";

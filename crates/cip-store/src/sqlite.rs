@@ -715,6 +715,32 @@ impl MeasureStore for SqliteStore {
         self.scan(move |c| ops::list_measure_actions(c, &filter))
             .await
     }
+
+    async fn update_customer_with_actions(
+        &self,
+        write: CustomerWrite,
+        expected_version: i64,
+        actions: Vec<MeasureActionWrite>,
+        ties: Vec<TieChange>,
+    ) -> Result<()> {
+        unit(
+            self.submit(Op::UpdateCustomerWithActions(
+                Box::new(write),
+                expected_version,
+                actions,
+                ties,
+            ))
+            .await?,
+        )
+    }
+
+    async fn record_refusals(&self, refusals: Vec<RefusalRow>, audit: AuditDraft) -> Result<()> {
+        unit(self.submit(Op::RecordRefusals(refusals, audit)).await?)
+    }
+
+    async fn list_refusals(&self, measure_id: Uuid) -> Result<Vec<RefusalRow>> {
+        self.scan(move |c| ops::list_refusals(c, measure_id)).await
+    }
 }
 
 #[async_trait]
@@ -740,6 +766,18 @@ impl VerificationStore for SqliteStore {
 
     async fn insert_otp(&self, row: OtpRow, audit: AuditDraft) -> Result<()> {
         unit(self.submit(Op::InsertOtp(Box::new(row), audit)).await?)
+    }
+
+    async fn insert_otp_throttled(
+        &self,
+        row: OtpRow,
+        throttle: OtpThrottle,
+        audit: AuditDraft,
+    ) -> Result<OtpOutcome> {
+        crate::writer::otp(
+            self.submit(Op::InsertOtpThrottled(Box::new(row), throttle, audit))
+                .await?,
+        )
     }
 
     async fn get_otp(&self, id: Uuid) -> Result<Option<OtpRow>> {

@@ -685,7 +685,9 @@ fn decide_review(conn: &Connection, head: &mut Head, d: ReviewDecision) -> Resul
         conn.prepare_cached(sql::REMEMBER_DISMISSAL)?
             .execute([d.id])?;
     }
-    append_audit(conn, head, d.audit)
+    append_audit(conn, head, d.audit)?;
+    record_actions(conn, head, d.actions)?;
+    Ok(())
 }
 
 fn close_reviews(
@@ -871,6 +873,26 @@ pub(crate) fn list_measure_actions(
                 cause: r.get(8)?,
                 actor: r.get(9)?,
                 at: r.get(10)?,
+                untied_at: r.get(11)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn list_refusals(conn: &Connection, measure_id: Uuid) -> Result<Vec<RefusalRow>> {
+    Ok(conn
+        .prepare_cached(sql::LIST_REFUSALS)?
+        .query_map([measure_id], |r| {
+            Ok(RefusalRow {
+                id: r.get(0)?,
+                measure_id: r.get(1)?,
+                customer_id: r.get(2)?,
+                account_type: r.get(3)?,
+                product: r.get(4)?,
+                reason: r.get(5)?,
+                evidence: r.get(6)?,
+                actor: r.get(7)?,
+                at: r.get(8)?,
             })
         })?
         .collect::<rusqlite::Result<_>>()?)
@@ -991,12 +1013,40 @@ pub(crate) fn apply(conn: &Connection, head: &mut Head, op: Op) -> Result<Out> {
             record_actions(conn, head, actions)?;
             Out::Unit
         }
+        Op::RecordRefusals(rows, audit) => {
+            for r in rows {
+                conn.prepare_cached(sql::INSERT_REFUSAL)?.execute(params![
+                    r.id,
+                    r.measure_id,
+                    r.customer_id,
+                    r.account_type,
+                    r.product,
+                    r.reason,
+                    r.evidence,
+                    r.actor,
+                    r.at,
+                ])?;
+            }
+            append_audit(conn, head, audit)?;
+            Out::Unit
+        }
+        Op::UpdateCustomerWithActions(w, v, actions, ties) => {
+            update_customer(conn, head, *w, v)?;
+            record_actions(conn, head, actions)?;
+            for t in ties {
+                conn.prepare_cached(sql::SET_ACTION_UNTIED)?
+                    .execute(params![t.untied_at, t.action_id])?;
+                append_audit(conn, head, t.audit)?;
+            }
+            Out::Unit
+        }
         op @ (Op::InsertEvidence(_)
         | Op::InsertOtp(..)
         | Op::UpdateOtp(_)
         | Op::InsertVerificationRequest(..)
         | Op::OpenCases(_)
-        | Op::ResolveCase(_)) => crate::sqlite_verification::apply(conn, head, op)?,
+        | Op::ResolveCase(_)
+        | Op::InsertOtpThrottled(..)) => crate::sqlite_verification::apply(conn, head, op)?,
     })
 }
 

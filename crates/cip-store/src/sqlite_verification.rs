@@ -408,6 +408,25 @@ pub(crate) fn apply(conn: &Connection, head: &mut Head, op: Op) -> Result<Out> {
             resolve_case(conn, head, *d)?;
             Out::Unit
         }
+        Op::InsertOtpThrottled(r, throttle, audit) => {
+            let recent: Vec<i64> = recent_otps(
+                conn,
+                r.customer_id,
+                r.beneficial_owner_id,
+                &r.channel,
+                r.created_at - 3_600_000_000,
+            )?
+            .iter()
+            .map(|o| o.created_at)
+            .collect();
+            match otp_throttled(&recent, r.created_at, &throttle) {
+                Some((limit, retry_at)) => Out::Otp(OtpOutcome::Throttled { limit, retry_at }),
+                None => {
+                    insert_otp(conn, head, *r, audit)?;
+                    Out::Otp(OtpOutcome::Stored)
+                }
+            }
+        }
         _ => {
             return Err(StoreError::Backend("not a verification operation".into()));
         }

@@ -68,6 +68,52 @@ pub struct OtpRow {
     pub version: i64,
 }
 
+/// How often codes may be sent to one customer (or owner) on one channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OtpThrottle {
+    /// At least this long (micros) between two codes.
+    pub min_interval_micros: i64,
+    /// At most this many codes in any hour.
+    pub max_per_hour: u32,
+}
+
+/// Which throttle refused a code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtpLimit {
+    Interval,
+    PerHour,
+}
+
+/// What [`VerificationStore::insert_otp_throttled`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtpOutcome {
+    Stored,
+    /// Nothing was written; a code may be sent again from `retry_at` (Unix micros).
+    Throttled {
+        limit: OtpLimit,
+        retry_at: i64,
+    },
+}
+
+/// The throttle's answer at `now` given the creation times of the codes sent in the last
+/// hour, newest first: `None` when another code may be sent.
+pub fn otp_throttled(recent: &[i64], now: i64, t: &OtpThrottle) -> Option<(OtpLimit, i64)> {
+    if let Some(last) = recent.first() {
+        let next = last + t.min_interval_micros;
+        if next > now {
+            return Some((OtpLimit::Interval, next));
+        }
+    }
+    let max = t.max_per_hour as usize;
+    if max == 0 {
+        return Some((OtpLimit::PerHour, now + 3_600_000_000));
+    }
+    if recent.len() >= max {
+        return Some((OtpLimit::PerHour, recent[max - 1] + 3_600_000_000));
+    }
+    None
+}
+
 /// A change of a challenge (an attempt), made only if its version is still
 /// `expected_version`, with the evidence it produced (if any) in the same transaction.
 #[derive(Debug, Clone)]
@@ -173,6 +219,17 @@ pub trait VerificationStore: Send + Sync {
         channel: &str,
         since: i64,
     ) -> Result<Vec<OtpRow>>;
+
+    /// Stores a new challenge (as [`VerificationStore::insert_otp`]) only if the throttle
+    /// allows another code at `row.created_at`: the check reads the recent codes inside the
+    /// writing transaction (SQLite: the single writer; PostgreSQL: under the writers'
+    /// advisory lock), so two concurrent requests cannot both pass it.
+    async fn insert_otp_throttled(
+        &self,
+        row: OtpRow,
+        throttle: OtpThrottle,
+        audit: AuditDraft,
+    ) -> Result<OtpOutcome>;
 
     async fn insert_verification_request(
         &self,

@@ -58,6 +58,16 @@ pub(crate) enum Op {
     InsertVerificationRequest(Box<VerificationRequestRow>, AuditDraft),
     OpenCases(Vec<(CaseRow, AuditDraft)>),
     ResolveCase(Box<CaseResolution>),
+    // special measures re-checked when a customer's record changes (migration 0009)
+    UpdateCustomerWithActions(
+        Box<CustomerWrite>,
+        i64,
+        Vec<MeasureActionWrite>,
+        Vec<TieChange>,
+    ),
+    // the one-time-code throttle checked in the writing transaction
+    InsertOtpThrottled(Box<OtpRow>, OtpThrottle, AuditDraft),
+    RecordRefusals(Vec<RefusalRow>, AuditDraft),
 }
 
 pub(crate) enum Out {
@@ -67,6 +77,7 @@ pub(crate) enum Out {
     Claimed(Vec<ClaimedDelivery>),
     Count(u64),
     Measures(Vec<MeasureRow>),
+    Otp(OtpOutcome),
 }
 
 pub(crate) struct Job {
@@ -169,4 +180,13 @@ pub(crate) async fn submit(writer: &mpsc::Sender<Job>, op: Op, backend: &str) ->
         .await
         .map_err(|_| stopped())?;
     rx.await.map_err(|_| stopped())?
+}
+
+pub(crate) fn otp(out: Out) -> Result<OtpOutcome> {
+    match out {
+        Out::Otp(o) => Ok(o),
+        _ => Err(StoreError::Backend(
+            "writer returned an unexpected result".into(),
+        )),
+    }
 }

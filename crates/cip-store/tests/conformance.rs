@@ -293,6 +293,7 @@ async fn postgres_instances_claim_each_measure_once() {
                     cause: "measure_in_effect".into(),
                     actor: "system:special-measures".into(),
                     at: 20,
+                    untied_at: None,
                 },
                 event: Some(EventDraft {
                     id: Uuid::now_v7(),

@@ -598,6 +598,11 @@ async fn serve(target: Target, listen: Option<String>, demo: bool) -> Result<u8,
             eprintln!("demo: database already has customers; no sample data added");
         }
     }
+    // Lists loaded and the access-event stream connected before anything says "listening":
+    // a configured NATS that cannot be reached is a failed start, not a late error.
+    let prepared = cip_server::app::prepare(&state, &config)
+        .await
+        .map_err(anyhow::Error::from)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| {
@@ -617,7 +622,7 @@ async fn serve(target: Target, listen: Option<String>, demo: bool) -> Result<u8,
         shutdown_signal().await;
         on_signal.cancel();
     });
-    cip_server::app::serve(listener, state, &config, cancel)
+    cip_server::app::serve_prepared(listener, state, &config, prepared, cancel)
         .await
         .map_err(anyhow::Error::from)?;
     Ok(0)

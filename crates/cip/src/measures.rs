@@ -87,6 +87,7 @@ pub async fn report(
             record_id: Some(id.to_string()),
             fields: vec![
                 format!("accounts={}", report.accounts.len()),
+                format!("refused_applications={}", report.refused_applications.len()),
                 "/evidence".into(),
             ],
             request_id: None,
@@ -120,6 +121,19 @@ pub async fn report(
                     .map(|e| format!("{} of {}", e.kind, e.subject))
                     .collect::<Vec<_>>()
                     .join(", ")
+            );
+        }
+    }
+    if !report.refused_applications.is_empty() {
+        println!();
+        println!(
+            "{:<36} {:<17} {:<14} {:<28} PRODUCT",
+            "REFUSED APPLICATION OF", "ACCOUNT TYPE", "REASON", "REFUSED AT"
+        );
+        for r in &report.refused_applications {
+            println!(
+                "{:<36} {:<17} {:<14} {:<28} {}",
+                r.customer_id, r.account_type, r.reason, r.refused_at, r.product
             );
         }
     }

@@ -186,7 +186,8 @@ fn check_consistency(r: &AccountRow) -> Result<(), ApiError> {
 #[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = AccountIn,
     params(("Idempotency-Key" = Option<String>, Header)),
     responses((status = 201, body = Account), (status = 404, description = "Unknown customer", body = ErrorBody),
-        (status = 409, description = "external_id already used", body = ErrorBody), (status = 422, body = ErrorBody)),
+        (status = 409, description = "external_id already used", body = ErrorBody),
+        (status = 422, description = "Invalid fields; or refused by a special measure: `CIP-MEASURE-0001` (prohibited), `CIP-MEASURE-0002` (product outside a measure's product limit)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_account(
     State(state): State<AppState>,
@@ -234,7 +235,9 @@ pub async fn create_account(
     // opened with the conditions attached (docs/design/0010-special-measures.md).
     let account_type = AccountType::parse(&row.account_type)
         .ok_or_else(|| ApiError::Internal("account type was parsed".into()))?;
-    let check = crate::measures::check_opening(&state, row.customer_id, account_type, now).await?;
+    let check =
+        crate::measures::check_opening(&state, row.customer_id, account_type, &row.product, now)
+            .await?;
     if check.read_record {
         // The check read the customer's record: audited before anything else happens. A
         // refusal leaves only this entry (no account, no action).
@@ -255,25 +258,70 @@ pub async fn create_account(
                 .iter()
                 .map(|f| f.to_string()),
         );
-        state
-            .store
-            .append_audit(vec![super::audit_draft(
-                &principal,
-                &headers,
-                if refused {
-                    "account.refused"
-                } else {
-                    "special_measure.check"
-                },
-                "customer",
-                Some(row.customer_id.to_string()),
-                fields,
-                Some("special measures at account opening".into()),
-            )])
-            .await?;
+        let entry = super::audit_draft(
+            &principal,
+            &headers,
+            if refused {
+                "account.refused"
+            } else {
+                "special_measure.check"
+            },
+            "customer",
+            Some(row.customer_id.to_string()),
+            fields,
+            Some("special measures at account opening".into()),
+        );
+        if refused {
+            // The refusal is recorded for each refusing measure's report, in the entry's
+            // transaction; no account is stored.
+            let refusals = check
+                .refusals
+                .iter()
+                .map(|r| cip_store::RefusalRow {
+                    id: Uuid::now_v7(),
+                    measure_id: r.measure_id,
+                    customer_id: row.customer_id,
+                    account_type: row.account_type.clone(),
+                    product: row.product.clone(),
+                    reason: if r.limits.is_empty() {
+                        "prohibited"
+                    } else {
+                        "product_limit"
+                    }
+                    .into(),
+                    evidence: serde_json::to_vec(&r.evidence).unwrap_or_else(|_| b"[]".to_vec()),
+                    actor: principal.key_id.clone(),
+                    at: now,
+                })
+                .collect();
+            state.store.record_refusals(refusals, entry).await?;
+        } else {
+            state.store.append_audit(vec![entry]).await?;
+        }
     }
-    if !check.refusals.is_empty() {
-        let first = &check.refusals[0];
+    if !check.refusals.is_empty() && check.refusals.iter().all(|r| !r.limits.is_empty()) {
+        // Only limits refuse it (a product outside a conditioning measure's product limit).
+        let broken: Vec<crate::measures::LimitDto> = check
+            .refusals
+            .iter()
+            .flat_map(|r| {
+                r.limits.iter().map(|c| crate::measures::LimitDto {
+                    measure_id: r.measure_id,
+                    legal_reference: r.legal_reference.clone(),
+                    kind: c.kind.clone(),
+                    allowed_products: c.allowed_products.clone(),
+                    max_vcpus: c.max_vcpus,
+                    permitted: false,
+                })
+            })
+            .collect();
+        return Err(crate::measures::limit_refusal(
+            &broken,
+            "/product",
+            &format!("The product {:?}", row.product),
+        ));
+    }
+    if let Some(first) = check.refusals.iter().find(|r| r.limits.is_empty()) {
         return Err(ApiError::Coded {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: "CIP-MEASURE-0001",
@@ -284,6 +332,7 @@ pub async fn create_account(
             details: check
                 .refusals
                 .iter()
+                .filter(|r| r.limits.is_empty())
                 .map(|r| FieldProblem {
                     field: "/customer_id".into(),
                     code: "prohibited_by_special_measure".into(),
@@ -433,7 +482,9 @@ pub async fn get_account(
 /// Change an account (status, product, times…). Send the version you read in `If-Match`.
 #[utoipa::path(patch, path = "/v1/accounts/{id}", tag = "accounts", request_body = AccountUpdate,
     params(("id" = Uuid, Path), ("If-Match" = String, Header)),
-    responses((status = 200, body = Account), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 428, body = ErrorBody)),
+    responses((status = 200, body = Account), (status = 409, body = ErrorBody),
+        (status = 422, description = "Invalid fields; or `CIP-MEASURE-0002`: the new product is outside a special measure's product limit", body = ErrorBody),
+        (status = 428, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn update_account(
     State(state): State<AppState>,
@@ -471,6 +522,29 @@ pub async fn update_account(
         changed.push("/external_id".to_string());
     }
     if let Some(x) = f.product {
+        if !cip_core::special_measure::same_product(&x, &current.product) {
+            // A product outside a measure's product limit is refused like at opening.
+            let broken: Vec<_> = crate::measures::account_limits(
+                &state,
+                id,
+                cip_core::special_measure::Use {
+                    product: Some(&x),
+                    vcpus: None,
+                },
+                now_micros(),
+            )
+            .await?
+            .into_iter()
+            .filter(|l| !l.permitted)
+            .collect();
+            if !broken.is_empty() {
+                return Err(crate::measures::limit_refusal(
+                    &broken,
+                    "/product",
+                    &format!("The product {x:?}"),
+                ));
+            }
+        }
         row.product = x;
         changed.push("/product".into());
     }

@@ -328,25 +328,47 @@ pub async fn update_customer(
     }
     let (row, terms, fields, doc) =
         prepare_customer(&state, &body.value, id, expected + 1, current.created_at)?;
-    state
-        .store
-        .update_customer(
-            CustomerWrite {
-                row,
-                terms,
-                audit: audit(
-                    &principal,
-                    &headers,
-                    "customer.update",
-                    Some(id.to_string()),
-                    fields,
-                    None,
-                ),
-                idempotency: None,
-            },
-            expected,
-        )
-        .await?;
+    let write = CustomerWrite {
+        row,
+        terms,
+        audit: audit(
+            &principal,
+            &headers,
+            "customer.update",
+            Some(id.to_string()),
+            fields,
+            None,
+        ),
+        idempotency: None,
+    };
+    // Special measures in force are re-checked against the new record; what that changes on
+    // the customer's accounts commits with the record (docs/design/0010-special-measures.md).
+    let recheck = crate::measures::recheck_customer(
+        &state,
+        id,
+        &doc,
+        |account, action, fields| {
+            super::audit_draft(
+                &principal,
+                &headers,
+                action,
+                "account",
+                Some(account.id.to_string()),
+                fields,
+                Some("special measures after a change of the customer's record".into()),
+            )
+        },
+        now_micros(),
+    )
+    .await?;
+    if recheck.is_empty() {
+        state.store.update_customer(write, expected).await?;
+    } else {
+        state
+            .store
+            .update_customer_with_actions(write, expected, recheck.actions, recheck.ties)
+            .await?;
+    }
     screen_after_write(&state, &principal, &headers, id, &doc).await;
     Ok((
         [(header::ETAG, etag(expected + 1))],

@@ -298,21 +298,30 @@ pub struct DecisionDto {
     /// narrow the answer: `close` means no use and closure by the deadline, `restrict` and
     /// `apply_conditions` restricted use under the conditions.
     pub special_measures: Vec<crate::measures::AccountMeasureDto>,
+    /// Only when a use is asked (`product`, `vcpus`): whether the account may be used that
+    /// way under the product and capacity limits in force, each limit cited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub use_check: Option<crate::measures::UseCheckDto>,
 }
 
 /// May this account be opened, used, must it be restricted or closed — and why. Reads the
-/// customer's record to determine who must be verified, so the read is audited.
+/// customer's record to determine who must be verified, so the read is audited. With
+/// `product` and/or `vcpus`, also answers whether that use is allowed under the product and
+/// capacity limits of the special measures in force (`use_check`).
 #[utoipa::path(get, path = "/v1/accounts/{id}/decision", tag = "accounts",
-    params(("id" = Uuid, Path), ("X-Purpose" = Option<String>, Header)),
-    responses((status = 200, body = DecisionDto), (status = 404, body = ErrorBody)),
+    params(("id" = Uuid, Path), crate::measures::UseQuery, ("X-Purpose" = Option<String>, Header)),
+    responses((status = 200, body = DecisionDto), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, description = "An invalid product or vcpus", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn account_decision(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
     Path(id): Path<Uuid>,
+    use_query: Result<Query<crate::measures::UseQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<DecisionDto>, ApiError> {
     principal.require(Permission::ReadPersonalData)?;
+    let Query(use_query) = use_query.map_err(|e| ApiError::BadQuery(e.body_text()))?;
     let purpose = purpose(&headers)?;
     let account = state
         .store
@@ -322,6 +331,8 @@ pub async fn account_decision(
     let status = AccountStatus::parse(&account.status).ok_or_else(|| {
         ApiError::Internal(format!("stored status {:?} is unknown", account.status))
     })?;
+    // The asked use is parsed before the record is read: a bad query writes nothing.
+    let asked = crate::measures::parse_use(&use_query, &account)?;
     let (_, value) = super::customers::read_audited(
         &state,
         &principal,
@@ -381,6 +392,12 @@ pub async fn account_decision(
                 m.review_id.map(|r| r.to_string()).unwrap_or_default()
             ),
         };
+        let cited = match &m.no_longer_tied_since {
+            Some(since) => format!(
+                "{cited} (the customer's record no longer ties the account to its target since {since}; it applies until an analyst lifts it)"
+            ),
+            None => cited,
+        };
         let by = m
             .deadline
             .as_deref()
@@ -422,6 +439,19 @@ pub async fn account_decision(
             }
         }
     }
+    let use_check = match asked {
+        Some(asked) => Some(
+            crate::measures::check_use(
+                &state,
+                id,
+                asked,
+                usage != lifecycle::Usage::None,
+                now_micros(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     Ok(Json(DecisionDto {
         account_id: id,
         status: account.status.clone(),
@@ -444,6 +474,7 @@ pub async fn account_decision(
             .collect(),
         reasons,
         special_measures: measures,
+        use_check,
     }))
 }
 

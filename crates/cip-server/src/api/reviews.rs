@@ -227,6 +227,35 @@ pub async fn decide_review(
         .seal_str(format!("review/{id}/reason").as_bytes(), reason)
         .map_err(|e| ApiError::Internal(format!("sealing: {e}")))?;
     let now = now_micros();
+    let item = state
+        .store
+        .get_review(id)
+        .await?
+        .ok_or(ApiError::NotFound("review item"))?;
+    // The policy action of a confirmed hit — the measure targeting the entry, or restriction
+    // pending review — commits with the decision, or neither does
+    // (docs/design/0010-special-measures.md).
+    let actions = if status == "confirmed" && item.status == "open" {
+        crate::measures::confirmed_hit_actions(
+            &state,
+            &item,
+            |account, action| {
+                super::audit_draft(
+                    &principal,
+                    &headers,
+                    "special_measure.apply",
+                    "account",
+                    Some(account.id.to_string()),
+                    vec![format!("review={id}"), format!("action={action}")],
+                    Some("confirmed screening hit".into()),
+                )
+            },
+            now,
+        )
+        .await?
+    } else {
+        Vec::new()
+    };
     state
         .store
         .decide_review(ReviewDecision {
@@ -244,6 +273,7 @@ pub async fn decide_review(
                 vec![format!("decision={status}"), "/reason".into()],
                 None,
             ),
+            actions,
         })
         .await
         .map_err(|e| match e {
@@ -261,31 +291,5 @@ pub async fn decide_review(
         .get_review(id)
         .await?
         .ok_or(ApiError::NotFound("review item"))?;
-    if status == "confirmed" {
-        // The policy action of a confirmed hit, right after the decision committed: the
-        // measure targeting the entry, or restriction pending review. A failure here is
-        // reported (500) while the decision stands; confirming is not repeatable, so the
-        // error names the item for an operator (docs/design/0010-special-measures.md).
-        crate::measures::on_confirmed_hit(
-            &state,
-            &row,
-            |account, action| {
-                super::audit_draft(
-                    &principal,
-                    &headers,
-                    "special_measure.apply",
-                    "account",
-                    Some(account.id.to_string()),
-                    vec![format!("review={id}"), format!("action={action}")],
-                    Some("confirmed screening hit".into()),
-                )
-            },
-            now,
-        )
-        .await
-        .map_err(|e| {
-            ApiError::Internal(format!("policy action of confirmed review {id}: {e:?}"))
-        })?;
-    }
     Ok(Json(dto(row)))
 }

@@ -397,12 +397,28 @@ pub struct ReportLine {
     pub recorded_at: String,
 }
 
+/// An application the measure refused (no account was opened).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RefusedApplication {
+    pub customer_id: Uuid,
+    pub account_type: String,
+    pub product: String,
+    /// `prohibited` (the measure bars the account) or `product_limit` (the product is
+    /// outside the measure's product limit).
+    pub reason: String,
+    pub evidence: Vec<EvidenceDto>,
+    pub actor: String,
+    pub refused_at: String,
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MeasureReport {
     pub measure: MeasureDto,
     /// Accounts touched, by action.
     pub counts: std::collections::BTreeMap<String, u64>,
     pub accounts: Vec<ReportLine>,
+    /// Applications the measure refused, oldest first.
+    pub refused_applications: Vec<RefusedApplication>,
 }
 
 /// Builds the report of one measure (shared with `cip measures report`).
@@ -439,10 +455,25 @@ pub async fn build_report(
             }
         })
         .collect();
+    let refused_applications = store
+        .list_refusals(id)
+        .await?
+        .into_iter()
+        .map(|r| RefusedApplication {
+            customer_id: r.customer_id,
+            account_type: r.account_type,
+            product: r.product,
+            reason: r.reason,
+            evidence: serde_json::from_slice(&r.evidence).unwrap_or_default(),
+            actor: r.actor,
+            refused_at: to_rfc3339(r.at),
+        })
+        .collect();
     Ok(MeasureReport {
         measure: measure_dto(&row, now)?,
         counts,
         accounts,
+        refused_applications,
     })
 }
 
@@ -472,6 +503,7 @@ pub async fn measure_report(
             Some(id.to_string()),
             vec![
                 format!("accounts={}", report.accounts.len()),
+                format!("refused_applications={}", report.refused_applications.len()),
                 "/evidence".into(),
             ],
             purpose,

@@ -700,6 +700,26 @@ fn mask(channel: &str, to: &str) -> String {
     }
 }
 
+/// The 429 of a throttled code request.
+fn throttled(
+    cfg: &crate::config::VerificationConfig,
+    limit: cip_store::OtpLimit,
+    retry_at: i64,
+    now: i64,
+) -> Response {
+    let message = match limit {
+        cip_store::OtpLimit::Interval => format!(
+            "a code was sent less than {} s ago; wait before sending another",
+            cfg.otp_resend_interval_secs
+        ),
+        cip_store::OtpLimit::PerHour => format!(
+            "at most {} codes per hour on one channel",
+            cfg.otp_max_per_hour
+        ),
+    };
+    too_many((retry_at - now + 999_999) / 1_000_000, message)
+}
+
 fn too_many(retry_after_secs: i64, message: String) -> Response {
     let mut resp = coded(StatusCode::TOO_MANY_REQUESTS, "CIP-VERIFY-0001", message).into_response();
     if let Ok(v) = HeaderValue::from_str(&retry_after_secs.max(1).to_string()) {
@@ -733,33 +753,21 @@ pub async fn create_otp(
     }
     let cfg = state.verification.config.clone();
     let now = now_micros();
-    let recent = state
+    let throttle = cip_store::OtpThrottle {
+        min_interval_micros: cfg.otp_resend_interval_secs as i64 * 1_000_000,
+        max_per_hour: cfg.otp_max_per_hour,
+    };
+    // A first look, so a throttled request does not read the record; the store checks
+    // again atomically with the insert, where two concurrent requests cannot both pass.
+    let recent: Vec<i64> = state
         .store
         .recent_otps(id, b.beneficial_owner_id, &b.channel, now - 3_600_000_000)
-        .await?;
-    if let Some(last) = recent.first() {
-        let next = last.created_at + cfg.otp_resend_interval_secs as i64 * 1_000_000;
-        if next > now {
-            return Ok(too_many(
-                (next - now + 999_999) / 1_000_000,
-                format!(
-                    "a code was sent less than {} s ago; wait before sending another",
-                    cfg.otp_resend_interval_secs
-                ),
-            ));
-        }
-    }
-    if recent.len() >= cfg.otp_max_per_hour as usize
-        && let Some(oldest) = recent.get(cfg.otp_max_per_hour as usize - 1)
-    {
-        let next = oldest.created_at + 3_600_000_000;
-        return Ok(too_many(
-            (next - now + 999_999) / 1_000_000,
-            format!(
-                "at most {} codes per hour on one channel",
-                cfg.otp_max_per_hour
-            ),
-        ));
+        .await?
+        .iter()
+        .map(|o| o.created_at)
+        .collect();
+    if let Some((limit, retry_at)) = cip_store::otp_throttled(&recent, now, &throttle) {
+        return Ok(throttled(&cfg, limit, retry_at, now));
     }
     let doc = read_doc(&state, &principal, &headers, id, "customer.otp_destination").await?;
     let ident = identity_of(&doc, b.beneficial_owner_id, "/beneficial_owner_id")?;
@@ -804,10 +812,11 @@ pub async fn create_otp(
             b.channel, b.index
         ),
     };
-    state
+    let outcome = state
         .store
-        .insert_otp(
+        .insert_otp_throttled(
             row.clone(),
+            throttle,
             audit_draft(
                 &principal,
                 &headers,
@@ -819,6 +828,9 @@ pub async fn create_otp(
             ),
         )
         .await?;
+    if let cip_store::OtpOutcome::Throttled { limit, retry_at } = outcome {
+        return Ok(throttled(&cfg, limit, retry_at, now));
+    }
     let message = v::CodeMessage {
         challenge_id: challenge,
         channel: b.channel.clone(),

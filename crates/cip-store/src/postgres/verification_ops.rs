@@ -414,6 +414,26 @@ pub(crate) async fn apply(conn: &mut PgConnection, head: &mut Head, op: Op) -> R
             resolve_case(conn, head, *d).await?;
             Out::Unit
         }
+        Op::InsertOtpThrottled(r, throttle, audit) => {
+            let recent: Vec<i64> = recent_otps(
+                conn,
+                r.customer_id,
+                r.beneficial_owner_id,
+                &r.channel,
+                r.created_at - 3_600_000_000,
+            )
+            .await?
+            .iter()
+            .map(|o| o.created_at)
+            .collect();
+            match otp_throttled(&recent, r.created_at, &throttle) {
+                Some((limit, retry_at)) => Out::Otp(OtpOutcome::Throttled { limit, retry_at }),
+                None => {
+                    insert_otp(conn, head, *r, audit).await?;
+                    Out::Otp(OtpOutcome::Stored)
+                }
+            }
+        }
         _ => {
             return Err(StoreError::Backend("not a verification operation".into()));
         }

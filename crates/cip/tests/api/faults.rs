@@ -241,3 +241,52 @@ async fn kill_during_writes_loses_no_acknowledged_customer() {
     };
     assert!(count as usize >= acknowledged.len());
 }
+
+/// With the access-event stream configured and NATS unreachable, `cip serve` fails before
+/// it says it is listening, naming the setting to fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_nats_fails_the_start_before_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: bound, then released.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || {
+            cip()
+                .args([
+                    "serve",
+                    "--listen",
+                    &format!("127.0.0.1:{port}"),
+                    "--data-dir",
+                ])
+                .arg(&dir)
+                .env("CIP_LOG_LEVEL", "warn")
+                .env("CIP_ACCESS_NATS_URL", format!("nats://127.0.0.1:{closed}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        !stderr.contains("listening"),
+        "no readiness is announced: {stderr}"
+    );
+    assert!(
+        stderr.contains("access_nats_url") && stderr.contains("CIP_ACCESS_NATS_URL"),
+        "the error names the setting: {stderr}"
+    );
+}

@@ -11,7 +11,8 @@ use crate::helpers::*;
 both_backends!(
     review_items_follow_customers_and_lists,
     unfinished_rescreen_runs_at_next_start,
-    instances_rescreen_each_change_once
+    instances_rescreen_each_change_once,
+    failed_rescreen_is_retried_after_a_back_off,
 );
 
 fn list_v1() -> Value {
@@ -418,5 +419,151 @@ async fn instances_rescreen_each_change_once(b: Backend) {
         "one re-screen of the version across both instances"
     );
     app2.cleanup().await;
+    app.cleanup().await;
+}
+
+/// Every stored customer's record digest (what the re-screen reads), by id.
+type Documents = Vec<(uuid::Uuid, Vec<u8>)>;
+
+/// Writes digests straight into the database (a fault only a test can make): `None`
+/// replaces every customer's digest with bytes nothing can open and returns the
+/// originals; `Some(originals)` puts them back.
+async fn swap_digests(app: &TestApp, restore: Option<Documents>) -> Documents {
+    use sqlx::{Connection, Row};
+    match app.backend {
+        Backend::Sqlite => {
+            let path = app.data_dir.join("cip.sqlite");
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{}", path.display()))
+                .await
+                .unwrap();
+            let rows = sqlx::query("SELECT id, digest FROM customers")
+                .fetch_all(&mut c)
+                .await
+                .unwrap();
+            let originals: Documents = rows
+                .iter()
+                .map(|r| (r.get::<uuid::Uuid, _>(0), r.get::<Vec<u8>, _>(1)))
+                .collect();
+            let writes = match &restore {
+                Some(docs) => docs.clone(),
+                None => originals
+                    .iter()
+                    .map(|(id, _)| (*id, b"not a digest".to_vec()))
+                    .collect(),
+            };
+            for (id, doc) in writes {
+                sqlx::query("UPDATE customers SET digest = ?1 WHERE id = ?2")
+                    .bind(doc)
+                    .bind(id)
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+            }
+            originals
+        }
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(app.database_url.as_deref().unwrap())
+                .await
+                .unwrap();
+            let rows = sqlx::query("SELECT id, digest FROM customers")
+                .fetch_all(&mut c)
+                .await
+                .unwrap();
+            let originals: Documents = rows
+                .iter()
+                .map(|r| (r.get::<uuid::Uuid, _>(0), r.get::<Vec<u8>, _>(1)))
+                .collect();
+            let writes = match &restore {
+                Some(docs) => docs.clone(),
+                None => originals
+                    .iter()
+                    .map(|(id, _)| (*id, b"not a digest".to_vec()))
+                    .collect(),
+            };
+            for (id, doc) in writes {
+                sqlx::query("UPDATE customers SET digest = $1 WHERE id = $2")
+                    .bind(doc)
+                    .bind(id)
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+            }
+            originals
+        }
+    }
+}
+
+/// A re-screen after a list change that fails is not dropped until the next start: it stays
+/// queued, a pass before its back-off ends leaves it alone, and a later pass runs it.
+async fn failed_rescreen_is_retried_after_a_back_off(b: Backend) {
+    use cip_server::jobs::Ran;
+    use cip_server::reviews::{rescreen_run_once, rescreen_run_once_at, rescreened_key};
+    let app = spawn_app(b).await;
+    import(&app, &list_v1(), false).await;
+    rescreen(&app).await;
+    // individual("plain") is "Zelda Quixoteplain": B-7 of version 2.
+    let (zelda, _) = app.create_customer(&individual("plain")).await;
+    assert!(
+        reviews(&app, &format!("customer_id={zelda}"))
+            .await
+            .is_empty()
+    );
+
+    let originals = swap_digests(&app, None).await;
+    import(&app, &list_v2(), false).await;
+    // The run fails: here (an error), or on the server's own job (then this finds the change
+    // waiting for its back-off).
+    let outcome = loop {
+        match rescreen_run_once(&app.state).await {
+            Ok(Ran::Did(_)) => continue,
+            other => break other,
+        }
+    };
+    assert!(
+        matches!(outcome, Err(_) | Ok(Ran::Idle)),
+        "the run fails: {outcome:?}"
+    );
+    let marker = || async {
+        app.state
+            .store
+            .get_meta(&rescreened_key("own"))
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        marker().await.as_deref(),
+        Some(&b"1"[..]),
+        "version 2 is not done"
+    );
+    let failed = app.state.screening.failed_rescreens();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!((failed[0].0.as_str(), failed[0].1), ("own", 2));
+    assert!(
+        failed[0].3 > cip_server::time::now_micros(),
+        "it waits for a back-off"
+    );
+    assert_eq!(
+        rescreen_run_once_at(&app.state, cip_server::time::now_micros())
+            .await
+            .unwrap(),
+        Ran::Idle,
+        "a pass before the back-off ends leaves it queued"
+    );
+
+    // The fault is gone; a pass after the back-off (two hours on: longer than any back-off)
+    // re-screens the change.
+    swap_digests(&app, Some(originals)).await;
+    let later = cip_server::time::now_micros() + 2 * 3_600 * 1_000_000;
+    assert!(matches!(
+        rescreen_run_once_at(&app.state, later).await.unwrap(),
+        Ran::Did(_)
+    ));
+    assert_eq!(marker().await.as_deref(), Some(&b"2"[..]));
+    assert!(app.state.screening.failed_rescreens().is_empty());
+    let items = reviews(&app, &format!("customer_id={zelda}")).await;
+    assert!(
+        items.iter().any(|i| i["entry_id"] == "B-7"),
+        "the retried re-screen found the new entry: {items:?}"
+    );
     app.cleanup().await;
 }

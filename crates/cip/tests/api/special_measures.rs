@@ -20,6 +20,8 @@ both_backends!(
     bad_input_writes_nothing_and_roles_are_checked,
     cli_lists_and_reports_measures,
     an_instance_that_dies_holding_a_measure_is_taken_over,
+    record_change_rechecks_measures,
+    product_and_capacity_limits_are_enforced,
 );
 
 /// A date `days` from today (UTC), `YYYY-MM-DD`.
@@ -176,6 +178,19 @@ async fn prohibited_jurisdiction_refuses_opening(b: Backend) {
         .remove(0);
     assert_eq!(last.draft.action, "account.refused");
     assert!(last.draft.fields.contains(&format!("refused_by={mid}")));
+    // The measure's report lists the refused application with its evidence.
+    let report = json_of(
+        app.get(&format!("/v1/special-measures/{mid}/report"), &app.admin)
+            .await,
+        200,
+    )
+    .await;
+    let refused = report["refused_applications"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{report}");
+    assert_eq!(refused[0]["customer_id"], tied.as_str());
+    assert_eq!(refused[0]["reason"], "prohibited");
+    assert!(kinds(&refused[0]["evidence"]).contains(&"nationality".to_string()));
+    assert_eq!(report["accounts"], json!([]));
 
     // A customer with no tie to DE opens normally.
     let a = json_of(open_account(&app, &untied, "standard").await, 201).await;
@@ -914,5 +929,400 @@ async fn an_instance_that_dies_holding_a_measure_is_taken_over(b: Backend) {
         .map(|a| a["account_id"].as_str().unwrap())
         .collect();
     assert_eq!(accts, vec![aid.as_str()]);
+    app.cleanup().await;
+}
+
+/// Runs the special-measures job until measure `mid` is applied to existing accounts (the
+/// server's own job may be the one that does it: a condition, not a delay).
+async fn swept(app: &TestApp, mid: &str) {
+    let id: uuid::Uuid = mid.parse().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            cip_server::measures::measures_run_once(&app.state, cip_server::time::now_micros(), 10)
+                .await
+                .unwrap();
+            let row = app.state.store.get_measure(id).await.unwrap().unwrap();
+            if row.swept_at.is_some() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the measure is applied within 30 s");
+}
+
+/// Replaces a customer's record at `version` (its current one).
+async fn put_customer(app: &TestApp, id: &str, version: i64, body: &Value) {
+    let resp = app
+        .client
+        .put(app.url(&format!("/v1/customers/{id}")))
+        .bearer_auth(&app.admin)
+        .header("if-match", format!("\"{version}\""))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    json_of(resp, 200).await;
+}
+
+fn with_address_in(mut body: Value, country: &str) -> Value {
+    body["identity"]["addresses"] =
+        json!([{"kind": "registered", "lines": ["1 Harbour Road"], "country": country}]);
+    body
+}
+
+async fn actions_on(app: &TestApp, account_id: &str) -> Vec<Value> {
+    json_of(
+        app.get(&format!("/v1/accounts/{account_id}"), &app.admin)
+            .await,
+        200,
+    )
+    .await["special_measures"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+async fn record_change_rechecks_measures(b: Backend) {
+    let app = spawn_app(b).await;
+    let (url, mut rx) = receiver().await;
+    let hook = json_of(
+        app.post(
+            "/v1/webhooks",
+            &app.admin,
+            &json!({"url": url, "events": ["account.special_measure"]}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    // entity(): organised in the U.S. with a U.S. address; one owner is Japanese.
+    let (cid, _) = app.create_customer(&entity("rc1")).await;
+    let aid = json_of(open_account(&app, &cid, "standard").await, 201).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let m = create_measure(
+        &app,
+        &jurisdiction(
+            "DE",
+            0,
+            json!({"maintaining": "prohibited", "compliance_days": 10}),
+        ),
+    )
+    .await;
+    let mid = m["id"].as_str().unwrap();
+    swept(&app, mid).await;
+    assert!(actions_on(&app, &aid).await.is_empty(), "not tied yet");
+
+    // The record now places the entity in Germany: the account gets the action, once.
+    let german = with_address_in(entity("rc1"), "DE");
+    put_customer(&app, &cid, 1, &german).await;
+    let on = actions_on(&app, &aid).await;
+    assert_eq!(on.len(), 1, "{on:?}");
+    assert_eq!(on[0]["measure_id"], mid);
+    assert_eq!(on[0]["action"], "close");
+    assert_eq!(on[0]["cause"], "record_changed");
+    assert!(on[0]["deadline"].is_string());
+    assert!(on[0].get("no_longer_tied_since").is_none());
+    assert_eq!(kinds(&on[0]["evidence"]), vec!["address_country"]);
+    let event = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .expect("a webhook within 30 s")
+        .unwrap();
+    assert_eq!(event["type"], "account.special_measure");
+    assert_eq!(event["data"]["account_id"], aid.as_str());
+    assert_eq!(event["data"]["cause"], "record_changed");
+    assert_eq!(decision(&app, &aid).await["must_close"], true);
+
+    // Another change that still ties it records nothing more.
+    let mut still = german.clone();
+    still["identity"]["emails"] = json!(["ops-rc1@vortex.example", "legal-rc1@vortex.example"]);
+    put_customer(&app, &cid, 2, &still).await;
+    assert_eq!(actions_on(&app, &aid).await.len(), 1);
+
+    // Back to the U.S.: the action stays (an analyst lifts it), marked no longer tied.
+    put_customer(&app, &cid, 3, &entity("rc1")).await;
+    let on = actions_on(&app, &aid).await;
+    assert_eq!(on.len(), 1);
+    assert!(on[0]["no_longer_tied_since"].is_string(), "{on:?}");
+    let d = decision(&app, &aid).await;
+    assert_eq!(d["must_close"], true, "still in force until lifted: {d}");
+    assert!(
+        d["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("no longer ties")),
+        "{d}"
+    );
+    let untied = app
+        .state
+        .store
+        .list_audit(
+            &cip_store::AuditFilter {
+                record_id: Some(aid.clone()),
+                ..Default::default()
+            },
+            100,
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.draft.action == "special_measure.untied")
+        .count();
+    assert_eq!(untied, 1);
+
+    // Tied again: the mark goes, still one action.
+    put_customer(&app, &cid, 4, &german).await;
+    let on = actions_on(&app, &aid).await;
+    assert_eq!(on.len(), 1);
+    assert!(on[0].get("no_longer_tied_since").is_none(), "{on:?}");
+
+    // One event in all, and the report shows the account once.
+    let deliveries = app
+        .state
+        .store
+        .list_deliveries(hook["id"].as_str().unwrap().parse().unwrap(), 100)
+        .await
+        .unwrap();
+    assert_eq!(deliveries.len(), 1, "{deliveries:?}");
+    let report = json_of(
+        app.get(&format!("/v1/special-measures/{mid}/report"), &app.admin)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(report["accounts"].as_array().unwrap().len(), 1, "{report}");
+    app.cleanup().await;
+}
+
+async fn product_and_capacity_limits_are_enforced(b: Backend) {
+    let app = spawn_app(b).await;
+    let (tied, _) = app.create_customer(&individual("pl1")).await;
+    let (untied, _) = app.create_customer(&entity("pl1")).await;
+    let m = create_measure(
+        &app,
+        &jurisdiction(
+            "DE",
+            0,
+            json!({
+                "opening": "conditioned",
+                "conditions": [
+                    {"kind": "product_limit", "allowed_products": ["storage", "object-storage"]},
+                    {"kind": "capacity_limit", "max_vcpus": 8}
+                ],
+            }),
+        ),
+    )
+    .await;
+    let mid = m["id"].as_str().unwrap();
+
+    // A product outside the limit is refused, citing the measure; only the read is audited.
+    let head = app.audit_head().await;
+    let e = json_of(open_account(&app, &tied, "standard").await, 422).await;
+    assert_eq!(e["code"], "CIP-MEASURE-0002", "{e}");
+    assert!(e["message"].as_str().unwrap().contains(mid), "{e}");
+    assert_eq!(e["details"][0]["field"], "/product");
+    assert_eq!(e["details"][0]["code"], "outside_product_limit");
+    assert!(
+        e["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("storage, object-storage"),
+        "{e}"
+    );
+    assert!(accounts_of(&app, &tied).await.is_empty());
+    assert_eq!(app.audit_head().await, head + 1);
+    let last = app
+        .state
+        .store
+        .audit_range(head + 1, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(last.draft.action, "account.refused");
+    let report = json_of(
+        app.get(&format!("/v1/special-measures/{mid}/report"), &app.admin)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(report["refused_applications"][0]["reason"], "product_limit");
+    assert_eq!(report["refused_applications"][0]["product"], "compute");
+
+    // An allowed product (names compare without case) opens with the conditions.
+    let a = json_of(
+        app.post(
+            "/v1/accounts",
+            &app.admin,
+            &json!({"customer_id": tied, "product": "Storage", "account_type": "standard", "status": "active"}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let aid = a["id"].as_str().unwrap().to_string();
+    assert_eq!(a["special_measures"][0]["measure_id"], mid);
+
+    // The control plane asks about uses.
+    let ask = |q: &str| {
+        let (app, aid, q) = (&app, aid.clone(), q.to_string());
+        async move {
+            json_of(
+                app.get(&format!("/v1/accounts/{aid}/decision?{q}"), &app.admin)
+                    .await,
+                200,
+            )
+            .await["use_check"]
+                .clone()
+        }
+    };
+    let u = ask("product=compute").await;
+    assert_eq!(u["allowed"], false, "{u}");
+    let product_limit = u["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["kind"] == "product_limit")
+        .unwrap()
+        .clone();
+    assert_eq!(product_limit["permitted"], false);
+    assert_eq!(product_limit["measure_id"], mid);
+    assert!(
+        u["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().contains(mid)),
+        "{u}"
+    );
+    let u = ask("vcpus=4").await;
+    assert_eq!(u["product"], "Storage", "the account's own product");
+    assert_eq!(u["allowed"], true, "{u}");
+    let u = ask("product=storage&vcpus=16").await;
+    assert_eq!(u["allowed"], false, "{u}");
+    let broken: Vec<&str> = u["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["permitted"] == false)
+        .map(|l| l["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(broken, vec!["capacity_limit"]);
+    assert!(
+        u["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("at most 8 vCPUs")),
+        "{u}"
+    );
+    // An account not yet opened may not be used at all, limits or not.
+    let applied = json_of(
+        app.post(
+            "/v1/accounts",
+            &app.admin,
+            &json!({"customer_id": tied, "product": "storage", "account_type": "standard"}),
+        )
+        .await,
+        201,
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let u = json_of(
+        app.get(
+            &format!("/v1/accounts/{applied}/decision?vcpus=1"),
+            &app.admin,
+        )
+        .await,
+        200,
+    )
+    .await["use_check"]
+        .clone();
+    assert_eq!(u["allowed"], false, "{u}");
+    assert!(
+        u["limits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["permitted"] == true)
+    );
+    // Without a use asked, no use_check; a bad one writes nothing.
+    let d = decision(&app, &aid).await;
+    assert!(d.get("use_check").is_none(), "{d}");
+    let head = app.audit_head().await;
+    let resp = app
+        .get(&format!("/v1/accounts/{aid}/decision?vcpus=0"), &app.admin)
+        .await;
+    assert_eq!(resp.status(), 422);
+    let resp = app
+        .get(
+            &format!("/v1/accounts/{aid}/decision?vcpus=many"),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        app.audit_head().await,
+        head,
+        "refused queries write nothing"
+    );
+
+    // Changing the account to a product outside the limit is refused the same way.
+    let patch = |product: &str| {
+        let (app, aid, product) = (&app, aid.clone(), product.to_string());
+        async move {
+            app.client
+                .patch(app.url(&format!("/v1/accounts/{aid}")))
+                .bearer_auth(&app.admin)
+                .header("if-match", "\"1\"")
+                .json(&json!({ "product": product }))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let e = json_of(patch("compute").await, 422).await;
+    assert_eq!(e["code"], "CIP-MEASURE-0002", "{e}");
+    let read = json_of(
+        app.get(&format!("/v1/accounts/{aid}"), &app.admin).await,
+        200,
+    )
+    .await;
+    assert_eq!(read["product"], "Storage");
+    assert_eq!(read["version"], 1);
+    let ok = json_of(patch("object-storage").await, 200).await;
+    assert_eq!(ok["product"], "object-storage");
+
+    // An account no measure limits may be used for anything.
+    let other = json_of(
+        app.post(
+            "/v1/accounts",
+            &app.admin,
+            &json!({"customer_id": untied, "product": "compute", "account_type": "standard", "status": "active"}),
+        )
+        .await,
+        201,
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let u = json_of(
+        app.get(
+            &format!("/v1/accounts/{other}/decision?product=compute&vcpus=512"),
+            &app.admin,
+        )
+        .await,
+        200,
+    )
+    .await["use_check"]
+        .clone();
+    assert_eq!(u["allowed"], true, "{u}");
+    assert_eq!(u["limits"], json!([]));
     app.cleanup().await;
 }

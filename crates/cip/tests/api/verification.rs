@@ -21,6 +21,7 @@ both_backends!(
     unverified_case_opened_by_due_work_and_resolved,
     roles_are_checked,
     entity_verified_by_formation_document_and_its_foreign_owner,
+    concurrent_resends_send_one_code,
 );
 
 /// A valid TD3 passport (expires 2032) matching [`swedish`].
@@ -934,4 +935,48 @@ async fn http_sender_signs_its_requests() {
         .await
         .unwrap_err();
     assert!(!e.contains("042917") && !e.contains("+4930901820"), "{e}");
+}
+
+/// Eight requests for a code at the same moment: the throttle is checked atomically with
+/// the insert, so exactly one code is sent and stored; the others are told to wait.
+async fn concurrent_resends_send_one_code(b: Backend) {
+    let app = spawn_app(b).await;
+    let (cid, _) = pending(&app, "cc1").await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (client, url, token) = (
+            app.client.clone(),
+            app.url(&format!("/v1/customers/{cid}/otp")),
+            app.admin.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"channel": "email"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    statuses.sort();
+    assert_eq!(statuses, vec![201, 429, 429, 429, 429, 429, 429, 429]);
+    let stored = app
+        .state
+        .store
+        .recent_otps(cid.parse().unwrap(), None, "email", 0)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1, "one code stored");
+    let sent = std::fs::read_dir(app.data_dir.join("otp-outbox"))
+        .unwrap()
+        .count();
+    assert_eq!(sent, 1, "one code sent");
+    app.cleanup().await;
 }
