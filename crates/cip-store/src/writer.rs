@@ -58,6 +58,9 @@ pub(crate) enum Op {
     InsertVerificationRequest(Box<VerificationRequestRow>, AuditDraft),
     OpenCases(Vec<(CaseRow, AuditDraft)>),
     ResolveCase(Box<CaseResolution>),
+    // notices and determination history (sqlite_history.rs, postgres/history_ops.rs)
+    InsertNotices(Vec<NoticeRow>, AuditDraft),
+    RecordDetermination(Box<DeterminationRow>, Option<AuditDraft>),
 }
 
 pub(crate) enum Out {
@@ -67,6 +70,7 @@ pub(crate) enum Out {
     Claimed(Vec<ClaimedDelivery>),
     Count(u64),
     Measures(Vec<MeasureRow>),
+    Seq(Option<i64>),
 }
 
 pub(crate) struct Job {
@@ -115,6 +119,15 @@ pub(crate) fn measures(out: Out) -> Result<Vec<MeasureRow>> {
 pub(crate) fn count(out: Out) -> Result<u64> {
     match out {
         Out::Count(n) => Ok(n),
+        _ => Err(StoreError::Backend(
+            "writer returned an unexpected result".into(),
+        )),
+    }
+}
+
+pub(crate) fn seq(out: Out) -> Result<Option<i64>> {
+    match out {
+        Out::Seq(s) => Ok(s),
         _ => Err(StoreError::Backend(
             "writer returned an unexpected result".into(),
         )),
