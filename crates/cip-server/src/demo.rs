@@ -473,6 +473,7 @@ pub fn customers() -> Vec<CustomerIn> {
             entity: None,
             payment_methods: vec![payment(i)],
             beneficial_owners: vec![],
+            notice: None,
         });
     }
     for (i, c) in COMPANIES.iter().enumerate() {
@@ -534,6 +535,7 @@ pub fn customers() -> Vec<CustomerIn> {
                     control_role: None,
                 },
             ],
+            notice: None,
         });
     }
     out
@@ -562,6 +564,7 @@ pub async fn load(state: &AppState) -> Result<usize, ApiError> {
                 terms,
                 audit: demo_audit("customer.create", "customer", id, fields),
                 idempotency: None,
+                extras: Default::default(),
             })
             .await?;
         let account_type = if input.kind == "entity" && i % 4 == 2 {
