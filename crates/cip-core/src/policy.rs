@@ -32,10 +32,13 @@ pub enum Method {
     VendorNonDocumentary,
     /// Every foreign beneficial owner of the entity is verified.
     BeneficialOwnersVerified,
+    /// The collected data is consistent with itself (countries of addresses, phones, payment
+    /// instruments, documents and accesses).
+    ConsistencyCheck,
 }
 
 impl Method {
-    pub const ALL: [Method; 8] = [
+    pub const ALL: [Method; 9] = [
         Method::Document,
         Method::FormationDocument,
         Method::OtpEmail,
@@ -44,6 +47,7 @@ impl Method {
         Method::VendorDocumentary,
         Method::VendorNonDocumentary,
         Method::BeneficialOwnersVerified,
+        Method::ConsistencyCheck,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +60,7 @@ impl Method {
             Method::VendorDocumentary => "vendor_documentary",
             Method::VendorNonDocumentary => "vendor_non_documentary",
             Method::BeneficialOwnersVerified => "beneficial_owners_verified",
+            Method::ConsistencyCheck => "consistency_check",
         }
     }
 
@@ -63,7 +68,7 @@ impl Method {
         Method::ALL.into_iter().find(|m| m.as_str() == s)
     }
 
-    fn bit(self) -> u8 {
+    fn bit(self) -> u16 {
         1 << (self as u8)
     }
 }
@@ -79,13 +84,14 @@ impl From<crate::verification::Method> for Method {
             E::PaymentConfirmation => Method::PaymentConfirmation,
             E::VendorDocumentary => Method::VendorDocumentary,
             E::VendorNonDocumentary => Method::VendorNonDocumentary,
+            E::ConsistencyCheck => Method::ConsistencyCheck,
         }
     }
 }
 
 /// A set of methods, as a bit set: evaluation compares sets for every customer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Methods(u8);
+pub struct Methods(u16);
 
 impl Methods {
     pub fn insert(&mut self, m: Method) {

@@ -21,10 +21,16 @@ pub enum Method {
     VendorDocumentary,
     /// An external vendor's non-documentary check (database, phone, …).
     VendorNonDocumentary,
+    /// The collected data compared with itself: address, phone, payment instrument,
+    /// document and access countries (docs/design/0015). Non-documentary, but it contacts no
+    /// one and consults no independent source, so it counts only where the provider's
+    /// policy names it: it is not one of the [`Method::is_non_documentary`] methods that the
+    /// fixed rule and `beneficial_owners_verified` accept.
+    ConsistencyCheck,
 }
 
 impl Method {
-    pub const ALL: [Method; 7] = [
+    pub const ALL: [Method; 8] = [
         Method::Document,
         Method::FormationDocument,
         Method::OtpEmail,
@@ -32,6 +38,7 @@ impl Method {
         Method::PaymentConfirmation,
         Method::VendorDocumentary,
         Method::VendorNonDocumentary,
+        Method::ConsistencyCheck,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +50,7 @@ impl Method {
             Method::PaymentConfirmation => "payment_confirmation",
             Method::VendorDocumentary => "vendor_documentary",
             Method::VendorNonDocumentary => "vendor_non_documentary",
+            Method::ConsistencyCheck => "consistency_check",
         }
     }
 
@@ -283,7 +291,10 @@ mod tests {
     fn methods_round_trip() {
         for m in Method::ALL {
             assert_eq!(Method::parse(m.as_str()), Some(m));
-            assert!(m == Method::FormationDocument || m.is_documentary() != m.is_non_documentary());
+            assert!(
+                matches!(m, Method::FormationDocument | Method::ConsistencyCheck)
+                    || m.is_documentary() != m.is_non_documentary()
+            );
         }
         assert_eq!(Method::parse("selfie"), None);
     }

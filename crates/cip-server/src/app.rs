@@ -134,6 +134,14 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(api::verification::get_case))
         .routes(routes!(api::verification::resolve_case))
         .routes(routes!(api::policy::get_policy, api::policy::put_policy))
+        .routes(routes!(api::notices::get_notice))
+        .routes(routes!(api::notices::get_notice_version))
+        .routes(routes!(
+            api::notices::record_notice,
+            api::notices::list_notices
+        ))
+        .routes(routes!(api::determination::get_determination_history))
+        .routes(routes!(api::consistency::post_consistency))
         .split_for_parts()
 }
 
@@ -375,6 +383,35 @@ pub fn spawn_jobs(
                             Ok(crate::jobs::Ran::Did(n)) => tracing::info!(actions = n, "special measures applied to existing accounts"),
                             Ok(crate::jobs::Ran::Idle) => {}
                             Err(e) => tracing::warn!(error = %e, "special-measures pass failed; will retry"),
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    {
+        // The determination history: customers whose accounts were accessed since the last
+        // pass are looked at again (a new access country changes the determination). The
+        // first pass runs one period after start.
+        let state = state.clone();
+        let cancel = cancel.clone();
+        handles.push(tokio::spawn(async move {
+            let every = Duration::from_secs(300);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            let holder = state.screening.instance.clone();
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => {
+                        loop {
+                            match crate::history::access_run_once(&state, &holder, 500).await {
+                                Ok(crate::jobs::Ran::Did(_)) => continue,
+                                Ok(crate::jobs::Ran::Idle) => break,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "determination history pass failed; will retry");
+                                    break;
+                                }
+                            }
                         }
                     }
                 }

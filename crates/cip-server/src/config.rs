@@ -56,6 +56,42 @@ pub struct VerificationConfig {
     pub otp_sender: OtpSenderConfig,
     /// Failed results in one verification round that fail the account (0: never).
     pub failure_limit: u32,
+    /// When set, email codes go through this SMTP server (phone codes still go to
+    /// `otp_sender`).
+    pub smtp: Option<SmtpConfig>,
+}
+
+/// An SMTP server for email one-time codes (`smtp_*` keys).
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    /// Username and password, when the server wants them (both or neither).
+    pub credentials: Option<(String, SecretString)>,
+    /// The sender mailbox, e.g. `Example Cloud <verify@example.com>`.
+    pub from: String,
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS, which must succeed (port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No TLS: only for a relay on the same host (credentials are refused).
+    None,
+}
+
+impl SmtpTls {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmtpTls::Starttls => "starttls",
+            SmtpTls::Tls => "tls",
+            SmtpTls::None => "none",
+        }
+    }
 }
 
 /// Where codes go: a file per code in `data_dir/otp-outbox` (development), or an HTTP relay
@@ -120,6 +156,13 @@ pub struct ConfigLayer {
     pub otp_http_url: Option<String>,
     pub otp_http_secret: Option<String>,
     pub verification_failure_limit: Option<u32>,
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<u16>,
+    /// `starttls` (default), `tls` or `none`.
+    pub smtp_tls: Option<String>,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
+    pub smtp_from: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -201,6 +244,12 @@ impl ConfigLayer {
                     layer.verification_failure_limit =
                         Some(parse_num("CIP_VERIFICATION_FAILURE_LIMIT", &v)?)
                 }
+                "CIP_SMTP_HOST" => layer.smtp_host = Some(v),
+                "CIP_SMTP_PORT" => layer.smtp_port = Some(parse_num("CIP_SMTP_PORT", &v)?),
+                "CIP_SMTP_TLS" => layer.smtp_tls = Some(v),
+                "CIP_SMTP_USERNAME" => layer.smtp_username = Some(v),
+                "CIP_SMTP_PASSWORD" => layer.smtp_password = Some(v),
+                "CIP_SMTP_FROM" => layer.smtp_from = Some(v),
                 _ => {}
             }
         }
@@ -257,6 +306,12 @@ impl ConfigLayer {
             verification_failure_limit: over
                 .verification_failure_limit
                 .or(self.verification_failure_limit),
+            smtp_host: over.smtp_host.or(self.smtp_host),
+            smtp_port: over.smtp_port.or(self.smtp_port),
+            smtp_tls: over.smtp_tls.or(self.smtp_tls),
+            smtp_username: over.smtp_username.or(self.smtp_username),
+            smtp_password: over.smtp_password.or(self.smtp_password),
+            smtp_from: over.smtp_from.or(self.smtp_from),
         }
     }
 }
@@ -336,6 +391,12 @@ fn env_is_set(l: &ConfigLayer) -> bool {
         || l.otp_http_url.is_some()
         || l.otp_http_secret.is_some()
         || l.verification_failure_limit.is_some()
+        || l.smtp_host.is_some()
+        || l.smtp_port.is_some()
+        || l.smtp_tls.is_some()
+        || l.smtp_username.is_some()
+        || l.smtp_password.is_some()
+        || l.smtp_from.is_some()
 }
 
 fn validate(l: ConfigLayer, sources: Vec<String>) -> Result<Config, ConfigError> {
@@ -550,7 +611,100 @@ fn validate_verification(l: &ConfigLayer) -> Result<VerificationConfig, ConfigEr
         otp_max_per_hour,
         otp_sender,
         failure_limit: l.verification_failure_limit.unwrap_or(3),
+        smtp: validate_smtp(l)?,
     })
+}
+
+fn smtp_invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+fn validate_smtp(l: &ConfigLayer) -> Result<Option<SmtpConfig>, ConfigError> {
+    let Some(host) = l
+        .smtp_host
+        .as_deref()
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+    else {
+        if l.smtp_port.is_some()
+            || l.smtp_tls.is_some()
+            || l.smtp_username.is_some()
+            || l.smtp_password.is_some()
+            || l.smtp_from.is_some()
+        {
+            return Err(smtp_invalid(
+                "smtp_host",
+                "smtp_* keys are set but smtp_host is not; set it or remove the others",
+            ));
+        }
+        return Ok(None);
+    };
+    if host.contains(['/', ':', ' ']) {
+        return Err(smtp_invalid(
+            "smtp_host",
+            format!("'{host}' must be a host name or IPv4 address (the port goes in smtp_port)"),
+        ));
+    }
+    let tls = match l.smtp_tls.as_deref().unwrap_or("starttls") {
+        "starttls" => SmtpTls::Starttls,
+        "tls" => SmtpTls::Tls,
+        "none" => SmtpTls::None,
+        other => {
+            return Err(smtp_invalid(
+                "smtp_tls",
+                format!("'{other}' is not one of: starttls, tls, none"),
+            ));
+        }
+    };
+    let port = l.smtp_port.unwrap_or(match tls {
+        SmtpTls::Starttls => 587,
+        SmtpTls::Tls => 465,
+        SmtpTls::None => 25,
+    });
+    if port == 0 {
+        return Err(smtp_invalid("smtp_port", "must be between 1 and 65535"));
+    }
+    let credentials = match (&l.smtp_username, &l.smtp_password) {
+        (None, None) => None,
+        (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => {
+            Some((u.clone(), SecretString::from(p.clone())))
+        }
+        _ => {
+            return Err(smtp_invalid(
+                "smtp_password",
+                "give both smtp_username and smtp_password, or neither (the values are not shown)",
+            ));
+        }
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if tls == SmtpTls::None && credentials.is_some() && !loopback {
+        return Err(smtp_invalid(
+            "smtp_tls",
+            "smtp_tls = \"none\" would send the password in clear; use starttls or tls",
+        ));
+    }
+    let from = l.smtp_from.clone().unwrap_or_default();
+    if from.parse::<lettre::message::Mailbox>().is_err() {
+        return Err(smtp_invalid(
+            "smtp_from",
+            format!(
+                "'{from}' is not a mailbox like verify@example.com or Name <verify@example.com>"
+            ),
+        ));
+    }
+    Ok(Some(SmtpConfig {
+        host: host.to_string(),
+        port,
+        tls,
+        credentials,
+        from,
+    }))
 }
 
 /// A stream or consumer name: NATS forbids whitespace, `.`, `*`, `>`, path separators.
@@ -651,7 +805,21 @@ impl Config {
                 self.data_dir.join("master.key").display()
             ),
         };
-        format!(
+        let smtp = match &self.verification.smtp {
+            None => "# smtp_host unset: email codes go to otp_sender\n".to_string(),
+            Some(s) => format!(
+                "smtp_host = \"{}\"\nsmtp_port = {}\nsmtp_tls = \"{}\"\n{}smtp_from = \"{}\"\n",
+                s.host,
+                s.port,
+                s.tls.as_str(),
+                match &s.credentials {
+                    Some((u, _)) => format!("smtp_username = \"{u}\"\nsmtp_password = \"***\"\n"),
+                    None => String::new(),
+                },
+                s.from.replace('"', "\\\""),
+            ),
+        };
+        let toml = format!(
             "# sources: {}\nlisten = \"{}\"\ndata_dir = \"{}\"\ndatabase_url = {}\nmaster_key = {}\nmax_body_bytes = {}\nrequest_timeout_secs = {}\npostgres_max_connections = {}\naudit_checkpoint_secs = {}\nscreening_threshold = {}\nlist_refresh_secs = {}\naccess_max_body_bytes = {}\naccess_future_skew_secs = {}\n{}{}log_format = \"{}\"\nlog_level = \"{}\"\notp_ttl_secs = {}\notp_max_attempts = {}\notp_resend_interval_secs = {}\notp_max_per_hour = {}\notp_sender = {}\nverification_failure_limit = {}\n",
             self.sources.join(" < "),
             self.listen,
@@ -697,7 +865,8 @@ impl Config {
                 }
             },
             self.verification.failure_limit,
-        )
+        );
+        toml + &smtp
     }
 }
 

@@ -473,6 +473,7 @@ pub fn customers() -> Vec<CustomerIn> {
             entity: None,
             payment_methods: vec![payment(i)],
             beneficial_owners: vec![],
+            notice: None,
         });
     }
     for (i, c) in COMPANIES.iter().enumerate() {
@@ -534,6 +535,7 @@ pub fn customers() -> Vec<CustomerIn> {
                     control_role: None,
                 },
             ],
+            notice: None,
         });
     }
     out
@@ -554,7 +556,9 @@ pub async fn load(state: &AppState) -> Result<usize, ApiError> {
     for (i, input) in customers().into_iter().enumerate() {
         let id = Uuid::now_v7();
         let now = now_micros();
-        let (row, terms, fields, _) = prepare_customer(state, &input, id, 1, now)?;
+        let (row, terms, fields, doc) = prepare_customer(state, &input, id, 1, now)?;
+        // Demo customers start their determination history like any other.
+        let summary = crate::history::summarize(&doc, Vec::new());
         state
             .store
             .insert_customer(CustomerWrite {
@@ -562,6 +566,17 @@ pub async fn load(state: &AppState) -> Result<usize, ApiError> {
                 terms,
                 audit: demo_audit("customer.create", "customer", id, fields),
                 idempotency: None,
+                extras: cip_store::CustomerExtras {
+                    notices: Vec::new(),
+                    determination: Some(crate::history::row(
+                        id,
+                        1,
+                        crate::history::CUSTOMER_CREATED,
+                        None,
+                        &summary,
+                        now,
+                    )),
+                },
             })
             .await?;
         let account_type = if input.kind == "entity" && i % 4 == 2 {

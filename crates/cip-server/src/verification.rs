@@ -142,6 +142,14 @@ impl Verification {
                 client: crate::webhooks::client(),
             }),
         };
+        // Email codes through SMTP when it is configured.
+        let sender: Arc<dyn CodeSender> = match &config.smtp {
+            None => sender,
+            Some(smtp) => Arc::new(crate::smtp::ByChannel {
+                email: crate::smtp::SmtpSender::new(smtp),
+                other: sender,
+            }),
+        };
         Verification {
             config: config.clone(),
             sender,

@@ -53,6 +53,7 @@ pub fn checks() -> Vec<NamedCheck> {
         ("concurrent_otp_throttle", |s| {
             Box::pin(concurrent_otp_throttle(s))
         }),
+        ("notices_and_history", |s| Box::pin(notices_and_history(s))),
     ]
 }
 
@@ -114,6 +115,7 @@ fn write(row: CustomerRow, terms: Vec<IndexTerm>) -> CustomerWrite {
         terms,
         audit: draft("customer.create", Some(id)),
         idempotency: None,
+        extras: Default::default(),
     }
 }
 
@@ -2250,6 +2252,143 @@ async fn concurrent_otp_throttle(s: Arc<dyn Store>) -> Check {
             .len()
             == 2,
         "two codes in all"
+    );
+    Ok(())
+}
+
+fn determination(cid: Uuid, status: &str, digest: u8) -> DeterminationRow {
+    DeterminationRow {
+        customer_id: cid,
+        seq: 0,
+        at: 5,
+        cause: "customer_created".into(),
+        record_version: 1,
+        account_id: None,
+        previous_status: None,
+        status: status.into(),
+        summary: format!("{{\"status\":\"{status}\"}}").into_bytes(),
+        digest: [digest; 32],
+    }
+}
+
+/// Notices go with a customer or on their own (unknown customer: nothing written); a
+/// determination is appended only when its digest changes, numbered per customer with the
+/// previous status; accounts are found by last access after a cursor.
+async fn notices_and_history(s: Arc<dyn Store>) -> Check {
+    let cid = Uuid::now_v7();
+    let notice = |version: &str, shown_at: i64| NoticeRow {
+        id: Uuid::now_v7(),
+        customer_id: cid,
+        policy_version: version.into(),
+        shown_at,
+        recorded_at: 9,
+        actor: "k1".into(),
+    };
+    let mut w = write(customer_row(cid, 1, "individual", "DE", 1), vec![]);
+    w.extras = CustomerExtras {
+        notices: vec![notice("v1", 100)],
+        determination: Some(determination(cid, "foreign_person", 1)),
+    };
+    s.insert_customer(w)
+        .await
+        .map_err(e("insert with extras"))?;
+    let head = s.audit_head().await.map_err(e("head"))?.0;
+    let orphan = s
+        .insert_notices(
+            vec![NoticeRow {
+                customer_id: Uuid::now_v7(),
+                ..notice("v1", 1)
+            }],
+            draft("notice.record", None),
+        )
+        .await;
+    ensure!(
+        matches!(orphan, Err(StoreError::NotFound)),
+        "notice of an unknown customer: {orphan:?}"
+    );
+    ensure!(
+        s.audit_head().await.map_err(e("head"))?.0 == head,
+        "a refused notice wrote an audit entry"
+    );
+    s.insert_notices(vec![notice("v2", 50)], draft("notice.record", None))
+        .await
+        .map_err(e("notice"))?;
+    let n = s.list_notices(cid).await.map_err(e("list notices"))?;
+    let versions: Vec<&str> = n.iter().map(|r| r.policy_version.as_str()).collect();
+    ensure!(
+        versions == ["v2", "v1"],
+        "notices in shown order: {versions:?}"
+    );
+
+    let same = s
+        .record_determination(determination(cid, "foreign_person", 1), None)
+        .await
+        .map_err(e("same"))?;
+    ensure!(same.is_none(), "an unchanged determination was appended");
+    let next = s
+        .record_determination(
+            determination(cid, "us_person", 2),
+            Some(draft("determination.record", None)),
+        )
+        .await
+        .map_err(e("next"))?;
+    ensure!(
+        next == Some(2),
+        "second determination is seq 2, got {next:?}"
+    );
+    ensure!(
+        s.audit_head().await.map_err(e("head"))?.0 == head + 2,
+        "the notice and the determination each append one audit entry"
+    );
+    let mut update = write(customer_row(cid, 2, "individual", "DE", 1), vec![]);
+    update.extras.determination = Some(determination(cid, "foreign_person", 3));
+    s.update_customer(update, 1).await.map_err(e("update"))?;
+    let h = s
+        .list_determinations(cid, 0, 10)
+        .await
+        .map_err(e("history"))?;
+    let got: Vec<(i64, Option<&str>, &str)> = h
+        .iter()
+        .map(|r| (r.seq, r.previous_status.as_deref(), r.status.as_str()))
+        .collect();
+    ensure!(
+        got == [
+            (1, None, "foreign_person"),
+            (2, Some("foreign_person"), "us_person"),
+            (3, Some("us_person"), "foreign_person")
+        ],
+        "history: {got:?}"
+    );
+    ensure!(h[1].digest == [2; 32], "digest kept");
+    let page = s.list_determinations(cid, 1, 1).await.map_err(e("page"))?;
+    ensure!(
+        page.len() == 1 && page[0].seq == 2,
+        "page after 1: {page:?}"
+    );
+
+    let far = 9_000_000_000_000_000;
+    let (a, b) = (account_row(cid, None), account_row(cid, None));
+    for r in [&a, &b] {
+        s.insert_account(account_write(r.clone()))
+            .await
+            .map_err(e("account"))?;
+    }
+    s.touch_last_accessed(vec![(a.id, far + 2), (b.id, far + 1)])
+        .await
+        .map_err(e("touch"))?;
+    let found = s
+        .accounts_accessed_after(far, Uuid::nil(), 10)
+        .await
+        .map_err(e("accessed after"))?;
+    let ids: Vec<Uuid> = found.iter().map(|r| r.id).collect();
+    ensure!(ids == [b.id, a.id], "by last access: {ids:?}");
+    let rest = s
+        .accounts_accessed_after(far + 1, b.id, 10)
+        .await
+        .map_err(e("accessed after cursor"))?;
+    ensure!(
+        rest.len() == 1 && rest[0].id == a.id,
+        "after the cursor: {rest:?}"
     );
     Ok(())
 }

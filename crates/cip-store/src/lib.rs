@@ -14,12 +14,14 @@
 mod audit;
 pub mod conformance;
 mod error;
+mod history;
 mod lists;
 mod measures;
 mod ops;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
+mod sqlite_history;
 mod sqlite_ops;
 mod sqlite_verification;
 mod types;
@@ -28,6 +30,7 @@ mod writer;
 
 pub use audit::{AuditDraft, AuditEntry, canonical_audit_body};
 pub use error::StoreError;
+pub use history::{CustomerExtras, DeterminationRow, HistoryStore, NoticeRow};
 pub use lists::{
     ListStore, ListVersionMeta, ListVersionRow, ListVersionWrite, ReviewDecision, ReviewFilter,
     ReviewRow, ReviewStore,
@@ -47,7 +50,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Everything cip persists. Both adapters implement it; [`conformance`] proves they agree.
 #[async_trait]
 pub trait Store:
-    ListStore + ReviewStore + MeasureStore + VerificationStore + Send + Sync + 'static
+    ListStore + ReviewStore + MeasureStore + VerificationStore + HistoryStore + Send + Sync + 'static
 {
     /// Which backend this is, for logs and `/readyz`.
     fn backend(&self) -> Backend;

@@ -224,6 +224,7 @@ macro_rules! define_ops {
             }
             put_terms(conn, r.id, &w.terms).await?;
             put_idempotency(conn, w.idempotency).await?;
+            crate::postgres::history_ops::write_extras(conn, w.extras).await?;
             append_audit(conn, head, w.audit).await
         }
 
@@ -268,6 +269,7 @@ macro_rules! define_ops {
                 .execute(&mut *conn)
                 .await?;
             put_terms(conn, r.id, &w.terms).await?;
+            crate::postgres::history_ops::write_extras(conn, w.extras).await?;
             append_audit(conn, head, w.audit).await
         }
 
@@ -1500,6 +1502,9 @@ macro_rules! define_ops {
         | Op::OpenCases(_)
         | Op::ResolveCase(_)
         | Op::InsertOtpThrottled(..)) => super::verification_ops::apply(conn, head, op).await?,
+                op @ (Op::InsertNotices(..) | Op::RecordDetermination(..)) => {
+                    super::history_ops::apply(conn, head, op).await?
+                }
             })
         }
     };

@@ -19,6 +19,7 @@ use crate::*;
 mod ops {
     crate::ops::define_ops!(sqlx::PgConnection);
 }
+pub(crate) mod history_ops;
 mod verification_ops;
 
 /// The advisory lock key that serialises audit-chain appends ("cip-audit" as an integer).
@@ -652,6 +653,52 @@ impl VerificationStore for PgStore {
 
     async fn resolve_case(&self, resolution: CaseResolution) -> Result<()> {
         unit(self.submit(Op::ResolveCase(Box::new(resolution))).await?)
+    }
+}
+
+#[async_trait]
+impl HistoryStore for PgStore {
+    async fn insert_notices(&self, rows: Vec<NoticeRow>, audit: AuditDraft) -> Result<()> {
+        unit(self.submit(Op::InsertNotices(rows, audit)).await?)
+    }
+
+    async fn list_notices(&self, customer_id: Uuid) -> Result<Vec<NoticeRow>> {
+        history_ops::list_notices(&mut *self.pool.acquire().await?, customer_id).await
+    }
+
+    async fn record_determination(
+        &self,
+        row: DeterminationRow,
+        audit: Option<AuditDraft>,
+    ) -> Result<Option<i64>> {
+        crate::writer::seq(
+            self.submit(Op::RecordDetermination(Box::new(row), audit))
+                .await?,
+        )
+    }
+
+    async fn list_determinations(
+        &self,
+        customer_id: Uuid,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<DeterminationRow>> {
+        history_ops::list_determinations(
+            &mut *self.pool.acquire().await?,
+            customer_id,
+            after,
+            limit,
+        )
+        .await
+    }
+
+    async fn accounts_accessed_after(
+        &self,
+        at: i64,
+        id: Uuid,
+        limit: u32,
+    ) -> Result<Vec<AccountRow>> {
+        history_ops::accounts_accessed_after(&mut *self.pool.acquire().await?, at, id, limit).await
     }
 }
 

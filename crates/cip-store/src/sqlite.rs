@@ -866,3 +866,44 @@ pub(crate) fn now_micros() -> i64 {
         .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
+
+#[async_trait]
+impl HistoryStore for SqliteStore {
+    async fn insert_notices(&self, rows: Vec<NoticeRow>, audit: AuditDraft) -> Result<()> {
+        crate::writer::unit(self.submit(Op::InsertNotices(rows, audit)).await?)
+    }
+
+    async fn list_notices(&self, customer_id: Uuid) -> Result<Vec<NoticeRow>> {
+        self.read(|c| crate::sqlite_history::list_notices(c, customer_id))
+    }
+
+    async fn record_determination(
+        &self,
+        row: DeterminationRow,
+        audit: Option<AuditDraft>,
+    ) -> Result<Option<i64>> {
+        crate::writer::seq(
+            self.submit(Op::RecordDetermination(Box::new(row), audit))
+                .await?,
+        )
+    }
+
+    async fn list_determinations(
+        &self,
+        customer_id: Uuid,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<DeterminationRow>> {
+        self.read(|c| crate::sqlite_history::list_determinations(c, customer_id, after, limit))
+    }
+
+    async fn accounts_accessed_after(
+        &self,
+        at: i64,
+        id: Uuid,
+        limit: u32,
+    ) -> Result<Vec<AccountRow>> {
+        self.scan(move |c| crate::sqlite_history::accounts_accessed_after(c, at, id, limit))
+            .await
+    }
+}

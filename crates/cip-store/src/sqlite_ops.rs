@@ -238,6 +238,7 @@ fn insert_customer(conn: &Connection, head: &mut Head, w: CustomerWrite) -> Resu
     }
     put_terms(conn, r.id, &w.terms)?;
     put_idempotency(conn, w.idempotency)?;
+    crate::sqlite_history::write_extras(conn, w.extras)?;
     append_audit(conn, head, w.audit)
 }
 
@@ -275,6 +276,7 @@ fn update_customer(
     }
     conn.prepare_cached(sql::DELETE_TERMS)?.execute([r.id])?;
     put_terms(conn, r.id, &w.terms)?;
+    crate::sqlite_history::write_extras(conn, w.extras)?;
     append_audit(conn, head, w.audit)
 }
 
@@ -1047,6 +1049,9 @@ pub(crate) fn apply(conn: &Connection, head: &mut Head, op: Op) -> Result<Out> {
         | Op::OpenCases(_)
         | Op::ResolveCase(_)
         | Op::InsertOtpThrottled(..)) => crate::sqlite_verification::apply(conn, head, op)?,
+        op @ (Op::InsertNotices(..) | Op::RecordDetermination(..)) => {
+            crate::sqlite_history::apply(conn, head, op)?
+        }
     })
 }
 
@@ -1076,7 +1081,7 @@ fn customer_row(pair: (CustomerRow, i64)) -> Result<CustomerRow> {
     Ok(row)
 }
 
-fn account_from_row(r: &Row<'_>) -> rusqlite::Result<AccountRow> {
+pub(crate) fn account_from_row(r: &Row<'_>) -> rusqlite::Result<AccountRow> {
     Ok(AccountRow {
         id: r.get(0)?,
         customer_id: r.get(1)?,

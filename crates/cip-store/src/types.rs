@@ -88,6 +88,8 @@ pub struct CustomerWrite {
     pub terms: Vec<IndexTerm>,
     pub audit: AuditDraft,
     pub idempotency: Option<IdempotencyRecord>,
+    /// Notices shown and the determination, written in the same transaction.
+    pub extras: crate::CustomerExtras,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -68,6 +68,9 @@ pub(crate) enum Op {
     // the one-time-code throttle checked in the writing transaction
     InsertOtpThrottled(Box<OtpRow>, OtpThrottle, AuditDraft),
     RecordRefusals(Vec<RefusalRow>, AuditDraft),
+    // notices and determination history (sqlite_history.rs, postgres/history_ops.rs)
+    InsertNotices(Vec<NoticeRow>, AuditDraft),
+    RecordDetermination(Box<DeterminationRow>, Option<AuditDraft>),
 }
 
 pub(crate) enum Out {
@@ -78,6 +81,7 @@ pub(crate) enum Out {
     Count(u64),
     Measures(Vec<MeasureRow>),
     Otp(OtpOutcome),
+    Seq(Option<i64>),
 }
 
 pub(crate) struct Job {
@@ -126,6 +130,15 @@ pub(crate) fn measures(out: Out) -> Result<Vec<MeasureRow>> {
 pub(crate) fn count(out: Out) -> Result<u64> {
     match out {
         Out::Count(n) => Ok(n),
+        _ => Err(StoreError::Backend(
+            "writer returned an unexpected result".into(),
+        )),
+    }
+}
+
+pub(crate) fn seq(out: Out) -> Result<Option<i64>> {
+    match out {
+        Out::Seq(s) => Ok(s),
         _ => Err(StoreError::Backend(
             "writer returned an unexpected result".into(),
         )),

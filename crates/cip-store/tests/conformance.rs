@@ -100,6 +100,7 @@ async fn postgres_instances_claim_each_delivery_once() {
         terms: vec![],
         audit: draft("customer.create", None),
         idempotency: None,
+        extras: Default::default(),
     })
     .await
     .unwrap();
@@ -246,6 +247,7 @@ async fn postgres_instances_claim_each_measure_once() {
         terms: vec![],
         audit: draft("customer.create", None),
         idempotency: None,
+        extras: Default::default(),
     })
     .await
     .unwrap();

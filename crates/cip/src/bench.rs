@@ -122,6 +122,7 @@ pub async fn store_customer(
                 purpose: None,
             },
             idempotency: None,
+            extras: Default::default(),
         })
         .await?;
     Ok(id)

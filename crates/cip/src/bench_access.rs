@@ -197,6 +197,7 @@ async fn run_in(o: &Options, dir: &Path, database_url: Option<String>) -> Result
             terms: vec![],
             audit: draft("customer.create", customer),
             idempotency: None,
+            extras: Default::default(),
         })
         .await?;
     let accounts: Vec<Uuid> = (0..o.accounts.max(1)).map(|_| Uuid::now_v7()).collect();

@@ -142,6 +142,59 @@ pub fn prepare_customer(
     ))
 }
 
+/// [`prepare_customer`] plus what is written with the customer: the notice shown (its problems
+/// listed with the record's) and the determination of the record as submitted, for the
+/// history (docs/design/0015-notices-history-consistency.md).
+#[allow(clippy::type_complexity)]
+async fn prepare_with_extras(
+    state: &AppState,
+    principal: &Principal,
+    input: &CustomerIn,
+    id: Uuid,
+    version: i64,
+    created_at: i64,
+    cause: &str,
+) -> Result<
+    (
+        CustomerRow,
+        Vec<cip_store::IndexTerm>,
+        Vec<String>,
+        crate::records::dto::CustomerDoc,
+        cip_store::CustomerExtras,
+    ),
+    ApiError,
+> {
+    let notice = match &input.notice {
+        None => Ok(None),
+        Some(n) => super::notices::parse_shown(state.store.as_ref(), n, "/notice", now_micros())
+            .await?
+            .map(Some),
+    };
+    let prepared = prepare_customer(state, input, id, version, created_at);
+    let ((row, terms, mut fields, doc), notice) = match (prepared, notice) {
+        (Ok(p), Ok(n)) => (p, n),
+        (Err(ApiError::Validation(mut a)), Err(b)) => {
+            a.extend(b);
+            return Err(ApiError::Validation(a));
+        }
+        (Err(e), _) => return Err(e),
+        (Ok(_), Err(b)) => return Err(ApiError::Validation(b)),
+    };
+    let mut extras = cip_store::CustomerExtras::default();
+    if let Some((notice_version, shown_at)) = notice {
+        fields.push("/notice".into());
+        extras.notices.push(super::notices::notice_row(
+            id,
+            notice_version,
+            shown_at,
+            &principal.key_id,
+        ));
+    }
+    extras.determination =
+        Some(crate::history::row_for_write(state, id, version, cause, &doc).await?);
+    Ok((row, terms, fields, doc, extras))
+}
+
 /// Create a customer (individual or entity) with its identity records, means of payment and
 /// beneficial owners.
 #[utoipa::path(post, path = "/v1/customers", tag = "customers",
@@ -165,7 +218,16 @@ pub async fn create_customer(
     }
     let id = Uuid::now_v7();
     let now = now_micros();
-    let (row, terms, fields, doc) = prepare_customer(&state, &body.value, id, 1, now)?;
+    let (row, terms, fields, doc, extras) = prepare_with_extras(
+        &state,
+        &principal,
+        &body.value,
+        id,
+        1,
+        now,
+        crate::history::CUSTOMER_CREATED,
+    )
+    .await?;
     let created = Created { id, version: 1 };
     let response = serde_json::to_vec(&created).map_err(|e| ApiError::Internal(e.to_string()))?;
     let write = CustomerWrite {
@@ -187,6 +249,7 @@ pub async fn create_customer(
             response: response.clone(),
             created_at: now,
         }),
+        extras,
     };
     match state.store.insert_customer(write).await {
         Ok(()) => {}
@@ -326,8 +389,16 @@ pub async fn update_customer(
             message: format!("a customer's kind cannot change (it is `{}`)", current.kind),
         }]));
     }
-    let (row, terms, fields, doc) =
-        prepare_customer(&state, &body.value, id, expected + 1, current.created_at)?;
+    let (row, terms, fields, doc, extras) = prepare_with_extras(
+        &state,
+        &principal,
+        &body.value,
+        id,
+        expected + 1,
+        current.created_at,
+        crate::history::CUSTOMER_UPDATED,
+    )
+    .await?;
     let write = CustomerWrite {
         row,
         terms,
@@ -340,6 +411,7 @@ pub async fn update_customer(
             None,
         ),
         idempotency: None,
+        extras,
     };
     // Special measures in force are re-checked against the new record; what that changes on
     // the customer's accounts commits with the record (docs/design/0010-special-measures.md).

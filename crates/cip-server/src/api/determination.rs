@@ -183,16 +183,14 @@ pub fn evidence_of(doc: &CustomerDoc) -> (Vec<Evidence>, Vec<(Uuid, Vec<Evidence
     (customer, owners)
 }
 
-/// Where the customer's accounts were accessed from: one `ip_geolocation` fact per account
-/// and country (known countries only), the address being the first the account used there.
-/// Each account's addresses read is audited like `GET /v1/accounts/{id}/countries`.
-pub(crate) async fn access_evidence(
+/// Where each of the customer's accounts was accessed from: one `ip_geolocation` fact per
+/// account and country (known countries only), the address being the first the account used
+/// there. Not audited: callers that show the facts audit the read (`access_evidence`); the
+/// determination history keeps only their codes.
+pub(crate) async fn access_facts(
     state: &AppState,
-    principal: &Principal,
-    headers: &HeaderMap,
     customer: Uuid,
-    purpose: &Option<String>,
-) -> Result<Vec<Evidence>, ApiError> {
+) -> Result<Vec<(Uuid, Vec<Evidence>)>, ApiError> {
     let mut out = Vec::new();
     let mut after = None;
     loop {
@@ -207,34 +205,25 @@ pub(crate) async fn access_evidence(
                 &cip_store::PageRequest { after, limit: 200 },
             )
             .await?;
-        let mut drafts = Vec::new();
         for account in &page {
             let ips = state.access.account_ips(account.id, 0, i64::MAX).await?;
             if ips.is_empty() {
                 continue;
             }
             let by = crate::access::countries(state.geoip.as_ref(), &ips);
-            drafts.push(super::audit_draft(
-                principal,
-                headers,
-                "access_countries.read",
-                "account",
-                Some(account.id.to_string()),
-                vec!["/countries".into(), format!("count={}", by.len())],
-                purpose.clone(),
-            ));
-            for c in by {
-                if let Some(country) = c.country {
-                    out.push(Evidence::located(
-                        country,
-                        cip_access::ip_from_key(c.first_ip),
-                        format!("/accounts/{}/countries/{}", account.id, country.as_str()),
-                    ));
-                }
-            }
-        }
-        if !drafts.is_empty() {
-            state.store.append_audit(drafts).await?;
+            let facts = by
+                .into_iter()
+                .filter_map(|c| {
+                    c.country.map(|country| {
+                        Evidence::located(
+                            country,
+                            cip_access::ip_from_key(c.first_ip),
+                            format!("/accounts/{}/countries/{}", account.id, country.as_str()),
+                        )
+                    })
+                })
+                .collect();
+            out.push((account.id, facts));
         }
         match page.last() {
             Some(last) if page.len() == 200 => after = Some(last.id),
@@ -242,6 +231,36 @@ pub(crate) async fn access_evidence(
         }
     }
     Ok(out)
+}
+
+/// [`access_facts`] for a reader: each account's countries read is audited like
+/// `GET /v1/accounts/{id}/countries`.
+pub(crate) async fn access_evidence(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    customer: Uuid,
+    purpose: &Option<String>,
+) -> Result<Vec<Evidence>, ApiError> {
+    let facts = access_facts(state, customer).await?;
+    let drafts: Vec<_> = facts
+        .iter()
+        .map(|(account, by)| {
+            super::audit_draft(
+                principal,
+                headers,
+                "access_countries.read",
+                "account",
+                Some(account.to_string()),
+                vec!["/countries".into(), format!("count={}", by.len())],
+                purpose.clone(),
+            )
+        })
+        .collect();
+    if !drafts.is_empty() {
+        state.store.append_audit(drafts).await?;
+    }
+    Ok(facts.into_iter().flat_map(|(_, f)| f).collect())
 }
 
 /// Whether the customer and each beneficial owner is a U.S. or a foreign person, with the
@@ -295,4 +314,101 @@ pub async fn get_determination(
             .collect(),
         geolocation: state.geoip.source(),
     }))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// Cursor: the `next_cursor` of the previous page (a sequence number).
+    pub after: Option<i64>,
+    /// 1–500, default 50.
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryEntryDto {
+    /// 1, 2, … per customer.
+    pub seq: i64,
+    pub at: String,
+    /// customer_created, customer_updated (a change of the record: addresses, owners, …) or
+    /// access_country (an account was accessed from a country not seen before)
+    pub cause: String,
+    /// The record version it was computed from.
+    pub record_version: i64,
+    /// For access_country: the account whose accesses were looked at.
+    pub account_id: Option<Uuid>,
+    /// The customer's status before (none for the first entry).
+    pub previous_status: Option<String>,
+    pub status: String,
+    /// The determination as codes: statuses and the (kind, country) of the evidence.
+    pub determination: crate::history::Summary,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryPage {
+    pub items: Vec<HistoryEntryDto>,
+    pub next_cursor: Option<i64>,
+}
+
+/// How the customer's determination changed over time, oldest first: one entry per change
+/// (a record write that changed it, or an access from a new country), with its cause and
+/// the statuses and evidence codes. Audited like a read of the record (admin, analyst,
+/// auditor, integration).
+#[utoipa::path(get, path = "/v1/customers/{id}/determination/history", tag = "customers",
+    params(("id" = Uuid, Path), HistoryQuery, ("X-Purpose" = Option<String>, Header)),
+    responses((status = 200, body = HistoryPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_determination_history(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+    axum::extract::Query(q): axum::extract::Query<HistoryQuery>,
+) -> Result<Json<HistoryPage>, ApiError> {
+    principal.require(Permission::ReadPersonalData)?;
+    let purpose = purpose(&headers)?;
+    let limit = super::page_limit(q.limit)?;
+    state
+        .store
+        .get_customer(id)
+        .await?
+        .ok_or(ApiError::NotFound("customer"))?;
+    let rows = state
+        .store
+        .list_determinations(id, q.after.unwrap_or(0), limit)
+        .await?;
+    let next_cursor = super::next_cursor(&rows, limit, |r| r.seq);
+    let items = rows
+        .into_iter()
+        .map(|r| {
+            Ok(HistoryEntryDto {
+                determination: serde_json::from_slice(&r.summary).map_err(|e| {
+                    ApiError::Internal(format!("determination history of {id}: {e}"))
+                })?,
+                seq: r.seq,
+                at: crate::time::to_rfc3339(r.at),
+                cause: r.cause,
+                record_version: r.record_version,
+                account_id: r.account_id,
+                previous_status: r.previous_status,
+                status: r.status,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    state
+        .store
+        .append_audit(vec![super::audit_draft(
+            &principal,
+            &headers,
+            "determination_history.read",
+            "customer",
+            Some(id.to_string()),
+            vec![
+                "/determination/history".into(),
+                format!("count={}", items.len()),
+            ],
+            purpose,
+        )])
+        .await?;
+    Ok(Json(HistoryPage { items, next_cursor }))
 }

@@ -4,10 +4,12 @@
 pub mod access;
 pub mod accounts;
 pub mod audit;
+pub mod consistency;
 pub mod customers;
 pub mod determination;
 pub mod documents;
 pub mod lifecycle;
+pub mod notices;
 pub mod policy;
 pub mod reviews;
 pub mod screening;

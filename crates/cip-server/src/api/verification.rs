@@ -181,7 +181,7 @@ pub struct RecordedEvidence {
 }
 
 /// Stores evidence, then settles the customer's pending accounts.
-async fn record(
+pub(crate) async fn record(
     state: &AppState,
     headers: &HeaderMap,
     write: EvidenceWrite,

@@ -231,6 +231,21 @@ pub struct CustomerIn {
     /// Individuals owning ≥25 % or exercising control (entities only).
     #[serde(default)]
     pub beneficial_owners: Vec<BeneficialOwnerIn>,
+    /// The policy notice the customer was shown at signup (recorded with the customer, not
+    /// part of the record; see `POST /v1/customers/{id}/notices`).
+    #[serde(default)]
+    pub notice: Option<NoticeShownIn>,
+}
+
+/// What a customer was shown: a policy version's notice, and when.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoticeShownIn {
+    /// The policy version whose notice was shown (see `GET /v1/policy/notice`).
+    pub version: String,
+    /// When it was shown (RFC 3339); default: now. Not more than 5 minutes ahead.
+    #[serde(default)]
+    pub shown_at: Option<String>,
 }
 
 /// The record part of a customer: what is sealed and stored.
