@@ -309,6 +309,9 @@ impl Writer {
                 .segment(seg)
                 .and_then(|sw| sw.apply(seg, &events[start..end], vault.as_ref(), &mut outcomes));
             if let Err(e) = result {
+                // Looked at before the connection closes: closing checkpoints and removes
+                // the WAL, the very file that may have reached its limit.
+                let e = classify_io(e, &self.dir);
                 // Its dictionaries may hold ids of the rolled-back transaction.
                 self.open.remove(&seg);
                 return Err(e);
