@@ -503,9 +503,6 @@ mod tests {
         assert_eq!(storage_exhausted(dir.path()), None);
         assert!(matches!(classify_io(e, dir.path()), AccessError::Io(_)));
         let efbig = std::io::Error::from(std::io::ErrorKind::FileTooLarge);
-        assert!(matches!(
-            AccessError::from(efbig),
-            AccessError::DiskFull(_)
-        ));
+        assert!(matches!(AccessError::from(efbig), AccessError::DiskFull(_)));
     }
 }

@@ -584,11 +584,7 @@ async fn access_command(command: AccessCommand) -> Result<u8, Failure> {
             let config = load_config(&target, None)?;
             init_logging(&config);
             let inst = open(&config).await?;
-            let c = inst
-                .access
-                .verify()
-                .await
-                .map_err(anyhow::Error::from)?;
+            let c = inst.access.verify().await.map_err(anyhow::Error::from)?;
             if json {
                 print_json(&serde_json::json!({
                     "ok": c.ok(),
