@@ -51,6 +51,7 @@ pub async fn run_all(store: Arc<dyn AccessStore>) -> Vec<String> {
         ("pagination", pagination(store.as_ref()).await),
         ("marks", marks(store.as_ref()).await),
         ("retention", retention(store.as_ref()).await),
+        ("verify", verify(store.as_ref()).await),
     ] {
         match result {
             Ok(f) => fails.extend(f.into_iter().map(|m| format!("{name}: {m}"))),
@@ -369,6 +370,48 @@ async fn retention(s: &dyn AccessStore) -> Result<Vec<String>> {
         f,
         again == 0,
         "a segment with an active account is kept ({again} dropped)"
+    );
+    Ok(f)
+}
+
+/// `verify` recounts the summaries from the events: after batches spanning two segments,
+/// with duplicates inside and across batches, it finds nothing wrong and counts every event
+/// once.
+async fn verify(s: &dyn AccessStore) -> Result<Vec<String>> {
+    let mut f = Vec::new();
+    let before = s.verify().await?;
+    ensure!(f, before.ok(), "before: {:?}", before.problems);
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    let edge = (T0 / SEGMENT_MICROS + 1) * SEGMENT_MICROS;
+    let batch = vec![
+        event(a, "192.0.2.1", edge - HOUR, Action::Login),
+        event(a, "192.0.2.1", edge + HOUR, Action::Api),
+        event(b, "192.0.2.1", edge + 2 * HOUR, Action::Api),
+        event(b, "2001:db8::9", edge + 3 * HOUR, Action::Ssh),
+        event(b, "2001:db8::9", edge + 3 * HOUR, Action::Ssh),
+    ];
+    let o1 = s.ingest(batch.clone(), None).await?;
+    let o2 = s.ingest(batch[1..].to_vec(), None).await?;
+    ensure!(
+        f,
+        (o1.accepted, o2.accepted) == (4, 0),
+        "accepted {o1:?} then {o2:?}"
+    );
+    let after = s.verify().await?;
+    ensure!(f, after.ok(), "after: {:?}", after.problems);
+    ensure!(
+        f,
+        after.events == before.events + 4,
+        "events counted {} then {}",
+        before.events,
+        after.events
+    );
+    ensure!(
+        f,
+        after.pairs == before.pairs + 4,
+        "pairs counted {} then {}",
+        before.pairs,
+        after.pairs
     );
     Ok(f)
 }

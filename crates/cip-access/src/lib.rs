@@ -24,6 +24,7 @@ pub mod postgres;
 pub mod sqlite;
 
 use std::net::IpAddr;
+use std::path::Path;
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -36,7 +37,7 @@ pub use parse::Action;
 /// 13-week segments spread them over ~13 times more events (BENCHMARKS.md).
 pub const SEGMENT_MICROS: i64 = 13 * 7 * 24 * 3600 * 1_000_000;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AccessError {
     #[error("storage full: {0}")]
     DiskFull(String),
@@ -44,6 +45,10 @@ pub enum AccessError {
     Storage(String),
     #[error("bad cursor")]
     BadCursor,
+    /// An I/O error of the engine's files, before it is known whether storage ran out
+    /// ([`storage_exhausted`] decides; see `sqlite::SqliteAccess`).
+    #[error("storage I/O error: {0}")]
+    Io(String),
 }
 
 impl From<rusqlite::Error> for AccessError {
@@ -52,6 +57,11 @@ impl From<rusqlite::Error> for AccessError {
             && f.code == rusqlite::ErrorCode::DiskFull
         {
             return AccessError::DiskFull(e.to_string());
+        }
+        if let rusqlite::Error::SqliteFailure(f, _) = &e
+            && f.code == rusqlite::ErrorCode::SystemIoFailure
+        {
+            return AccessError::Io(e.to_string());
         }
         AccessError::Storage(e.to_string())
     }
@@ -70,7 +80,10 @@ impl From<sqlx::Error> for AccessError {
 
 impl From<std::io::Error> for AccessError {
     fn from(e: std::io::Error) -> Self {
-        if e.kind() == std::io::ErrorKind::StorageFull {
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::FileTooLarge
+        ) {
             return AccessError::DiskFull(e.to_string());
         }
         AccessError::Storage(e.to_string())
@@ -78,6 +91,47 @@ impl From<std::io::Error> for AccessError {
 }
 
 pub type Result<T, E = AccessError> = std::result::Result<T, E>;
+
+/// Below this much free space, an I/O error while writing is storage running out.
+const LOW_SPACE_BYTES: u64 = 64 << 20;
+
+/// Whether the storage under `dir` is exhausted, and how: the file system nearly full, or a
+/// file of `dir` at the process's file-size limit (`ulimit -f`, systemd `LimitFSIZE=`).
+///
+/// Why it exists: SQLite reports ENOSPC met by `write()` as `SQLITE_FULL`, but the same
+/// exhaustion met elsewhere — EFBIG under a file-size limit, ENOSPC from `fallocate`,
+/// `ftruncate` or `fsync` — arrives as a generic `SQLITE_IOERR_*`, and rusqlite does not
+/// carry the errno. So after an I/O error the engine looks at the storage itself.
+pub fn storage_exhausted(dir: &Path) -> Option<String> {
+    if let Ok(v) = rustix::fs::statvfs(dir) {
+        let free = v.f_bavail.saturating_mul(v.f_frsize);
+        if free < LOW_SPACE_BYTES {
+            return Some(format!(
+                "no space left: the access record's file system has {free} bytes free"
+            ));
+        }
+    }
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Fsize).current?;
+    let at_limit = std::fs::read_dir(dir).ok()?.any(|e| {
+        e.and_then(|e| e.metadata())
+            .is_ok_and(|m| m.len().saturating_add(1 << 20) >= limit)
+    });
+    at_limit.then(|| {
+        format!("a file of the access record reached the process's file size limit ({limit} bytes, RLIMIT_FSIZE)")
+    })
+}
+
+/// An [`AccessError::Io`] becomes [`AccessError::DiskFull`] when the storage under `dir` is
+/// exhausted; every other error passes unchanged.
+pub fn classify_io(e: AccessError, dir: &Path) -> AccessError {
+    match e {
+        AccessError::Io(m) => match storage_exhausted(dir) {
+            Some(why) => AccessError::DiskFull(format!("{why} ({m})")),
+            None => AccessError::Io(m),
+        },
+        other => other,
+    }
+}
 
 /// Encryption of the free-text parts of an event (principal, user agent, session, resource):
 /// personal data, sealed before it reaches a table. The engines intern each distinct value
@@ -311,6 +365,29 @@ pub trait AccessStore: Send + Sync + 'static {
 
     /// Bytes on disk used by the record.
     async fn disk_bytes(&self) -> Result<u64>;
+
+    /// Recounts the summaries from the events, segment by segment, and reports every
+    /// disagreement: the check run after a crash (`cip access verify`) and by the tests that
+    /// kill the writer. Reads everything: minutes at the sizes.
+    async fn verify(&self) -> Result<Consistency>;
+}
+
+/// What [`AccessStore::verify`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Consistency {
+    pub segments: u64,
+    /// Events stored.
+    pub events: u64,
+    /// (account, address) pairs in the summaries.
+    pub pairs: u64,
+    /// Each disagreement between the events and the summaries, with its segment.
+    pub problems: Vec<String>,
+}
+
+impl Consistency {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
 }
 
 /// Two years: events are kept at least this long after the later of closure and last access.
@@ -392,4 +469,40 @@ pub fn last_access_by_account(events: &[AccessEvent]) -> Vec<(Uuid, i64)> {
     let mut v: Vec<(Uuid, i64)> = map.into_iter().collect();
     v.sort_unstable();
     v
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A real SQLITE_FULL (a database at its page limit) is disk full; a generic I/O error
+    /// stays an I/O error while the storage has room (`storage_exhausted` finds none here:
+    /// the temp directory's file system has space and no file near a file-size limit).
+    #[test]
+    fn sqlite_full_is_disk_full_and_io_errors_are_classified_by_the_storage() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+        conn.execute_batch(
+            "PRAGMA page_size = 4096; CREATE TABLE t (x BLOB); PRAGMA max_page_count = 3;",
+        )
+        .unwrap();
+        let full = conn
+            .execute("INSERT INTO t VALUES (zeroblob(100000))", [])
+            .unwrap_err();
+        assert!(
+            matches!(AccessError::from(full), AccessError::DiskFull(_)),
+            "SQLITE_FULL"
+        );
+        let io = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_WRITE),
+            None,
+        );
+        let e = AccessError::from(io);
+        assert!(matches!(e, AccessError::Io(_)), "{e:?}");
+        assert_eq!(storage_exhausted(dir.path()), None);
+        assert!(matches!(classify_io(e, dir.path()), AccessError::Io(_)));
+        let efbig = std::io::Error::from(std::io::ErrorKind::FileTooLarge);
+        assert!(matches!(AccessError::from(efbig), AccessError::DiskFull(_)));
+    }
 }

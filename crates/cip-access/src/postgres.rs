@@ -644,6 +644,49 @@ impl AccessStore for PgAccess {
         .await?;
         Ok(bytes.unwrap_or(0) as u64)
     }
+
+    async fn verify(&self) -> Result<Consistency> {
+        let mut out = Consistency::default();
+        // One snapshot for every count.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        out.segments = self.segment_ids().await?.len() as u64;
+        let events: i64 = sqlx::query_scalar("SELECT count(*) FROM access_events")
+            .fetch_one(&mut *tx)
+            .await?;
+        let pairs: i64 = sqlx::query_scalar("SELECT count(*) FROM access_account_ip")
+            .fetch_one(&mut *tx)
+            .await?;
+        out.events = events as u64;
+        out.pairs = pairs as u64;
+        // The only interpolation is a constant integer.
+        let w = SEGMENT_MICROS;
+        for (sql, what) in [
+            (
+                format!(
+                    "SELECT count(*) FROM (SELECT account, t / {w}, ip, min(t), max(t), count(*)                      FROM access_events GROUP BY account, t / {w}, ip EXCEPT                      SELECT account, seg, ip, first, last, n FROM access_account_ip) x"
+                ),
+                "(account, segment, address) groups of the events missing from access_account_ip or counted differently there",
+            ),
+            (
+                format!(
+                    "SELECT count(*) FROM (SELECT account, seg, ip, first, last, n                      FROM access_account_ip EXCEPT SELECT account, t / {w}, ip, min(t), max(t),                      count(*) FROM access_events GROUP BY account, t / {w}, ip) x"
+                ),
+                "access_account_ip rows that the events do not support",
+            ),
+        ] {
+            let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
+                .fetch_one(&mut *tx)
+                .await?;
+            if n != 0 {
+                out.problems.push(format!("{n} {what}"));
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
 }
 
 /// A scratch database for tests and benchmarks, dropped with [`drop_database`].

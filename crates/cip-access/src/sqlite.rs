@@ -87,7 +87,17 @@ pub struct SqliteAccess {
     durability: Durability,
     vault: Arc<dyn TextVault>,
     writer: Arc<Mutex<Writer>>,
+    /// Batches waiting for the writer: whoever takes the writer next stores them all in one
+    /// transaction per segment (group commit), and answers each.
+    queue: Arc<Mutex<Vec<Pending>>>,
     readers: Arc<Readers>,
+}
+
+/// One caller's batch, waiting in the group-commit queue.
+struct Pending {
+    events: Vec<AccessEvent>,
+    mark: Option<ImportMark>,
+    done: tokio::sync::oneshot::Sender<Result<IngestOutcome>>,
 }
 
 struct Writer {
@@ -172,6 +182,7 @@ impl SqliteAccess {
                 open: HashMap::new(),
                 tick: 0,
             })),
+            queue: Arc::new(Mutex::new(Vec::new())),
             readers: Arc::new(Readers {
                 dir: dir.to_path_buf(),
                 idle: Mutex::new(HashMap::new()),
@@ -193,7 +204,10 @@ impl SqliteAccess {
         events: Vec<AccessEvent>,
         mark: Option<ImportMark>,
     ) -> Result<IngestOutcome> {
-        lock(&self.writer).ingest(events, mark)
+        let mut out = lock(&self.writer)
+            .ingest_many(vec![(events, mark)])
+            .map_err(|e| classify_io(e, &self.dir))?;
+        Ok(out.pop().unwrap_or_default())
     }
 
     /// Rewrites a segment file compactly (`VACUUM`): pages filled by inserts in key order
@@ -263,42 +277,48 @@ impl Writer {
         Ok(sw)
     }
 
-    fn ingest(
+    /// Stores several callers' batches together: one transaction per segment for all of
+    /// them, then their import marks. Returns each batch's outcome, in order. An event sent
+    /// by two batches of the group is stored once (the first met counts it as accepted).
+    fn ingest_many(
         &mut self,
-        mut events: Vec<AccessEvent>,
-        mark: Option<ImportMark>,
-    ) -> Result<IngestOutcome> {
+        batches: Vec<(Vec<AccessEvent>, Option<ImportMark>)>,
+    ) -> Result<Vec<IngestOutcome>> {
+        let mut outcomes = vec![IngestOutcome::default(); batches.len()];
+        let mut events: Vec<(u32, AccessEvent)> =
+            Vec::with_capacity(batches.iter().map(|b| b.0.len()).sum());
+        let mut marks = Vec::new();
+        for (i, (evs, mark)) in batches.into_iter().enumerate() {
+            events.extend(evs.into_iter().map(|e| (i as u32, e)));
+            marks.extend(mark);
+        }
         // Key order: each segment's inserts walk its B-tree once, left to right.
-        events.sort_unstable_by(|a, b| {
+        events.sort_unstable_by(|(_, a), (_, b)| {
             (segment_of(a.at), a.account, a.at).cmp(&(segment_of(b.at), b.account, b.at))
         });
-        let mut total = IngestOutcome::default();
         let mut start = 0;
         while start < events.len() {
-            let seg = segment_of(events[start].at);
+            let seg = segment_of(events[start].1.at);
             let end = start
                 + events[start..]
                     .iter()
-                    .position(|e| segment_of(e.at) != seg)
+                    .position(|(_, e)| segment_of(e.at) != seg)
                     .unwrap_or(events.len() - start);
             let vault = self.vault.clone();
             let result = self
                 .segment(seg)
-                .and_then(|sw| sw.apply(seg, &events[start..end], vault.as_ref()));
-            match result {
-                Ok(o) => {
-                    total.accepted += o.accepted;
-                    total.duplicates += o.duplicates;
-                }
-                Err(e) => {
-                    // Its dictionaries may hold ids of the rolled-back transaction.
-                    self.open.remove(&seg);
-                    return Err(e);
-                }
+                .and_then(|sw| sw.apply(seg, &events[start..end], vault.as_ref(), &mut outcomes));
+            if let Err(e) = result {
+                // Looked at before the connection closes: closing checkpoints and removes
+                // the WAL, the very file that may have reached its limit.
+                let e = classify_io(e, &self.dir);
+                // Its dictionaries may hold ids of the rolled-back transaction.
+                self.open.remove(&seg);
+                return Err(e);
             }
             start = end;
         }
-        if let Some(m) = mark {
+        for m in marks {
             // After the events: a crash in between replays the batch, which the primary key
             // turns into duplicates, never into a gap.
             self.catalog
@@ -314,7 +334,7 @@ impl Writer {
                     jiff::Timestamp::now().as_microsecond()
                 ])?;
         }
-        Ok(total)
+        Ok(outcomes)
     }
 }
 
@@ -364,9 +384,10 @@ impl SegmentWriter {
     fn apply(
         &mut self,
         seg: i64,
-        events: &[AccessEvent],
+        events: &[(u32, AccessEvent)],
         vault: &dyn TextVault,
-    ) -> Result<IngestOutcome> {
+        outcomes: &mut [IngestOutcome],
+    ) -> Result<()> {
         let base = seg * SEGMENT_MICROS;
         let SegmentWriter {
             conn,
@@ -377,7 +398,6 @@ impl SegmentWriter {
             ..
         } = self;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut out = IngestOutcome::default();
         // (account id, ip id) → (first, last, count) of the new events.
         let mut agg: HashMap<(i64, i64), (i64, i64, i64)> = HashMap::new();
         {
@@ -390,7 +410,8 @@ impl SegmentWriter {
                 vault,
                 hashes,
             };
-            for e in events {
+            for (batch, e) in events {
+                let out = &mut outcomes[*batch as usize];
                 let a = intern.account(accounts, e.account)?;
                 let ip = intern.ip(ips, e.ip)?;
                 let p = intern.string(strings, &e.principal)?;
@@ -449,7 +470,7 @@ impl SegmentWriter {
             }
         }
         tx.commit()?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -890,10 +911,40 @@ impl AccessStore for SqliteAccess {
         events: Vec<AccessEvent>,
         mark: Option<ImportMark>,
     ) -> Result<IngestOutcome> {
-        let writer = self.writer.clone();
-        tokio::task::spawn_blocking(move || lock(&writer).ingest(events, mark))
+        let (done, answer) = tokio::sync::oneshot::channel();
+        lock(&self.queue).push(Pending { events, mark, done });
+        let (writer, queue, dir) = (self.writer.clone(), self.queue.clone(), self.dir.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut w = lock(&writer);
+            // Everything queued while the previous group was being stored, this batch
+            // included unless that group's writer already took it.
+            let group = std::mem::take(&mut *lock(&queue));
+            if group.is_empty() {
+                return;
+            }
+            let (batches, answers): (Vec<_>, Vec<_>) = group
+                .into_iter()
+                .map(|p| ((p.events, p.mark), p.done))
+                .unzip();
+            match w.ingest_many(batches) {
+                Ok(outcomes) => {
+                    for (a, o) in answers.into_iter().zip(outcomes) {
+                        let _ = a.send(Ok(o));
+                    }
+                }
+                Err(e) => {
+                    let e = classify_io(e, &dir);
+                    for a in answers {
+                        let _ = a.send(Err(e.clone()));
+                    }
+                }
+            }
+        })
+        .await
+        .map_err(join_err)?;
+        answer
             .await
-            .map_err(join_err)?
+            .map_err(|_| AccessError::Storage("the access writer stopped".into()))?
     }
 
     async fn import_mark(&self, file_key: [u8; 32]) -> Result<Option<ImportMark>> {
@@ -1039,4 +1090,68 @@ impl AccessStore for SqliteAccess {
         }
         Ok(total)
     }
+
+    async fn verify(&self) -> Result<Consistency> {
+        let segments = self.segment_ids()?;
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut out = Consistency::default();
+            for seg in segments {
+                let got = readers.with(seg, |conn| verify_segment(conn, seg))?;
+                if let Some((events, pairs, problems)) = got {
+                    out.segments += 1;
+                    out.events += events;
+                    out.pairs += pairs;
+                    out.problems.extend(problems);
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(join_err)?
+    }
+}
+
+/// One segment's events recounted against its summaries, in one read transaction (a
+/// consistent snapshot even while a writer commits). Problems name the segment and a count,
+/// never an account or address.
+fn verify_segment(conn: &Connection, seg: i64) -> Result<(u64, u64, Vec<String>)> {
+    conn.execute_batch("BEGIN")?;
+    let run = || -> Result<(u64, u64, Vec<String>)> {
+        let one = |sql: &str| -> Result<i64> { Ok(conn.query_row(sql, [], |r| r.get(0))?) };
+        let events = one("SELECT count(*) FROM events")?;
+        let pairs = one("SELECT count(*) FROM account_ip")?;
+        let mut problems = Vec::new();
+        for (sql, what) in [
+            (
+                "SELECT count(*) FROM (SELECT account, ip, min(t), max(t), count(*) FROM events                  GROUP BY account, ip EXCEPT SELECT account, ip, first, last, n FROM account_ip)",
+                "(account, address) pairs of the events missing from account_ip or counted differently there",
+            ),
+            (
+                "SELECT count(*) FROM (SELECT account, ip, first, last, n FROM account_ip EXCEPT                  SELECT account, ip, min(t), max(t), count(*) FROM events GROUP BY account, ip)",
+                "account_ip rows that the events do not support",
+            ),
+            (
+                "SELECT count(*) FROM (SELECT ip, account FROM account_ip EXCEPT                  SELECT ip, account FROM ip_account)",
+                "account_ip pairs missing from ip_account",
+            ),
+            (
+                "SELECT count(*) FROM (SELECT ip, account FROM ip_account EXCEPT                  SELECT ip, account FROM account_ip)",
+                "ip_account pairs without an account_ip row",
+            ),
+            (
+                "SELECT count(*) FROM events WHERE account NOT IN (SELECT id FROM accounts)                  OR ip NOT IN (SELECT id FROM ips) OR principal NOT IN (SELECT id FROM strings)",
+                "events naming a dictionary entry that does not exist",
+            ),
+        ] {
+            let n = one(sql)?;
+            if n != 0 {
+                problems.push(format!("segment {seg}: {n} {what}"));
+            }
+        }
+        Ok((events as u64, pairs as u64, problems))
+    };
+    let result = run();
+    conn.execute_batch("COMMIT")?;
+    result
 }

@@ -69,15 +69,49 @@ pub async fn open(
     }
 }
 
+/// Cip ids known to name an account, shared by the resolvers of a process (every HTTP
+/// request, the stream consumer). Accounts are never deleted, so a hit stays true; external
+/// ids are not kept here, since `PATCH` can move one to another account. Bounded: emptied
+/// when it reaches [`KnownAccounts::MAX`] ids (about 100 MB).
+#[derive(Clone, Default)]
+pub struct KnownAccounts(Arc<RwLock<std::collections::HashSet<Uuid>>>);
+
+impl KnownAccounts {
+    pub const MAX: usize = 2_000_000;
+
+    fn contains(&self, id: &Uuid) -> bool {
+        self.0.read().is_ok_and(|s| s.contains(id))
+    }
+
+    fn insert(&self, id: Uuid) {
+        if let Ok(mut s) = self.0.write() {
+            if s.len() >= Self::MAX {
+                s.clear();
+            }
+            s.insert(id);
+        }
+    }
+}
+
 /// Account references → cip ids, remembered for the life of the resolver (one request, one
-/// import run). A reference is a cip id when it parses as one and such an account exists,
-/// else the provider's external id.
+/// import run), and cip ids for the life of the process when given [`KnownAccounts`]. A
+/// reference is a cip id when it parses as one and such an account exists, else the
+/// provider's external id.
 #[derive(Default)]
 pub struct Resolver {
     known: HashMap<String, Option<Uuid>>,
+    accounts: Option<KnownAccounts>,
 }
 
 impl Resolver {
+    /// A resolver that also consults and fills the process-wide set of known cip ids.
+    pub fn with_known(accounts: KnownAccounts) -> Self {
+        Resolver {
+            known: HashMap::new(),
+            accounts: Some(accounts),
+        }
+    }
+
     pub async fn resolve(
         &mut self,
         store: &dyn Store,
@@ -87,10 +121,15 @@ impl Resolver {
             return Ok(*hit);
         }
         let mut found = None;
-        if let Ok(id) = Uuid::parse_str(reference)
-            && store.get_account(id).await?.is_some()
-        {
-            found = Some(id);
+        if let Ok(id) = Uuid::parse_str(reference) {
+            if self.accounts.as_ref().is_some_and(|k| k.contains(&id)) {
+                found = Some(id);
+            } else if store.get_account(id).await?.is_some() {
+                if let Some(k) = &self.accounts {
+                    k.insert(id);
+                }
+                found = Some(id);
+            }
         }
         if found.is_none() {
             found = store

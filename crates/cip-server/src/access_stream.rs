@@ -56,6 +56,11 @@ pub struct BatchOutcome {
     pub rejected_lines: u64,
 }
 
+/// Batches in flight at once: while one is being stored, the next is fetched, parsed and its
+/// accounts resolved; batches stored at the same moment share a transaction (the access
+/// writer's group commit).
+pub const WORKERS: usize = 2;
+
 /// Line numbers of a batch: message index in the high half, line within it in the low half,
 /// so refusals by the ingestion path (unknown accounts) find their message again.
 const LINE_BITS: u32 = 32;
@@ -126,6 +131,9 @@ impl AccessStream {
                     // A batch of 10,000 events commits in well under a second; a message
                     // not answered in a minute is redelivered (and deduplicated).
                     ack_wait: Duration::from_secs(60),
+                    // Room for every worker's batch and the next: at JetStream's default
+                    // (1,000) a fetch of more messages than that waited out its expiry.
+                    max_ack_pending: (config.batch * 2 * WORKERS).max(1000) as i64,
                     ..Default::default()
                 },
             )
@@ -201,7 +209,7 @@ impl AccessStream {
                 Err(reason) => whole_refused[i] = Some(reason),
             }
         }
-        let mut resolver = crate::access::Resolver::default();
+        let mut resolver = crate::access::Resolver::with_known(state.access_accounts.clone());
         let stored = crate::access::ingest(
             state.store.as_ref(),
             state.access.as_ref(),
@@ -316,10 +324,21 @@ impl AccessStream {
         Ok(out)
     }
 
-    /// Consumes until `cancel` fires. Errors (NATS away, the audit write failing) are logged
-    /// and retried after a pause; the client reconnects by itself.
+    /// Consumes until `cancel` fires, with [`WORKERS`] batches in flight. Errors (NATS away,
+    /// the audit write failing) are logged and retried after a pause; the client reconnects
+    /// by itself.
     pub async fn run(self, state: AppState, cancel: CancellationToken) {
         tracing::info!(stream = %self.config.stream, consumer = %self.config.consumer, "access stream: consuming");
+        let me = std::sync::Arc::new(self);
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..WORKERS {
+            let (me, state, cancel) = (me.clone(), state.clone(), cancel.clone());
+            workers.spawn(async move { me.work(state, cancel).await });
+        }
+        while workers.join_next().await.is_some() {}
+    }
+
+    async fn work(&self, state: AppState, cancel: CancellationToken) {
         loop {
             let next = tokio::select! {
                 _ = cancel.cancelled() => break,

@@ -538,7 +538,7 @@ pub fn state_from(inst: &crate::install::Installation, config: &crate::config::C
     AppState {
         store: inst.store.clone(),
         access: inst.access.clone(),
-        access_ingest: Arc::new(tokio::sync::Semaphore::new(2)),
+        access_ingest: Arc::new(tokio::sync::Semaphore::new(4)),
         access_max_body_bytes: config.access_max_body_bytes,
         access_future_skew_micros: config.access_future_skew_secs as i64 * 1_000_000,
         geoip: inst.geoip.clone(),
@@ -553,6 +553,7 @@ pub fn state_from(inst: &crate::install::Installation, config: &crate::config::C
             &config.verification,
             &config.data_dir,
         )),
+        access_accounts: Default::default(),
     }
 }
 

@@ -8,8 +8,9 @@ use cip_vault::{CheckpointKey, Keyring, MasterKey};
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub access: Arc<dyn cip_access::AccessStore>,
-    /// Ingestion requests in flight at once: the rest wait, so a flood of event batches
-    /// cannot take every worker from the other routes.
+    /// Ingestion requests in flight at once (4): the rest wait, so a flood of event batches
+    /// cannot take every worker from the other routes. Those in flight parse in parallel and
+    /// are stored together (the access writer's group commit).
     pub access_ingest: Arc<tokio::sync::Semaphore>,
     pub access_max_body_bytes: usize,
     pub access_future_skew_micros: i64,
@@ -27,6 +28,9 @@ pub struct AppState {
     pub screening_threshold: f32,
     /// One-time code settings and sender, the failure limit (docs/design/0011).
     pub verification: Arc<crate::verification::Verification>,
+    /// Cip ids of accounts met by access-event ingestion (HTTP, the stream), shared by every
+    /// request so a batch does not look each account up again.
+    pub access_accounts: crate::access::KnownAccounts,
 }
 
 impl AppState {

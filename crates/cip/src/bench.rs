@@ -54,6 +54,16 @@ pub enum BenchCommand {
         /// Run against PostgreSQL (a scratch database is created and dropped on this server).
         #[arg(long)]
         postgres: Option<String>,
+        /// Events published to a NATS JetStream stream (one per message) and consumed by
+        /// the server's consumer, publish to durable ack (0 skips the stream figure).
+        #[arg(long, default_value_t = 0)]
+        stream_events: u64,
+        /// The NATS server of the stream figure (a scratch stream is created and deleted).
+        #[arg(long, default_value = "nats://127.0.0.1:4222")]
+        nats: String,
+        /// Messages the consumer fetches, stores and acknowledges together.
+        #[arg(long, default_value_t = 1000)]
+        stream_batch: usize,
         #[arg(long)]
         json: bool,
     },
@@ -167,6 +177,9 @@ pub async fn run(cmd: BenchCommand) -> Result<u8> {
             accounts,
             http_events,
             postgres,
+            stream_events,
+            nats,
+            stream_batch,
             json,
         } => {
             crate::bench_access::run(crate::bench_access::Options {
@@ -174,6 +187,11 @@ pub async fn run(cmd: BenchCommand) -> Result<u8> {
                 accounts: accounts.unwrap_or((events / 100).max(1)),
                 http_events,
                 postgres,
+                stream: (stream_events > 0).then_some(crate::bench_access::StreamOptions {
+                    events: stream_events,
+                    nats,
+                    batch: stream_batch,
+                }),
                 json,
             })
             .await

@@ -130,7 +130,27 @@ pub struct Options {
     pub accounts: u64,
     pub http_events: u64,
     pub postgres: Option<String>,
+    pub stream: Option<StreamOptions>,
     pub json: bool,
+}
+
+/// The NATS JetStream figure: `events` published one per message to a scratch stream.
+pub struct StreamOptions {
+    pub events: u64,
+    pub nats: String,
+    pub batch: usize,
+}
+
+fn write_ndjson(w: &Workload, path: &Path) -> Result<()> {
+    let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let mut line = String::with_capacity(256);
+    for i in 0..w.events {
+        line.clear();
+        w.line(i, &mut line);
+        f.write_all(line.as_bytes())?;
+    }
+    f.flush()?;
+    Ok(())
 }
 
 pub async fn run(o: Options) -> Result<u8> {
@@ -246,16 +266,7 @@ async fn run_in(o: &Options, dir: &Path, database_url: Option<String>) -> Result
         span: 365 * DAY,
     });
     let file = dir.join("events.ndjson");
-    {
-        let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&file)?);
-        let mut line = String::with_capacity(256);
-        for i in 0..o.events {
-            line.clear();
-            w.line(i, &mut line);
-            f.write_all(line.as_bytes())?;
-        }
-        f.flush()?;
-    }
+    write_ndjson(&w, &file)?;
     let file_bytes = std::fs::metadata(&file)?.len();
     bar.inc(1);
 
@@ -339,6 +350,10 @@ async fn run_in(o: &Options, dir: &Path, database_url: Option<String>) -> Result
     } else {
         None
     };
+    let stream = match &o.stream {
+        Some(so) => Some(stream_ingest(&inst, &config, &w, dir, so).await?),
+        None => None,
+    };
     bar.finish_and_clear();
 
     let per_event = bytes_live as f64 / o.events as f64;
@@ -362,6 +377,13 @@ async fn run_in(o: &Options, dir: &Path, database_url: Option<String>) -> Result
                 "ip_accounts_1y_ms": {"p50": pct(&h_accts, 0.5), "p99": pct(&h_accts, 0.99), "mean_results": accts_found as f64 / queries as f64},
                 "bytes_per_event": (per_event * 10.0).round() / 10.0,
                 "bytes_per_event_compacted": per_event_compact.map(|b| (b * 10.0).round() / 10.0),
+                "stream": stream.as_ref().map(|s| json!({
+                    "events": s.events,
+                    "fetch_batch": s.batch,
+                    "events_per_sec": s.rate.round(),
+                    "baseline_import_events_per_sec": s.direct_rate.round(),
+                    "publish_only_events_per_sec": s.publish_rate.round(),
+                })),
             }))?
         );
     } else {
@@ -405,6 +427,24 @@ async fn run_in(o: &Options, dir: &Path, database_url: Option<String>) -> Result
             pct(&h_accts, 0.5),
             pct(&h_accts, 0.99)
         );
+        if let Some(s) = &stream {
+            println!(
+                "  {:<58} {:>12.0} events/s",
+                format!(
+                    "NATS JetStream consumer, publish to ack ({} events, fetch {})",
+                    s.events, s.batch
+                ),
+                s.rate
+            );
+            println!(
+                "  {:<58} {:>12.0} events/s",
+                "  baseline: the same number through cip access import", s.direct_rate
+            );
+            println!(
+                "  {:<58} {:>12.0} events/s",
+                "  publishing alone (one event a message, JetStream acks)", s.publish_rate
+            );
+        }
         match per_event_compact {
             Some(c) => println!(
                 "  {:<58} {:>9.1} B/event ({c:.1} after VACUUM of closed segments)",
@@ -565,4 +605,134 @@ async fn http_ingest(
     let _ = server.await;
     anyhow::ensure!(accepted == n, "HTTP stored {accepted} of {n} events");
     Ok(rate)
+}
+
+struct StreamFigures {
+    events: u64,
+    batch: usize,
+    rate: f64,
+    direct_rate: f64,
+    publish_rate: f64,
+}
+
+/// The JetStream consumer of `cip serve` (`AccessStream::run_once`, the loop `run` repeats),
+/// from the first publish to the last durable ack, while a publisher sends one event per
+/// message. Baseline in the same run: as many events (shifted two and three days before the
+/// file's, so new and not in the future) imported directly from a file by the code of
+/// `cip access import`.
+async fn stream_ingest(
+    inst: &cip_server::install::Installation,
+    config: &cip_server::config::Config,
+    w: &Arc<Workload>,
+    dir: &Path,
+    o: &StreamOptions,
+) -> Result<StreamFigures> {
+    use cip_server::access_stream::AccessStream;
+    let n = o.events;
+    let direct = Workload {
+        accounts: w.accounts.clone(),
+        events: n,
+        start: w.start - 2 * DAY,
+        span: w.span,
+    };
+    let file = dir.join("stream-baseline.ndjson");
+    write_ndjson(&direct, &file)?;
+    let t = Instant::now();
+    let r = crate::access::import_quiet(inst, &file, config.access_future_skew_secs).await?;
+    let direct_rate = n as f64 / t.elapsed().as_secs_f64();
+    anyhow::ensure!(r.accepted == n, "the baseline stored {} of {n}", r.accepted);
+
+    let tag = Uuid::new_v4().simple().to_string();
+    let nc = cip_server::config::NatsConfig {
+        url: o.nats.clone(),
+        stream: format!("CIPBENCH_{tag}"),
+        subject: format!("cip.bench.{tag}.access"),
+        consumer: "cip-bench".into(),
+        batch: o.batch,
+    };
+    // Creates the stream (file storage, as in production) and the durable consumer.
+    let consumer = AccessStream::connect(&nc)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let js = async_nats::jetstream::new(async_nats::connect(o.nats.as_str()).await?);
+    let shifted = Workload {
+        accounts: w.accounts.clone(),
+        events: n,
+        start: w.start - 3 * DAY,
+        span: w.span,
+    };
+    let payloads: Vec<String> = (0..n)
+        .map(|i| {
+            let mut s = String::with_capacity(200);
+            shifted.line(i, &mut s);
+            s
+        })
+        .collect();
+    let state = cip_server::app::state_from(inst, config);
+    let result = async {
+        let t = Instant::now();
+        let (js2, subject) = (js.clone(), nc.subject.clone());
+        let publisher = tokio::spawn(async move {
+            // Up to 4,096 publishes awaiting their JetStream ack at once.
+            let mut inflight = std::collections::VecDeque::new();
+            for p in payloads {
+                inflight.push_back(js2.publish(subject.clone(), p.into()).await?);
+                if inflight.len() >= 4096
+                    && let Some(f) = inflight.pop_front()
+                {
+                    f.await?;
+                }
+            }
+            for f in inflight {
+                f.await?;
+            }
+            Ok::<f64, anyhow::Error>(t.elapsed().as_secs_f64())
+        });
+        // As `AccessStream::run` does: WORKERS loops of `run_once`, batches in flight at once.
+        let consumer = Arc::new(consumer);
+        let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..cip_server::access_stream::WORKERS {
+            let (consumer, state, acked) = (consumer.clone(), state.clone(), acked.clone());
+            workers.spawn(async move {
+                let (mut accepted, mut done_at) = (0u64, None);
+                while acked.load(std::sync::atomic::Ordering::SeqCst) < n {
+                    let b = consumer
+                        .run_once(&state, std::time::Duration::from_millis(200))
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    anyhow::ensure!(
+                        b.retried == 0 && b.terminated == 0,
+                        "the consumer refused or handed back messages: {b:?}"
+                    );
+                    let before = acked.fetch_add(b.acked, std::sync::atomic::Ordering::SeqCst);
+                    if before < n && before + b.acked >= n {
+                        // The last ack: the other worker may still wait out its fetch.
+                        done_at = Some(t.elapsed().as_secs_f64());
+                    }
+                    accepted += b.accepted;
+                }
+                Ok::<(u64, Option<f64>), anyhow::Error>((accepted, done_at))
+            });
+        }
+        let (mut accepted, mut secs) = (0, f64::MAX);
+        while let Some(r) = workers.join_next().await {
+            let (a, d) = r.context("stream worker")??;
+            accepted += a;
+            secs = secs.min(d.unwrap_or(f64::MAX));
+        }
+        let rate = n as f64 / secs;
+        let publish_secs = publisher.await.context("publisher")??;
+        anyhow::ensure!(accepted == n, "the stream stored {accepted} of {n} events");
+        Ok(StreamFigures {
+            events: n,
+            batch: o.batch,
+            rate,
+            direct_rate,
+            publish_rate: n as f64 / publish_secs,
+        })
+    }
+    .await;
+    js.delete_stream(&nc.stream).await?;
+    result
 }

@@ -283,6 +283,14 @@ enum AccessCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Recount the summaries (account → addresses, address → accounts) from the events and
+    /// report every disagreement; exit 5 if there is any. Reads the whole record.
+    Verify {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -338,12 +346,31 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(async {
+        survive_file_size_limit();
+        run(cli).await
+    }) {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
             eprintln!("error: {:#}", f.error);
             ExitCode::from(f.code)
         }
+    }
+}
+
+/// A write past the process's file-size limit (`ulimit -f`, systemd `LimitFSIZE=`) raises
+/// SIGXFSZ, whose default action kills the process mid-transaction. Handled, the write fails
+/// with EFBIG instead, and the stores report it like a full disk (HTTP 507, the importer's
+/// error naming the last stored line): the same loud, lossless failure.
+fn survive_file_size_limit() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let kind = SignalKind::from_raw(rustix::process::Signal::XFSZ.as_raw());
+    if let Ok(mut s) = signal(kind) {
+        tokio::spawn(async move {
+            while s.recv().await.is_some() {
+                tracing::warn!("file size limit reached (SIGXFSZ): the write fails with EFBIG");
+            }
+        });
     }
 }
 
@@ -552,6 +579,33 @@ async fn access_command(command: AccessCommand) -> Result<u8, Failure> {
                 println!("{dropped} segment(s) dropped");
             }
             Ok(0)
+        }
+        AccessCommand::Verify { target, json } => {
+            let config = load_config(&target, None)?;
+            init_logging(&config);
+            let inst = open(&config).await?;
+            let c = inst.access.verify().await.map_err(anyhow::Error::from)?;
+            if json {
+                print_json(&serde_json::json!({
+                    "ok": c.ok(),
+                    "segments": c.segments,
+                    "events": c.events,
+                    "pairs": c.pairs,
+                    "problems": c.problems,
+                }));
+            } else {
+                println!(
+                    "{} events in {} segment(s), {} (account, address) pairs: {}",
+                    c.events,
+                    c.segments,
+                    c.pairs,
+                    if c.ok() { "consistent" } else { "INCONSISTENT" }
+                );
+                for p in &c.problems {
+                    println!("  {p}");
+                }
+            }
+            Ok(if c.ok() { 0 } else { 5 })
         }
     }
 }

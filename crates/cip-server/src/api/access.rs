@@ -116,7 +116,7 @@ pub async fn ingest_access_events(
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?
             .map_err(ApiError::MalformedJson)?;
-    let mut resolver = crate::access::Resolver::default();
+    let mut resolver = crate::access::Resolver::with_known(state.access_accounts.clone());
     let outcome = crate::access::ingest(
         state.store.as_ref(),
         state.access.as_ref(),

@@ -76,7 +76,7 @@ async fn wrong_master_key_refuses_to_start_and_touches_nothing() {
 
 /// Starts `cip serve` on a free port over `dir` and returns once it says it is listening
 /// (read from its stderr, so no sleeping or polling).
-fn start_binary(dir: &std::path::Path) -> (std::process::Child, String) {
+pub(crate) fn start_binary(dir: &std::path::Path) -> (std::process::Child, String) {
     use std::io::BufRead;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -6,6 +6,7 @@
 mod helpers;
 
 mod access;
+mod access_faults;
 mod access_stream;
 mod audit;
 mod auth;
