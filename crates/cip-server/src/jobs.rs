@@ -58,7 +58,13 @@ pub async fn rotation_run_once(state: &AppState, batch: u32) -> Result<Ran, Stri
         .map_err(|e| e.to_string())?;
         if state
             .store
-            .reseal_customer(row.id, row.version, doc, keyring.active_key_id(), Some(digest))
+            .reseal_customer(
+                row.id,
+                row.version,
+                doc,
+                keyring.active_key_id(),
+                Some(digest),
+            )
             .await
             .map_err(|e| e.to_string())?
         {

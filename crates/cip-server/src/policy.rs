@@ -382,7 +382,14 @@ pub async fn check(
     let scanned = for_each_evaluable(store, keyring, progress, |e| {
         for account in e.accounts {
             let s = subject(e.facts, account.account_type, &account.product, e.passed, 0);
-            tally(&mut report, in_force, proposed, &s, e.customer_id, account.id);
+            tally(
+                &mut report,
+                in_force,
+                proposed,
+                &s,
+                e.customer_id,
+                account.id,
+            );
         }
     })
     .await?;
@@ -425,7 +432,10 @@ pub fn required_move(
     match (account.status.as_str(), &outcome.verdict) {
         ("pending_verification", Verdict::Verified) => Some((
             AccountStatus::Active,
-            format!("policy {}: the stored evidence meets its requirements", policy.version),
+            format!(
+                "policy {}: the stored evidence meets its requirements",
+                policy.version
+            ),
         )),
         ("pending_verification", Verdict::NotRequired) => Some((
             AccountStatus::Active,
@@ -453,7 +463,11 @@ pub fn required_move(
                 policy.version,
                 missing
                     .iter()
-                    .map(|set| set.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" or "))
+                    .map(|set| set
+                        .iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" or "))
                     .collect::<Vec<_>>()
                     .join("; ")
             ),

@@ -861,8 +861,8 @@ async fn reseal(s: Arc<dyn Store>) -> Check {
             99,
             Some(b"resealed digest".to_vec())
         )
-            .await
-            .map_err(e("reseal"))?,
+        .await
+        .map_err(e("reseal"))?,
         "reseal at the current version must succeed"
     );
     ensure!(
@@ -2110,10 +2110,7 @@ async fn digests(s: Arc<dyn Store>) -> Result<(), String> {
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let page = s
-            .scan_customer_digests(after, 2)
-            .await
-            .map_err(e("scan"))?;
+        let page = s.scan_customer_digests(after, 2).await.map_err(e("scan"))?;
         let Some(last) = page.last() else { break };
         ensure!(page.len() <= 2, "a page holds at most the limit");
         after = Some(last.id);
@@ -2141,7 +2138,9 @@ async fn digests(s: Arc<dyn Store>) -> Result<(), String> {
         ensure!(r.key_id == 1 && r.kind == "individual", "codes as written");
     }
     ensure!(
-        mine.iter().find(|r| r.id == ids[3]).and_then(|r| r.document.clone())
+        mine.iter()
+            .find(|r| r.id == ids[3])
+            .and_then(|r| r.document.clone())
             == Some(format!("sealed-{}-1", ids[3]).into_bytes()),
         "the fallback document is the stored one"
     );

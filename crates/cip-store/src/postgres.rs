@@ -567,8 +567,7 @@ impl VerificationStore for PgStore {
     }
 
     async fn list_evidence_between(&self, first: Uuid, last: Uuid) -> Result<Vec<EvidenceRow>> {
-        verification_ops::list_evidence_between(&mut *self.pool.acquire().await?, first, last)
-            .await
+        verification_ops::list_evidence_between(&mut *self.pool.acquire().await?, first, last).await
     }
 
     async fn list_evidence(&self, customer_id: Uuid) -> Result<Vec<EvidenceRow>> {

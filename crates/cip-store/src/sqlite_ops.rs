@@ -1222,8 +1222,8 @@ pub(crate) fn scan_customer_digests(
     })?;
     rows.map(|r| {
         let (mut row, key_id) = r?;
-        row.key_id = u32::try_from(key_id)
-            .map_err(|_| StoreError::Backend("key id out of range".into()))?;
+        row.key_id =
+            u32::try_from(key_id).map_err(|_| StoreError::Backend("key id out of range".into()))?;
         Ok(row)
     })
     .collect()

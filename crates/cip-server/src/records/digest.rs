@@ -178,8 +178,8 @@ pub fn of_row(keyring: &Keyring, row: &CustomerDigestRow) -> Result<Digest, Stri
         .ok_or_else(|| format!("customer {} has neither digest nor document", row.id))?;
     let (value, _) = seal::open_document(keyring, row.id, document, &seal::Projection::all())
         .map_err(|e| format!("opening customer {}: {e}", row.id))?;
-    let doc: CustomerDoc = serde_json::from_value(value)
-        .map_err(|e| format!("customer {} document: {e}", row.id))?;
+    let doc: CustomerDoc =
+        serde_json::from_value(value).map_err(|e| format!("customer {} document: {e}", row.id))?;
     Ok(Digest::of(&doc))
 }
 

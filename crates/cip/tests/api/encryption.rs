@@ -3,7 +3,10 @@ use sqlx::{Connection, Row};
 use crate::both_backends;
 use crate::helpers::*;
 
-both_backends!(no_plaintext_at_rest, the_digest_is_sealed_to_its_record_and_agrees_with_it);
+both_backends!(
+    no_plaintext_at_rest,
+    the_digest_is_sealed_to_its_record_and_agrees_with_it
+);
 
 /// Distinctive values written through the API; none may appear in the database's bytes.
 const NEEDLES: &[&str] = &[

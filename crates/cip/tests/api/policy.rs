@@ -255,7 +255,6 @@ async fn policy_is_applied_through_the_api(backend: Backend) {
     app.cleanup().await;
 }
 
-
 /// Every open account whose status the policy in force no longer supports, with the move.
 async fn moves_required(app: &crate::helpers::TestApp) -> Vec<(uuid::Uuid, &'static str)> {
     let store = app.state.store.as_ref();
