@@ -473,27 +473,37 @@ async fn mark_rescreened(
     screened: u64,
     cause: &Cause,
 ) -> Result<(), String> {
+    let audit = AuditDraft {
+        at: crate::time::now_micros(),
+        actor: cause.actor.clone(),
+        role: cause.role.clone(),
+        action: "customer.rescreen".into(),
+        record_type: "screening_list".into(),
+        record_id: Some(change.list_id.clone()),
+        fields: vec![
+            format!("version={}", change.version),
+            format!("customers={screened}"),
+            format!("entries={}", change.added_or_changed.len()),
+            "read=/identity,/payment_methods,/beneficial_owners".into(),
+        ],
+        request_id: None,
+        purpose: Some("continuous screening after a list change".into()),
+    };
+    // The marker is a high-water mark: when a later version of this list finished first (on
+    // another instance, whose queue order differed), it stays; the read is still recorded.
+    if rescreened_version(state, &change.list_id).await? >= Some(change.version) {
+        return state
+            .store
+            .append_audit(vec![audit])
+            .await
+            .map_err(|e| e.to_string());
+    }
     state
         .store
         .set_meta(
             &rescreened_key(&change.list_id),
             change.version.to_string().as_bytes(),
-            AuditDraft {
-                at: crate::time::now_micros(),
-                actor: cause.actor.clone(),
-                role: cause.role.clone(),
-                action: "customer.rescreen".into(),
-                record_type: "screening_list".into(),
-                record_id: Some(change.list_id.clone()),
-                fields: vec![
-                    format!("version={}", change.version),
-                    format!("customers={screened}"),
-                    format!("entries={}", change.added_or_changed.len()),
-                    "read=/identity,/payment_methods,/beneficial_owners".into(),
-                ],
-                request_id: None,
-                purpose: Some("continuous screening after a list change".into()),
-            },
+            audit,
         )
         .await
         .map_err(|e| e.to_string())
