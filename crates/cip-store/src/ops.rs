@@ -278,15 +278,13 @@ macro_rules! define_ops {
             head: &mut Head,
             id: Uuid,
             version: i64,
-            document: Vec<u8>,
-            key_id: u32,
-            digest: Option<Vec<u8>>,
+            r: crate::writer::Resealed,
             audit: AuditDraft,
         ) -> Result<bool> {
             let n = sqlx::query(crate::sql::RESEAL_CUSTOMER)
-                .bind(document)
-                .bind(i64::from(key_id))
-                .bind(digest)
+                .bind(r.document)
+                .bind(i64::from(r.key_id))
+                .bind(r.digest)
                 .bind(id)
                 .bind(version)
                 .execute(&mut *conn)
@@ -1386,8 +1384,8 @@ macro_rules! define_ops {
                     update_customer(conn, head, w, v).await?;
                     Out::Unit
                 }
-                Op::Reseal(id, version, doc, key_id, digest, audit) => Out::Bool(
-                    reseal_customer(conn, head, id, version, doc, key_id, digest, audit).await?,
+                Op::Reseal(id, version, resealed, audit) => Out::Bool(
+                    reseal_customer(conn, head, id, version, resealed, audit).await?,
                 ),
                 Op::InsertAccount(w) => {
                     insert_account(conn, head, w).await?;

@@ -250,8 +250,17 @@ impl Store for PgStore {
     ) -> Result<bool> {
         let audit = crate::sqlite::reseal_audit(id, key_id);
         boolean(
-            self.submit(Op::Reseal(id, version, document, key_id, digest, audit))
-                .await?,
+            self.submit(Op::Reseal(
+                id,
+                version,
+                crate::writer::Resealed {
+                    document,
+                    key_id,
+                    digest,
+                },
+                audit,
+            ))
+            .await?,
         )
     }
 

@@ -417,8 +417,17 @@ impl Store for SqliteStore {
     ) -> Result<bool> {
         let audit = reseal_audit(id, key_id);
         boolean(
-            self.submit(Op::Reseal(id, version, document, key_id, digest, audit))
-                .await?,
+            self.submit(Op::Reseal(
+                id,
+                version,
+                crate::writer::Resealed {
+                    document,
+                    key_id,
+                    digest,
+                },
+                audit,
+            ))
+            .await?,
         )
     }
 

@@ -285,15 +285,13 @@ fn reseal_customer(
     head: &mut Head,
     id: Uuid,
     version: i64,
-    document: Vec<u8>,
-    key_id: u32,
-    digest: Option<Vec<u8>>,
+    r: crate::writer::Resealed,
     audit: AuditDraft,
 ) -> Result<bool> {
     let n = conn.prepare_cached(sql::RESEAL_CUSTOMER)?.execute(params![
-        document,
-        i64::from(key_id),
-        digest,
+        r.document,
+        i64::from(r.key_id),
+        r.digest,
         id,
         version
     ])?;
@@ -935,9 +933,9 @@ pub(crate) fn apply(conn: &Connection, head: &mut Head, op: Op) -> Result<Out> {
             update_customer(conn, head, w, v)?;
             Out::Unit
         }
-        Op::Reseal(id, version, doc, key_id, digest, audit) => Out::Bool(reseal_customer(
-            conn, head, id, version, doc, key_id, digest, audit,
-        )?),
+        Op::Reseal(id, version, resealed, audit) => {
+            Out::Bool(reseal_customer(conn, head, id, version, resealed, audit)?)
+        }
         Op::InsertAccount(w) => {
             insert_account(conn, head, w)?;
             Out::Unit

@@ -6,6 +6,13 @@ use uuid::Uuid;
 
 use crate::*;
 
+/// A record re-sealed under another data key: the document, the key and the re-derived digest.
+pub(crate) struct Resealed {
+    pub document: Vec<u8>,
+    pub key_id: u32,
+    pub digest: Option<Vec<u8>>,
+}
+
 pub(crate) enum Op {
     InitMeta(String, Vec<u8>),
     SetMeta(String, Vec<u8>, AuditDraft),
@@ -23,7 +30,7 @@ pub(crate) enum Op {
     RevokeApiKey(String, i64, AuditDraft),
     InsertCustomer(CustomerWrite),
     UpdateCustomer(CustomerWrite, i64),
-    Reseal(Uuid, i64, Vec<u8>, u32, Option<Vec<u8>>, AuditDraft),
+    Reseal(Uuid, i64, Resealed, AuditDraft),
     InsertAccount(AccountWrite),
     UpdateAccount(AccountWrite, i64),
     TouchLastAccessed(Vec<(Uuid, i64)>),
