@@ -94,40 +94,19 @@ pub async fn lifecycle_run_once(
             .await
             .map_err(|e| e.to_string())?;
         for current in due {
-            let mut row = current.clone();
-            row.version = current.version + 1;
-            row.updated_at = now;
-            let (transition, event) = crate::api::lifecycle::apply_transition(
-                &mut row,
-                &current.status,
+            // `false`: another instance (or a request) changed it first; its change stands.
+            if crate::api::lifecycle::system_transition(
+                state.store.as_ref(),
+                &current,
                 to,
-                reason.to_string(),
+                reason,
                 SYSTEM_ACTOR,
-                "/status",
+                None,
+                now,
             )
-            .map_err(|e| format!("{e:?}"))?;
-            let write = cip_store::AccountWrite {
-                row,
-                audit: cip_store::AuditDraft {
-                    at: now,
-                    actor: SYSTEM_ACTOR.into(),
-                    role: "system".into(),
-                    action: "account.transition".into(),
-                    record_type: "account".into(),
-                    record_id: Some(current.id.to_string()),
-                    fields: vec!["/status".into()],
-                    request_id: None,
-                    purpose: Some(reason.into()),
-                },
-                idempotency: None,
-                transition: Some(transition),
-                events: vec![event],
-            };
-            match state.store.update_account(write, current.version).await {
-                Ok(()) => moved += 1,
-                // Another instance (or a request) changed it first: its change stands.
-                Err(cip_store::StoreError::VersionConflict { .. }) => {}
-                Err(e) => return Err(e.to_string()),
+            .await?
+            {
+                moved += 1;
             }
         }
     }

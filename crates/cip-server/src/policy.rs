@@ -640,41 +640,16 @@ async fn move_account(state: &crate::state::AppState, m: Move) -> Result<bool, S
     if current.version != m.account.version {
         return Ok(false);
     }
-    let now = crate::time::now_micros();
-    let mut row = current.clone();
-    row.version = current.version + 1;
-    row.updated_at = now;
-    let (transition, event) = crate::api::lifecycle::apply_transition(
-        &mut row,
-        &current.status,
+    crate::api::lifecycle::system_transition(
+        state.store.as_ref(),
+        &current,
         m.to,
-        m.reason.clone(),
+        &m.reason,
         POLICY_ACTOR,
-        "/status",
+        None,
+        crate::time::now_micros(),
     )
-    .map_err(|e| format!("{e:?}"))?;
-    let write = cip_store::AccountWrite {
-        row,
-        audit: cip_store::AuditDraft {
-            at: now,
-            actor: POLICY_ACTOR.into(),
-            role: "system".into(),
-            action: "account.transition".into(),
-            record_type: "account".into(),
-            record_id: Some(current.id.to_string()),
-            fields: vec!["/status".into()],
-            request_id: None,
-            purpose: Some(m.reason),
-        },
-        idempotency: None,
-        transition: Some(transition),
-        events: vec![event],
-    };
-    match state.store.update_account(write, current.version).await {
-        Ok(()) => Ok(true),
-        Err(cip_store::StoreError::VersionConflict { .. }) => Ok(false),
-        Err(e) => Err(e.to_string()),
-    }
+    .await
 }
 
 const PAGE: u32 = 1000;

@@ -405,47 +405,23 @@ async fn transition(
     reason: &str,
     request_id: Option<String>,
 ) -> Result<Option<AccountOutcome>, String> {
-    let now = now_micros();
-    let mut row = current.clone();
-    row.version = current.version + 1;
-    row.updated_at = now;
-    let (tr, event) = crate::api::lifecycle::apply_transition(
-        &mut row,
-        &current.status,
+    // A `false`: changed meanwhile (another result, a request, the job): its change stands.
+    let moved = crate::api::lifecycle::system_transition(
+        state.store.as_ref(),
+        current,
         to,
-        reason.to_string(),
+        reason,
         SYSTEM_ACTOR,
-        "/status",
+        request_id,
+        now_micros(),
     )
-    .map_err(|e| format!("{e:?}"))?;
-    let write = cip_store::AccountWrite {
-        row,
-        audit: AuditDraft {
-            at: now,
-            actor: SYSTEM_ACTOR.into(),
-            role: "system".into(),
-            action: "account.transition".into(),
-            record_type: "account".into(),
-            record_id: Some(current.id.to_string()),
-            fields: vec!["/status".into()],
-            request_id,
-            purpose: Some(reason.into()),
-        },
-        idempotency: None,
-        transition: Some(tr),
-        events: vec![event],
-    };
-    match state.store.update_account(write, current.version).await {
-        Ok(()) => Ok(Some(AccountOutcome {
-            account_id: current.id,
-            from: current.status.clone(),
-            to: to.as_str().into(),
-            reason: reason.into(),
-        })),
-        // Changed meanwhile (another result, a request, the job): its change stands.
-        Err(cip_store::StoreError::VersionConflict { .. }) => Ok(None),
-        Err(e) => Err(e.to_string()),
-    }
+    .await?;
+    Ok(moved.then(|| AccountOutcome {
+        account_id: current.id,
+        from: current.status.clone(),
+        to: to.as_str().into(),
+        reason: reason.into(),
+    }))
 }
 
 /// Opens a case for every transition to `failed` that has none yet (up to `limit`).

@@ -71,6 +71,54 @@ fn parse_status(field: &str, s: &str) -> Result<AccountStatus, ApiError> {
 /// Applies a status change to `row` (already at its next version) and returns the
 /// transition and its webhook event. Illegal transitions are refused with the statuses that
 /// may follow.
+/// A move made by the system (a background job, new evidence, a policy change): the
+/// transition, its webhook event and its audit entry committed with the account, made with
+/// the version read. `Ok(false)`: the account changed meanwhile and that change stands.
+pub async fn system_transition(
+    store: &dyn cip_store::Store,
+    current: &AccountRow,
+    to: AccountStatus,
+    reason: &str,
+    actor: &str,
+    request_id: Option<String>,
+    now: i64,
+) -> Result<bool, String> {
+    let mut row = current.clone();
+    row.version = current.version + 1;
+    row.updated_at = now;
+    let (transition, event) = apply_transition(
+        &mut row,
+        &current.status,
+        to,
+        reason.to_string(),
+        actor,
+        "/status",
+    )
+    .map_err(|e| format!("{e:?}"))?;
+    let write = cip_store::AccountWrite {
+        row,
+        audit: cip_store::AuditDraft {
+            at: now,
+            actor: actor.into(),
+            role: "system".into(),
+            action: "account.transition".into(),
+            record_type: "account".into(),
+            record_id: Some(current.id.to_string()),
+            fields: vec!["/status".into()],
+            request_id,
+            purpose: Some(reason.into()),
+        },
+        idempotency: None,
+        transition: Some(transition),
+        events: vec![event],
+    };
+    match store.update_account(write, current.version).await {
+        Ok(()) => Ok(true),
+        Err(cip_store::StoreError::VersionConflict { .. }) => Ok(false),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 pub fn apply_transition(
     row: &mut AccountRow,
     from: &str,
