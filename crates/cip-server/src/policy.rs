@@ -11,11 +11,11 @@ use cip_core::model::{AccountType, CustomerKind};
 use cip_core::parse::CountryCode;
 use cip_core::policy::{self, Methods, Policy, Subject};
 use cip_core::verification;
-use cip_store::{AccountFilter, CustomerDigestRow, EvidenceRow, PageRequest, Store};
+use cip_store::{AccountFilter, CustomerDigestRow, DigestPart, EvidenceRow, PageRequest, Store};
 use cip_vault::Keyring;
 use uuid::Uuid;
 
-use crate::records::digest::{self, Digest};
+use crate::records::digest::{self, PolicyPart};
 use crate::records::dto::CustomerDoc;
 
 /// Where the active policy's version label is kept; the text of each applied version is
@@ -149,7 +149,7 @@ pub fn facts_of(doc: &CustomerDoc) -> Facts {
 }
 
 /// The facts of a record from its digest (the bulk passes' way: no document opened).
-pub fn facts_of_digest(d: &Digest) -> Facts {
+pub fn facts_of_digest(d: &PolicyPart) -> Facts {
     let (customer, owners) = d.evidence();
     facts_from(&d.kind, d.crypto_payment, customer, owners)
 }
@@ -311,7 +311,7 @@ pub async fn for_each_evaluable(
     let mut done = 0u64;
     loop {
         let rows = store
-            .scan_customer_digests(after, PAGE)
+            .scan_customer_digests(DigestPart::Policy, after, PAGE)
             .await
             .map_err(|e| e.to_string())?;
         let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
@@ -331,7 +331,7 @@ pub async fn for_each_evaluable(
         let keyring = keyring.clone();
         let facts = tokio::task::spawn_blocking(move || {
             digest::par_map(&rows, |r| {
-                Ok((r.id, facts_of_digest(&digest::of_row(&keyring, r)?)))
+                Ok((r.id, facts_of_digest(&digest::policy_of_row(&keyring, r)?)))
             })
         })
         .await

@@ -415,7 +415,7 @@ async fn rescreen_change(
     let page = |after: Option<Uuid>| async move {
         state
             .store
-            .scan_customer_digests(after, RESCREEN_BATCH)
+            .scan_customer_digests(cip_store::DigestPart::Screening, after, RESCREEN_BATCH)
             .await
             .map_err(|e| e.to_string())
     };
@@ -436,7 +436,7 @@ async fn rescreen_change(
         let screening = tokio::task::spawn_blocking(move || -> Result<_, String> {
             // Each record's digest (not its document): the screened data only.
             let hits = crate::records::digest::par_map(&rows, |row| {
-                let digest = crate::records::digest::of_row(&keyring, row)?;
+                let digest = crate::records::digest::screening_of_row(&keyring, row)?;
                 Ok((
                     row.id,
                     find_hits(&keyring, &subset, &digest.subjects(), threshold),

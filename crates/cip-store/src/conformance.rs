@@ -97,7 +97,14 @@ fn customer_row(id: Uuid, version: i64, kind: &str, country: &str, key_id: u32) 
         country: Some(country.into()),
         document: format!("sealed-{id}-{version}").into_bytes(),
         key_id,
-        digest: Some(format!("digest-{id}-{version}").into_bytes()),
+        digest: Some(sealed_digest(&format!("{id}-{version}"))),
+    }
+}
+
+fn sealed_digest(tag: &str) -> SealedDigest {
+    SealedDigest {
+        policy: format!("policy-{tag}").into_bytes(),
+        screening: format!("screening-{tag}").into_bytes(),
     }
 }
 
@@ -859,7 +866,7 @@ async fn reseal(s: Arc<dyn Store>) -> Check {
             target.version,
             b"resealed".to_vec(),
             99,
-            Some(b"resealed digest".to_vec())
+            Some(sealed_digest("resealed"))
         )
         .await
         .map_err(e("reseal"))?,
@@ -879,7 +886,7 @@ async fn reseal(s: Arc<dyn Store>) -> Check {
     ensure!(
         got.key_id == 99
             && got.document == b"resealed"
-            && got.digest.as_deref() == Some(&b"resealed digest"[..])
+            && got.digest == Some(sealed_digest("resealed"))
             && got.version == target.version,
         "reseal must change document, digest and key id but not version"
     );
@@ -2086,12 +2093,13 @@ async fn verification(s: Arc<dyn Store>) -> Check {
     Ok(())
 }
 
-/// The bulk pass: every customer once, in id order, with its digest — or, for a record
-/// without one, its document; an update replaces the digest; evidence comes back for exactly
-/// the customers of an id range.
+/// The bulk pass: every customer once, in id order, with the part of its digest asked for —
+/// or, for a record without one, its document; an update replaces the digest and one written
+/// without a digest leaves none behind; evidence comes back for exactly the customers of an id
+/// range.
 async fn digests(s: Arc<dyn Store>) -> Result<(), String> {
     let mut ids = Vec::new();
-    for i in 0..5 {
+    for i in 0..6 {
         let id = Uuid::now_v7();
         let mut row = customer_row(id, 1, "individual", "FR", 1);
         if i == 3 {
@@ -2103,47 +2111,77 @@ async fn digests(s: Arc<dyn Store>) -> Result<(), String> {
         ids.push(id);
     }
     let mut updated = customer_row(ids[1], 2, "individual", "FR", 1);
-    updated.digest = Some(b"new digest".to_vec());
+    updated.digest = Some(sealed_digest("new"));
     s.update_customer(write(updated, vec![]), 1)
         .await
         .map_err(e("update"))?;
-    let mut seen = Vec::new();
-    let mut after = None;
-    loop {
-        let page = s.scan_customer_digests(after, 2).await.map_err(e("scan"))?;
-        let Some(last) = page.last() else { break };
-        ensure!(page.len() <= 2, "a page holds at most the limit");
-        after = Some(last.id);
-        seen.extend(page);
-    }
+    // Written again without a digest: the old one must not survive beside version 2.
+    let mut bare = customer_row(ids[5], 2, "individual", "FR", 1);
+    bare.digest = None;
+    s.update_customer(write(bare, vec![]), 1)
+        .await
+        .map_err(e("update without digest"))?;
+    let got = s.get_customer(ids[1]).await.map_err(e("get"))?;
     ensure!(
-        seen.windows(2).all(|w| w[0].id < w[1].id),
-        "the scan is in id order, each customer once"
+        got.and_then(|r| r.digest) == Some(sealed_digest("new")),
+        "a read returns both parts as written"
     );
-    let mine: Vec<_> = seen.iter().filter(|r| ids.contains(&r.id)).collect();
-    ensure!(mine.len() == 5, "every customer is scanned: {}", mine.len());
-    for r in &mine {
-        let expect_digest = if r.id == ids[1] {
-            Some(b"new digest".to_vec())
-        } else if r.id == ids[3] {
-            None
-        } else {
-            Some(format!("digest-{}-1", r.id).into_bytes())
+    for part in [DigestPart::Policy, DigestPart::Screening] {
+        let pick = |d: SealedDigest| match part {
+            DigestPart::Policy => d.policy,
+            DigestPart::Screening => d.screening,
         };
-        ensure!(r.digest == expect_digest, "digest of {} as written", r.id);
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = s
+                .scan_customer_digests(part, after, 2)
+                .await
+                .map_err(e("scan"))?;
+            let Some(last) = page.last() else { break };
+            ensure!(page.len() <= 2, "a page holds at most the limit");
+            after = Some(last.id);
+            seen.extend(page);
+        }
         ensure!(
-            r.document.is_some() == r.digest.is_none(),
-            "the document comes only for a record without a digest"
+            seen.windows(2).all(|w| w[0].id < w[1].id),
+            "the scan is in id order, each customer once"
         );
-        ensure!(r.key_id == 1 && r.kind == "individual", "codes as written");
+        let mine: Vec<_> = seen.iter().filter(|r| ids.contains(&r.id)).collect();
+        ensure!(mine.len() == 6, "every customer is scanned: {}", mine.len());
+        for r in &mine {
+            let (expect_digest, version) = if r.id == ids[1] {
+                (Some(pick(sealed_digest("new"))), 2)
+            } else if r.id == ids[3] {
+                (None, 1)
+            } else if r.id == ids[5] {
+                (None, 2)
+            } else {
+                (Some(pick(sealed_digest(&format!("{}-1", r.id)))), 1)
+            };
+            ensure!(
+                r.digest == expect_digest,
+                "{part:?} digest of {} as written",
+                r.id
+            );
+            ensure!(
+                r.document.is_some() == r.digest.is_none(),
+                "the document comes only for a record without a digest"
+            );
+            ensure!(
+                r.key_id == 1 && r.version == version,
+                "key and version of {} as written",
+                r.id
+            );
+        }
+        ensure!(
+            mine.iter()
+                .find(|r| r.id == ids[3])
+                .and_then(|r| r.document.clone())
+                == Some(format!("sealed-{}-1", ids[3]).into_bytes()),
+            "the fallback document is the stored one"
+        );
     }
-    ensure!(
-        mine.iter()
-            .find(|r| r.id == ids[3])
-            .and_then(|r| r.document.clone())
-            == Some(format!("sealed-{}-1", ids[3]).into_bytes()),
-        "the fallback document is the stored one"
-    );
     for (i, id) in ids.iter().enumerate() {
         for n in 0..2 {
             s.insert_evidence(EvidenceWrite {

@@ -107,13 +107,14 @@ pub trait Store:
         version: i64,
         document: Vec<u8>,
         key_id: u32,
-        digest: Option<Vec<u8>>,
+        digest: Option<SealedDigest>,
     ) -> Result<bool>;
     async fn count_customers(&self) -> Result<u64>;
-    /// Every customer in id order, a page at a time, as the bulk jobs read them: the sealed
-    /// digest, or the document when the record has none.
+    /// Every customer in id order, a page at a time, as the bulk jobs read them: one part of
+    /// the sealed digest, or the document when the record has none.
     async fn scan_customer_digests(
         &self,
+        part: DigestPart,
         after: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<CustomerDigestRow>>;

@@ -198,6 +198,32 @@ macro_rules! define_ops {
             Ok(())
         }
 
+        /// Writes (or, with `None`, removes) the digest of a record at `version`, in the
+        /// record's own transaction.
+        async fn put_digest(
+            conn: &mut $conn,
+            id: Uuid,
+            version: i64,
+            key_id: u32,
+            digest: Option<&SealedDigest>,
+        ) -> Result<()> {
+            let Some(d) = digest else {
+                sqlx::query(crate::sql::DELETE_DIGESTS).bind(id).execute(&mut *conn).await?;
+                return Ok(());
+            };
+            for (part, sealed) in [(DigestPart::Policy, &d.policy), (DigestPart::Screening, &d.screening)] {
+                sqlx::query(crate::sql::PUT_DIGEST)
+                    .bind(part.code())
+                    .bind(id)
+                    .bind(version)
+                    .bind(i64::from(key_id))
+                    .bind(sealed.clone())
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(())
+        }
+
         pub(crate) async fn insert_customer(
             conn: &mut $conn,
             head: &mut Head,
@@ -214,7 +240,6 @@ macro_rules! define_ops {
             .bind(r.country.clone())
             .bind(i64::from(r.key_id))
             .bind(r.document.clone())
-            .bind(r.digest.clone())
             .execute(&mut *conn)
             .await;
             match res {
@@ -222,6 +247,7 @@ macro_rules! define_ops {
                 Err(e) => return Err(e.into()),
                 Ok(_) => {}
             }
+            put_digest(conn, r.id, r.version, r.key_id, r.digest.as_ref()).await?;
             put_terms(conn, r.id, &w.terms).await?;
             put_idempotency(conn, w.idempotency).await?;
             crate::postgres::history_ops::write_extras(conn, w.extras).await?;
@@ -255,7 +281,6 @@ macro_rules! define_ops {
             .bind(r.country.clone())
             .bind(i64::from(r.key_id))
             .bind(r.document.clone())
-            .bind(r.digest.clone())
             .bind(r.id)
             .bind(expected_version)
             .execute(&mut *conn)
@@ -264,6 +289,7 @@ macro_rules! define_ops {
             if n == 0 {
                 return Err(current_version(conn, "customers", r.id).await?);
             }
+            put_digest(conn, r.id, r.version, r.key_id, r.digest.as_ref()).await?;
             sqlx::query(crate::sql::DELETE_TERMS)
                 .bind(r.id)
                 .execute(&mut *conn)
@@ -284,7 +310,6 @@ macro_rules! define_ops {
             let n = sqlx::query(crate::sql::RESEAL_CUSTOMER)
                 .bind(r.document)
                 .bind(i64::from(r.key_id))
-                .bind(r.digest)
                 .bind(id)
                 .bind(version)
                 .execute(&mut *conn)
@@ -293,6 +318,7 @@ macro_rules! define_ops {
             if n == 0 {
                 return Ok(false);
             }
+            put_digest(conn, id, version, r.key_id, r.digest.as_ref()).await?;
             append_audit(conn, head, audit).await?;
             Ok(true)
         }
@@ -608,7 +634,13 @@ macro_rules! define_ops {
                 document: r.try_get("document")?,
                 key_id: u32::try_from(r.try_get::<i64, _>("key_id")?)
                     .map_err(|_| StoreError::Backend("key id out of range".into()))?,
-                digest: r.try_get("digest")?,
+                digest: match (
+                    r.try_get::<Option<Vec<u8>>, _>("digest_policy")?,
+                    r.try_get::<Option<Vec<u8>>, _>("digest_screening")?,
+                ) {
+                    (Some(policy), Some(screening)) => Some(SealedDigest { policy, screening }),
+                    _ => None,
+                },
             })
         }
 
@@ -718,7 +750,7 @@ macro_rules! define_ops {
             // Every optional filter is written as "$n IS NULL OR col = $n" so that the statement
             // text is fixed and prepared once.
             let rows = sqlx::query(crate::sql::LIST_CUSTOMERS)
-            .bind(page.after)
+            .bind(page.cursor())
             .bind(filter.kind.clone())
             .bind(filter.country.clone())
             .bind(filter.created_from)
@@ -757,11 +789,13 @@ macro_rules! define_ops {
 
         pub(crate) async fn scan_customer_digests(
             conn: &mut $conn,
+            part: DigestPart,
             after: Option<Uuid>,
             limit: u32,
         ) -> Result<Vec<CustomerDigestRow>> {
             let rows = sqlx::query(crate::sql::SCAN_CUSTOMER_DIGESTS)
-                .bind(after)
+                .bind(part.code())
+                .bind(crate::types::cursor(after))
                 .bind(i64::from(limit))
                 .fetch_all(&mut *conn)
                 .await?;
@@ -769,7 +803,6 @@ macro_rules! define_ops {
                 .map(|r| {
                     Ok(CustomerDigestRow {
                         id: r.try_get("id")?,
-                        kind: r.try_get("kind")?,
                         version: r.try_get("version")?,
                         key_id: u32::try_from(r.try_get::<i64, _>("key_id")?)
                             .map_err(|_| StoreError::Backend("key id out of range".into()))?,
@@ -819,8 +852,8 @@ macro_rules! define_ops {
             filter: &AccountFilter,
             page: &PageRequest,
         ) -> Result<Vec<AccountRow>> {
-            let rows = sqlx::query(crate::sql::LIST_ACCOUNTS)
-            .bind(page.after)
+            let rows = sqlx::query(crate::sql::list_accounts(filter.customer_id.is_some(), filter.status.is_some()))
+            .bind(page.cursor())
             .bind(filter.customer_id)
             .bind(filter.status.clone())
             .bind(filter.account_type.clone())
@@ -835,8 +868,8 @@ macro_rules! define_ops {
             filter: &AuditFilter,
             limit: u32,
         ) -> Result<Vec<AuditEntry>> {
-            let rows = sqlx::query(crate::sql::LIST_AUDIT)
-            .bind(filter.after_seq)
+            let rows = sqlx::query(crate::sql::list_audit(filter.record_id.is_some(), filter.actor.is_some()))
+            .bind(filter.after_seq.unwrap_or(-1))
             .bind(filter.record_id.clone())
             .bind(filter.actor.clone())
             .bind(i64::from(limit))
@@ -1109,8 +1142,8 @@ macro_rules! define_ops {
             filter: &ReviewFilter,
             page: &PageRequest,
         ) -> Result<Vec<ReviewRow>> {
-            let rows = sqlx::query(crate::sql::LIST_REVIEWS)
-                .bind(page.after)
+            let rows = sqlx::query(if filter.status.is_some() { crate::sql::LIST_REVIEWS_IN_STATUS } else { crate::sql::LIST_REVIEWS })
+                .bind(page.cursor())
                 .bind(filter.status.clone())
                 .bind(filter.customer_id)
                 .bind(i64::from(page.limit))
@@ -1268,7 +1301,7 @@ macro_rules! define_ops {
 
         pub(crate) async fn list_measures(conn: &mut $conn, page: &PageRequest) -> Result<Vec<MeasureRow>> {
             let rows = sqlx::query(crate::sql::LIST_MEASURES)
-                .bind(page.after)
+                .bind(page.cursor())
                 .bind(i64::from(page.limit))
                 .fetch_all(&mut *conn)
                 .await?;

@@ -246,7 +246,7 @@ impl Store for PgStore {
         version: i64,
         document: Vec<u8>,
         key_id: u32,
-        digest: Option<Vec<u8>>,
+        digest: Option<SealedDigest>,
     ) -> Result<bool> {
         let audit = crate::sqlite::reseal_audit(id, key_id);
         boolean(
@@ -270,10 +270,11 @@ impl Store for PgStore {
 
     async fn scan_customer_digests(
         &self,
+        part: DigestPart,
         after: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<CustomerDigestRow>> {
-        ops::scan_customer_digests(&mut *self.pool.acquire().await?, after, limit).await
+        ops::scan_customer_digests(&mut *self.pool.acquire().await?, part, after, limit).await
     }
 
     async fn insert_account(&self, write: AccountWrite) -> Result<()> {

@@ -1,7 +1,10 @@
 //! The SQL text both adapters run. PostgreSQL (through sqlx) and SQLite (through rusqlite)
 //! accept the same `$N` placeholders and the schemas use the same column names, so each
 //! statement is written once here. Statements are fixed strings: optional filters are written
-//! as `($n IS NULL OR col = $n)` so each is prepared once and cached.
+//! as `($n IS NULL OR col = $n)` so each is prepared once and cached. A page cursor is never
+//! optional in the SQL (`id > $1`, bound to the nil UUID or -1 for the first page): written as
+//! `($1 IS NULL OR id > $1)` neither engine can seek the index to the cursor, and SQLite walked
+//! the key from the start on every page, making a pass over a large table quadratic.
 
 pub(crate) const LOAD_HEAD: &str = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
 pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit_log (seq, at, actor, role, action, \
@@ -30,16 +33,22 @@ pub(crate) const INSERT_IDEMPOTENCY: &str = "INSERT INTO idempotency (principal,
 pub(crate) const GET_IDEMPOTENCY: &str = "SELECT principal, key, request_hash, status, response, \
      created_at FROM idempotency WHERE principal = $1 AND key = $2";
 pub(crate) const INSERT_CUSTOMER: &str = "INSERT INTO customers (id, kind, version, created_at, \
-     updated_at, country, key_id, document, digest) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)";
+     updated_at, country, key_id, document) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)";
 pub(crate) const UPDATE_CUSTOMER: &str = "UPDATE customers SET kind = $1, version = $2, \
-     updated_at = $3, country = $4, key_id = $5, document = $6, digest = $7 WHERE id = $8 \
-     AND version = $9";
+     updated_at = $3, country = $4, key_id = $5, document = $6 WHERE id = $7 AND version = $8";
+/// One part of a record's digest (docs/design/0014-record-digest.md), written with the record.
+pub(crate) const PUT_DIGEST: &str = "INSERT INTO customer_digests (part, customer_id, version, \
+     key_id, sealed) VALUES ($1,$2,$3,$4,$5) ON CONFLICT (part, customer_id) DO UPDATE SET \
+     version = excluded.version, key_id = excluded.key_id, sealed = excluded.sealed";
+/// A record written without a digest: its old parts must not outlive the version they sealed.
+pub(crate) const DELETE_DIGESTS: &str =
+    "DELETE FROM customer_digests WHERE part IN (1, 2) AND customer_id = $1";
 pub(crate) const CUSTOMER_VERSION: &str = "SELECT version FROM customers WHERE id = $1";
 pub(crate) const ACCOUNT_VERSION: &str = "SELECT version FROM accounts WHERE id = $1";
 pub(crate) const DELETE_TERMS: &str = "DELETE FROM customer_terms WHERE customer_id = $1";
 /// (SQLite numbers `$n` parameters in order of appearance: keep them ascending.)
 pub(crate) const RESEAL_CUSTOMER: &str =
-    "UPDATE customers SET document = $1, key_id = $2, digest = $3 WHERE id = $4 AND version = $5";
+    "UPDATE customers SET document = $1, key_id = $2 WHERE id = $3 AND version = $4";
 pub(crate) const CUSTOMER_EXISTS: &str = "SELECT 1 AS one FROM customers WHERE id = $1";
 pub(crate) const INSERT_ACCOUNT: &str = "INSERT INTO accounts (id, customer_id, external_id, \
      product, account_type, status, opened_at, closed_at, last_accessed_at, version, created_at, \
@@ -50,21 +59,38 @@ pub(crate) const UPDATE_ACCOUNT: &str = "UPDATE accounts SET external_id = $1, p
 pub(crate) const INSERT_CHECKPOINT: &str = "INSERT INTO audit_checkpoints (seq, head_hash, at, \
      signature, public_key) VALUES ($1,$2,$3,$4,$5) ON CONFLICT (seq) DO NOTHING";
 pub(crate) const GET_CUSTOMER: &str = "SELECT id, kind, version, created_at, updated_at, country, \
-     key_id, document, digest FROM customers WHERE id = $1";
+     key_id, document, \
+     (SELECT sealed FROM customer_digests WHERE part = 1 AND customer_id = customers.id) AS digest_policy, \
+     (SELECT sealed FROM customer_digests WHERE part = 2 AND customer_id = customers.id) AS digest_screening \
+     FROM customers WHERE id = $1";
 pub(crate) const LIST_CUSTOMERS: &str = "SELECT id, kind, version, created_at, updated_at, \
-     country, key_id, document, digest FROM customers \
-     WHERE ($1 IS NULL OR id > $1) AND ($2 IS NULL OR kind = $2) AND ($3 IS NULL OR country = $3) \
+     country, key_id, document, \
+     (SELECT sealed FROM customer_digests WHERE part = 1 AND customer_id = customers.id) AS digest_policy, \
+     (SELECT sealed FROM customer_digests WHERE part = 2 AND customer_id = customers.id) AS digest_screening \
+     FROM customers \
+     WHERE id > $1 AND ($2 IS NULL OR kind = $2) AND ($3 IS NULL OR country = $3) \
      AND ($4 IS NULL OR created_at >= $4) AND ($5 IS NULL OR created_at < $5) \
      ORDER BY id LIMIT $6";
 pub(crate) const FIND_BY_TERM: &str = "SELECT customer_id FROM customer_terms \
      WHERE kind = $1 AND hash = $2 ORDER BY customer_id LIMIT 1000";
 pub(crate) const STALE_KEY_CUSTOMERS: &str = "SELECT id, kind, version, created_at, updated_at, \
-     country, key_id, document, digest FROM customers WHERE key_id <> $1 ORDER BY id LIMIT $2";
-/// The bulk jobs' pass over every customer: the digest, and the document only where a record
-/// has no digest yet (written before migration 0007).
-pub(crate) const SCAN_CUSTOMER_DIGESTS: &str = "SELECT id, kind, version, key_id, digest, \
-     CASE WHEN digest IS NULL THEN document END AS document FROM customers \
-     WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2";
+     country, key_id, document, \
+     (SELECT sealed FROM customer_digests WHERE part = 1 AND customer_id = customers.id) AS digest_policy, \
+     (SELECT sealed FROM customer_digests WHERE part = 2 AND customer_id = customers.id) AS digest_screening \
+     FROM customers WHERE key_id <> $1 ORDER BY id LIMIT $2";
+/// The bulk jobs' pass over every customer: one part of the digest, and the document only where
+/// a record has no digest (written before migration 0010 and not re-sealed since).
+///
+/// Driven by the customers' id index (covering: no customer row is read) joined to one part of
+/// the digests (`$1`: 1 policy, 2 screening). The row itself — version, key and document — is
+/// read only for a record without that part (SQLite defers the table seek until a `CASE`
+/// needs it).
+pub(crate) const SCAN_CUSTOMER_DIGESTS: &str = "SELECT c.id AS id, \
+     CASE WHEN d.sealed IS NULL THEN c.version ELSE d.version END AS version, \
+     CASE WHEN d.sealed IS NULL THEN c.key_id ELSE d.key_id END AS key_id, \
+     d.sealed AS digest, CASE WHEN d.sealed IS NULL THEN c.document END AS document \
+     FROM customers c LEFT JOIN customer_digests d ON d.part = $1 AND d.customer_id = c.id \
+     WHERE c.id > $2 ORDER BY c.id LIMIT $3";
 pub(crate) const COUNT_CUSTOMERS: &str = "SELECT COUNT(*) AS n FROM customers";
 pub(crate) const GET_ACCOUNT: &str = "SELECT id, customer_id, external_id, product, account_type, \
      status, opened_at, closed_at, last_accessed_at, version, created_at, updated_at \
@@ -82,13 +108,54 @@ pub(crate) const TOUCH_LAST_ACCESSED_MANY: &str = "UPDATE accounts AS a SET last
 pub(crate) const LIST_ACCOUNTS: &str = "SELECT id, customer_id, external_id, product, \
      account_type, status, opened_at, closed_at, last_accessed_at, version, created_at, \
      updated_at FROM accounts \
-     WHERE ($1 IS NULL OR id > $1) AND ($2 IS NULL OR customer_id = $2) \
+     WHERE id > $1 AND ($2 IS NULL OR customer_id = $2) \
      AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR account_type = $4) \
      ORDER BY id LIMIT $5";
+/// [`LIST_ACCOUNTS`] of one customer: the same parameters, with the customer a plain condition
+/// so the `(customer_id, id)` index is used (behind an `OR` no engine can seek it).
+pub(crate) const LIST_ACCOUNTS_OF_CUSTOMER: &str = "SELECT id, customer_id, external_id, \
+     product, account_type, status, opened_at, closed_at, last_accessed_at, version, created_at, \
+     updated_at FROM accounts \
+     WHERE id > $1 AND customer_id = $2 \
+     AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR account_type = $4) \
+     ORDER BY id LIMIT $5";
+/// [`LIST_ACCOUNTS`] in one status, through the `(status, id)` index.
+pub(crate) const LIST_ACCOUNTS_IN_STATUS: &str = "SELECT id, customer_id, external_id, \
+     product, account_type, status, opened_at, closed_at, last_accessed_at, version, created_at, \
+     updated_at FROM accounts \
+     WHERE id > $1 AND ($2 IS NULL OR customer_id = $2) \
+     AND status = $3 AND ($4 IS NULL OR account_type = $4) \
+     ORDER BY id LIMIT $5";
+/// The statement for an account listing: the one whose plain condition has an index.
+pub(crate) fn list_accounts(customer: bool, status: bool) -> &'static str {
+    match (customer, status) {
+        (true, _) => LIST_ACCOUNTS_OF_CUSTOMER,
+        (false, true) => LIST_ACCOUNTS_IN_STATUS,
+        (false, false) => LIST_ACCOUNTS,
+    }
+}
 pub(crate) const LIST_AUDIT: &str = "SELECT seq, at, actor, role, action, record_type, record_id, \
      fields, request_id, purpose, prev_hash, hash FROM audit_log \
-     WHERE ($1 IS NULL OR seq > $1) AND ($2 IS NULL OR record_id = $2) \
+     WHERE seq > $1 AND ($2 IS NULL OR record_id = $2) \
      AND ($3 IS NULL OR actor = $3) ORDER BY seq LIMIT $4";
+/// [`LIST_AUDIT`] of one record, through the `(record_id, seq)` index.
+pub(crate) const LIST_AUDIT_OF_RECORD: &str = "SELECT seq, at, actor, role, action, record_type, \
+     record_id, fields, request_id, purpose, prev_hash, hash FROM audit_log \
+     WHERE seq > $1 AND record_id = $2 \
+     AND ($3 IS NULL OR actor = $3) ORDER BY seq LIMIT $4";
+/// [`LIST_AUDIT`] of one actor, through the `(actor, seq)` index.
+pub(crate) const LIST_AUDIT_OF_ACTOR: &str = "SELECT seq, at, actor, role, action, record_type, \
+     record_id, fields, request_id, purpose, prev_hash, hash FROM audit_log \
+     WHERE seq > $1 AND ($2 IS NULL OR record_id = $2) \
+     AND actor = $3 ORDER BY seq LIMIT $4";
+/// The statement for an audit listing: the one whose plain condition has an index.
+pub(crate) fn list_audit(record: bool, actor: bool) -> &'static str {
+    match (record, actor) {
+        (true, _) => LIST_AUDIT_OF_RECORD,
+        (false, true) => LIST_AUDIT_OF_ACTOR,
+        (false, false) => LIST_AUDIT,
+    }
+}
 pub(crate) const AUDIT_RANGE: &str = "SELECT seq, at, actor, role, action, record_type, \
      record_id, fields, request_id, purpose, prev_hash, hash FROM audit_log \
      WHERE seq >= $1 ORDER BY seq LIMIT $2";
@@ -136,7 +203,13 @@ pub(crate) const GET_REVIEW: &str = "SELECT id, customer_id, subject, list_id, e
 pub(crate) const LIST_REVIEWS: &str = "SELECT id, customer_id, subject, list_id, entry_id, \
      list_version, entry_hash, subject_hash, score_bp, status, details, key_id, created_at, \
      decided_at, decided_by, reason FROM screening_reviews \
-     WHERE ($1 IS NULL OR id > $1) AND ($2 IS NULL OR status = $2) \
+     WHERE id > $1 AND ($2 IS NULL OR status = $2) \
+     AND ($3 IS NULL OR customer_id = $3) ORDER BY id LIMIT $4";
+/// [`LIST_REVIEWS`] in one status, through the `(status, id)` index.
+pub(crate) const LIST_REVIEWS_IN_STATUS: &str = "SELECT id, customer_id, subject, list_id, \
+     entry_id, list_version, entry_hash, subject_hash, score_bp, status, details, key_id, \
+     created_at, decided_at, decided_by, reason FROM screening_reviews \
+     WHERE id > $1 AND status = $2 \
      AND ($3 IS NULL OR customer_id = $3) ORDER BY id LIMIT $4";
 pub(crate) const DECIDE_REVIEW: &str = "UPDATE screening_reviews SET status = $1, reason = $2, \
      decided_by = $3, decided_at = $4 WHERE id = $5 AND status = 'open'";
@@ -230,7 +303,7 @@ pub(crate) const GET_MEASURE: &str = concat!(
 pub(crate) const LIST_MEASURES: &str = concat!(
     "SELECT ",
     measure_columns!(),
-    " FROM special_measures WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"
+    " FROM special_measures WHERE id > $1 ORDER BY id LIMIT $2"
 );
 pub(crate) const MEASURES_IN_FORCE: &str = concat!(
     "SELECT ",
@@ -314,7 +387,7 @@ pub(crate) const INSERT_CASE: &str = "INSERT INTO verification_cases (id, accoun
 pub(crate) const GET_CASE: &str = "SELECT id, account_id, customer_id, transition_version, reason, opened_at, \
      status, resolution, resolution_reason, resolved_by, resolved_at FROM verification_cases WHERE id = $1";
 pub(crate) const LIST_CASES: &str = "SELECT id, account_id, customer_id, transition_version, reason, opened_at, \
-     status, resolution, resolution_reason, resolved_by, resolved_at FROM verification_cases WHERE ($1 IS NULL OR id > $1) AND ($2 IS NULL OR status = $2) \
+     status, resolution, resolution_reason, resolved_by, resolved_at FROM verification_cases WHERE id > $1 AND ($2 IS NULL OR status = $2) \
      AND ($3 IS NULL OR opened_at >= $3) AND ($4 IS NULL OR opened_at < $4) ORDER BY id LIMIT $5";
 pub(crate) const RESOLVE_CASE: &str = "UPDATE verification_cases SET status = 'resolved', \
      resolution = $1, resolution_reason = $2, resolved_by = $3, resolved_at = $4 \

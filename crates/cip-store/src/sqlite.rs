@@ -413,7 +413,7 @@ impl Store for SqliteStore {
         version: i64,
         document: Vec<u8>,
         key_id: u32,
-        digest: Option<Vec<u8>>,
+        digest: Option<SealedDigest>,
     ) -> Result<bool> {
         let audit = reseal_audit(id, key_id);
         boolean(
@@ -437,10 +437,11 @@ impl Store for SqliteStore {
 
     async fn scan_customer_digests(
         &self,
+        part: DigestPart,
         after: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<CustomerDigestRow>> {
-        self.scan(move |c| ops::scan_customer_digests(c, after, limit))
+        self.scan(move |c| ops::scan_customer_digests(c, part, after, limit))
             .await
     }
 

@@ -213,6 +213,29 @@ fn put_terms(conn: &Connection, id: Uuid, terms: &[IndexTerm]) -> Result<()> {
     Ok(())
 }
 
+/// Writes (or, with `None`, removes) the digest of a record at `version`, in the record's own
+/// transaction: a digest never describes another version than the row beside it.
+fn put_digest(
+    conn: &Connection,
+    id: Uuid,
+    version: i64,
+    key_id: u32,
+    digest: Option<&SealedDigest>,
+) -> Result<()> {
+    let Some(d) = digest else {
+        conn.prepare_cached(sql::DELETE_DIGESTS)?.execute([id])?;
+        return Ok(());
+    };
+    let mut stmt = conn.prepare_cached(sql::PUT_DIGEST)?;
+    for (part, sealed) in [
+        (DigestPart::Policy, &d.policy),
+        (DigestPart::Screening, &d.screening),
+    ] {
+        stmt.execute(params![part.code(), id, version, i64::from(key_id), sealed])?;
+    }
+    Ok(())
+}
+
 fn insert_customer(conn: &Connection, head: &mut Head, w: CustomerWrite) -> Result<()> {
     check_idempotency(conn, &w.idempotency)?;
     let r = &w.row;
@@ -225,7 +248,6 @@ fn insert_customer(conn: &Connection, head: &mut Head, w: CustomerWrite) -> Resu
         r.country,
         i64::from(r.key_id),
         r.document,
-        r.digest,
     ]);
     match res {
         Err(e) if is_unique_violation(&e) => {
@@ -236,6 +258,7 @@ fn insert_customer(conn: &Connection, head: &mut Head, w: CustomerWrite) -> Resu
         Err(e) => return Err(e.into()),
         Ok(_) => {}
     }
+    put_digest(conn, r.id, r.version, r.key_id, r.digest.as_ref())?;
     put_terms(conn, r.id, &w.terms)?;
     put_idempotency(conn, w.idempotency)?;
     crate::sqlite_history::write_extras(conn, w.extras)?;
@@ -267,13 +290,13 @@ fn update_customer(
         r.country,
         i64::from(r.key_id),
         r.document,
-        r.digest,
         r.id,
         expected_version,
     ])?;
     if n == 0 {
         return Err(current_version(conn, sql::CUSTOMER_VERSION, r.id)?);
     }
+    put_digest(conn, r.id, r.version, r.key_id, r.digest.as_ref())?;
     conn.prepare_cached(sql::DELETE_TERMS)?.execute([r.id])?;
     put_terms(conn, r.id, &w.terms)?;
     crate::sqlite_history::write_extras(conn, w.extras)?;
@@ -291,13 +314,13 @@ fn reseal_customer(
     let n = conn.prepare_cached(sql::RESEAL_CUSTOMER)?.execute(params![
         r.document,
         i64::from(r.key_id),
-        r.digest,
         id,
         version
     ])?;
     if n == 0 {
         return Ok(false);
     }
+    put_digest(conn, id, version, r.key_id, r.digest.as_ref())?;
     append_audit(conn, head, audit)?;
     Ok(true)
 }
@@ -843,7 +866,10 @@ pub(crate) fn get_measure(conn: &Connection, id: Uuid) -> Result<Option<MeasureR
 pub(crate) fn list_measures(conn: &Connection, page: &PageRequest) -> Result<Vec<MeasureRow>> {
     Ok(conn
         .prepare_cached(sql::LIST_MEASURES)?
-        .query_map(params![page.after, i64::from(page.limit)], measure_from_row)?
+        .query_map(
+            params![page.cursor(), i64::from(page.limit)],
+            measure_from_row,
+        )?
         .collect::<rusqlite::Result<_>>()?)
 }
 
@@ -1066,7 +1092,10 @@ fn customer_from_row(r: &Row<'_>) -> rusqlite::Result<(CustomerRow, i64)> {
             country: r.get(5)?,
             key_id: 0,
             document: r.get(7)?,
-            digest: r.get(8)?,
+            digest: match (r.get(8)?, r.get(9)?) {
+                (Some(policy), Some(screening)) => Some(SealedDigest { policy, screening }),
+                _ => None,
+            },
         },
         r.get(6)?,
     ))
@@ -1187,7 +1216,7 @@ pub(crate) fn list_customers(
     let mut stmt = conn.prepare_cached(sql::LIST_CUSTOMERS)?;
     let rows = stmt.query_map(
         params![
-            page.after,
+            page.cursor(),
             filter.kind,
             filter.country,
             filter.created_from,
@@ -1201,23 +1230,26 @@ pub(crate) fn list_customers(
 
 pub(crate) fn scan_customer_digests(
     conn: &Connection,
+    part: DigestPart,
     after: Option<Uuid>,
     limit: u32,
 ) -> Result<Vec<CustomerDigestRow>> {
     let mut stmt = conn.prepare_cached(sql::SCAN_CUSTOMER_DIGESTS)?;
-    let rows = stmt.query_map(params![after, i64::from(limit)], |r| {
-        Ok((
-            CustomerDigestRow {
-                id: r.get(0)?,
-                kind: r.get(1)?,
-                version: r.get(2)?,
-                key_id: 0,
-                digest: r.get(4)?,
-                document: r.get(5)?,
-            },
-            r.get::<_, i64>(3)?,
-        ))
-    })?;
+    let rows = stmt.query_map(
+        params![part.code(), crate::types::cursor(after), i64::from(limit)],
+        |r| {
+            Ok((
+                CustomerDigestRow {
+                    id: r.get(0)?,
+                    version: r.get(1)?,
+                    key_id: 0,
+                    digest: r.get(3)?,
+                    document: r.get(4)?,
+                },
+                r.get::<_, i64>(2)?,
+            ))
+        },
+    )?;
     rows.map(|r| {
         let (mut row, key_id) = r?;
         row.key_id =
@@ -1279,10 +1311,13 @@ pub(crate) fn list_accounts(
     filter: &AccountFilter,
     page: &PageRequest,
 ) -> Result<Vec<AccountRow>> {
-    let mut stmt = conn.prepare_cached(sql::LIST_ACCOUNTS)?;
+    let mut stmt = conn.prepare_cached(sql::list_accounts(
+        filter.customer_id.is_some(),
+        filter.status.is_some(),
+    ))?;
     let rows = stmt.query_map(
         params![
-            page.after,
+            page.cursor(),
             filter.customer_id,
             filter.status,
             filter.account_type,
@@ -1298,10 +1333,13 @@ pub(crate) fn list_audit(
     filter: &AuditFilter,
     limit: u32,
 ) -> Result<Vec<AuditEntry>> {
-    let mut stmt = conn.prepare_cached(sql::LIST_AUDIT)?;
+    let mut stmt = conn.prepare_cached(sql::list_audit(
+        filter.record_id.is_some(),
+        filter.actor.is_some(),
+    ))?;
     let rows = stmt.query_map(
         params![
-            filter.after_seq,
+            filter.after_seq.unwrap_or(-1),
             filter.record_id,
             filter.actor,
             i64::from(limit)
@@ -1441,10 +1479,14 @@ pub(crate) fn list_reviews(
     filter: &ReviewFilter,
     page: &PageRequest,
 ) -> Result<Vec<ReviewRow>> {
-    let mut stmt = conn.prepare_cached(sql::LIST_REVIEWS)?;
+    let mut stmt = conn.prepare_cached(if filter.status.is_some() {
+        sql::LIST_REVIEWS_IN_STATUS
+    } else {
+        sql::LIST_REVIEWS
+    })?;
     let rows = stmt.query_map(
         params![
-            page.after,
+            page.cursor(),
             filter.status,
             filter.customer_id,
             i64::from(page.limit)

@@ -353,7 +353,7 @@ pub(crate) fn list_cases(
     let mut stmt = conn.prepare_cached(sql::LIST_CASES)?;
     let rows = stmt.query_map(
         params![
-            page.after,
+            page.cursor(),
             f.status,
             f.opened_from,
             f.opened_to,

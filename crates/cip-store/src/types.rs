@@ -59,15 +59,42 @@ pub struct CustomerRow {
     /// The data key the document's fields were sealed with.
     pub key_id: u32,
     /// The record digest (sealed; see docs/design/0014-record-digest.md): what bulk jobs need
-    /// of the record. `None` for records written before it existed.
-    pub digest: Option<Vec<u8>>,
+    /// of the record, stored apart from the row. `None` for records written before it existed.
+    pub digest: Option<SealedDigest>,
 }
 
-/// A customer as the bulk jobs read it: the digest, or the document where there is no digest.
+/// A record's digest as stored: two parts, each sealed on its own, so a pass that needs one
+/// reads (and opens) only that one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedDigest {
+    /// What policy evaluation reads: kind, determination facts, payment risk.
+    pub policy: Vec<u8>,
+    /// What screening reads: the screened names, birth dates, countries and identifiers.
+    pub screening: Vec<u8>,
+}
+
+/// Which part of the digest a bulk pass reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestPart {
+    Policy,
+    Screening,
+}
+
+impl DigestPart {
+    /// The `part` column.
+    pub fn code(self) -> i16 {
+        match self {
+            DigestPart::Policy => 1,
+            DigestPart::Screening => 2,
+        }
+    }
+}
+
+/// A customer as the bulk jobs read it: one part of the digest, or the document where the record
+/// has no digest.
 #[derive(Debug, Clone)]
 pub struct CustomerDigestRow {
     pub id: Uuid,
-    pub kind: String,
     pub version: i64,
     pub key_id: u32,
     pub digest: Option<Vec<u8>>,
@@ -105,6 +132,19 @@ pub struct PageRequest {
     /// Return rows with ids after this one.
     pub after: Option<Uuid>,
     pub limit: u32,
+}
+
+impl PageRequest {
+    /// The cursor as the SQL binds it: no cursor is the nil UUID, below every record id.
+    pub(crate) fn cursor(&self) -> Uuid {
+        cursor(self.after)
+    }
+}
+
+/// An optional id cursor as the SQL binds it (`id > $1`): `None` is the nil UUID, below every
+/// record id (ids are random or time-ordered UUIDs, never nil).
+pub(crate) fn cursor(after: Option<Uuid>) -> Uuid {
+    after.unwrap_or(Uuid::nil())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

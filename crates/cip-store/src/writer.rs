@@ -10,7 +10,7 @@ use crate::*;
 pub(crate) struct Resealed {
     pub document: Vec<u8>,
     pub key_id: u32,
-    pub digest: Option<Vec<u8>>,
+    pub digest: Option<SealedDigest>,
 }
 
 pub(crate) enum Op {

@@ -188,7 +188,10 @@ pub async fn run(customers: u64, json_out: bool) -> Result<u8> {
     let mut after = None;
     let mut scanned = 0u64;
     loop {
-        let rows = inst.store.scan_customer_digests(after, 1000).await?;
+        let rows = inst
+            .store
+            .scan_customer_digests(cip_store::DigestPart::Policy, after, 1000)
+            .await?;
         let Some(last) = rows.last() else { break };
         after = Some(last.id);
         scanned += rows.len() as u64;

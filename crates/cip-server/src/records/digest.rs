@@ -19,7 +19,7 @@
 use cip_core::determination::{Evidence, EvidenceKind};
 use cip_core::parse::CountryCode;
 use cip_screen::Query;
-use cip_store::CustomerDigestRow;
+use cip_store::{CustomerDigestRow, DigestPart, SealedDigest};
 use cip_vault::{Keyring, VaultError};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -27,11 +27,22 @@ use uuid::Uuid;
 use super::dto::CustomerDoc;
 use super::seal;
 
-/// The format of the sealed bytes; a reader refuses another.
-const FORMAT: u8 = 1;
+/// The format of the sealed bytes; a reader refuses another. Format 1 was the single
+/// ciphertext of migration 0007; format 2 seals each part on its own.
+const FORMAT: u8 = 2;
 
+/// A record's digest: the part policy evaluation reads and the part screening reads. Each
+/// part is sealed and stored on its own (table `customer_digests`), so a bulk pass reads and
+/// opens only the part it needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Digest {
+    pub policy: PolicyPart,
+    pub screening: ScreeningPart,
+}
+
+/// What policy evaluation needs of a record (~100 bytes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyPart {
     /// `individual` or `entity`.
     pub kind: String,
     /// Whether any means of payment is a crypto wallet (a policy risk factor).
@@ -40,6 +51,11 @@ pub struct Digest {
     pub facts: Vec<Fact>,
     /// Determination facts of each beneficial owner, in record order.
     pub owners: Vec<Owner>,
+}
+
+/// What screening needs of a record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScreeningPart {
     /// Screening queries: the customer first, then each beneficial owner in record order.
     pub queries: Vec<Query>,
 }
@@ -84,26 +100,32 @@ impl Digest {
     pub fn of(doc: &CustomerDoc) -> Digest {
         let (customer, owners) = crate::api::determination::evidence_of(doc);
         Digest {
-            kind: doc.kind.clone(),
-            crypto_payment: doc
-                .payment_methods
-                .iter()
-                .any(|p| p.crypto_wallet.is_some()),
-            facts: customer.iter().map(fact).collect(),
-            owners: owners
-                .iter()
-                .map(|(id, ev)| Owner {
-                    id: *id,
-                    facts: ev.iter().map(fact).collect(),
-                })
-                .collect(),
-            queries: crate::reviews::subjects(doc)
-                .into_iter()
-                .map(|s| s.query)
-                .collect(),
+            policy: PolicyPart {
+                kind: doc.kind.clone(),
+                crypto_payment: doc
+                    .payment_methods
+                    .iter()
+                    .any(|p| p.crypto_wallet.is_some()),
+                facts: customer.iter().map(fact).collect(),
+                owners: owners
+                    .iter()
+                    .map(|(id, ev)| Owner {
+                        id: *id,
+                        facts: ev.iter().map(fact).collect(),
+                    })
+                    .collect(),
+            },
+            screening: ScreeningPart {
+                queries: crate::reviews::subjects(doc)
+                    .into_iter()
+                    .map(|s| s.query)
+                    .collect(),
+            },
         }
     }
+}
 
+impl PolicyPart {
     /// The determination evidence of the customer and of each beneficial owner, as
     /// `api::determination::evidence_of` gives it for the document.
     pub fn evidence(&self) -> (Vec<Evidence>, Vec<(Uuid, Vec<Evidence>)>) {
@@ -115,7 +137,9 @@ impl Digest {
                 .collect(),
         )
     }
+}
 
+impl ScreeningPart {
     /// The screened subjects, as `reviews::subjects` gives them for the document.
     pub fn subjects(&self) -> Vec<crate::reviews::Subject> {
         self.queries
@@ -133,30 +157,34 @@ impl Digest {
     }
 }
 
-fn aad(id: Uuid, version: i64) -> String {
-    format!("customer/{id}#digest@{version}")
+fn aad(id: Uuid, part: DigestPart, version: i64) -> String {
+    let name = match part {
+        DigestPart::Policy => "policy",
+        DigestPart::Screening => "screening",
+    };
+    format!("customer/{id}#digest.{name}@{version}")
 }
 
-/// Seals a digest for record `id` at `version` under the keyring's active key.
-pub fn seal(
+fn seal_part<T: Serialize>(
     keyring: &Keyring,
     id: Uuid,
+    part: DigestPart,
     version: i64,
-    digest: &Digest,
+    value: &T,
 ) -> Result<Vec<u8>, VaultError> {
     let mut plain = vec![FORMAT];
-    plain.extend(postcard::to_allocvec(digest).map_err(|_| VaultError::Malformed("digest"))?);
-    keyring.seal(aad(id, version).as_bytes(), &plain)
+    plain.extend(postcard::to_allocvec(value).map_err(|_| VaultError::Malformed("digest"))?);
+    keyring.seal(aad(id, part, version).as_bytes(), &plain)
 }
 
-/// Opens a sealed digest of record `id` at `version`.
-pub fn open(
+fn open_part<T: serde::de::DeserializeOwned>(
     keyring: &Keyring,
     id: Uuid,
+    part: DigestPart,
     version: i64,
     sealed: &[u8],
-) -> Result<Digest, VaultError> {
-    let plain = keyring.open(aad(id, version).as_bytes(), sealed)?;
+) -> Result<T, VaultError> {
+    let plain = keyring.open(aad(id, part, version).as_bytes(), sealed)?;
     match plain.split_first() {
         Some((&FORMAT, rest)) => {
             postcard::from_bytes(rest).map_err(|_| VaultError::Malformed("digest"))
@@ -165,13 +193,49 @@ pub fn open(
     }
 }
 
-/// The digest of a scanned row: opened from the digest, or derived from the document for a
-/// record written before digests existed.
-pub fn of_row(keyring: &Keyring, row: &CustomerDigestRow) -> Result<Digest, String> {
-    if let Some(sealed) = &row.digest {
-        return open(keyring, row.id, row.version, sealed)
-            .map_err(|e| format!("opening the digest of customer {}: {e}", row.id));
-    }
+/// Seals both parts of a digest for record `id` at `version` under the keyring's active key.
+/// Each part's associated data names the record, the part and the version: a part moved to
+/// another record, put in the other part's place, or kept from an older version does not open.
+pub fn seal(
+    keyring: &Keyring,
+    id: Uuid,
+    version: i64,
+    digest: &Digest,
+) -> Result<SealedDigest, VaultError> {
+    Ok(SealedDigest {
+        policy: seal_part(keyring, id, DigestPart::Policy, version, &digest.policy)?,
+        screening: seal_part(
+            keyring,
+            id,
+            DigestPart::Screening,
+            version,
+            &digest.screening,
+        )?,
+    })
+}
+
+/// Opens both parts of a sealed digest of record `id` at `version`.
+pub fn open(
+    keyring: &Keyring,
+    id: Uuid,
+    version: i64,
+    sealed: &SealedDigest,
+) -> Result<Digest, VaultError> {
+    Ok(Digest {
+        policy: open_part(keyring, id, DigestPart::Policy, version, &sealed.policy)?,
+        screening: open_part(
+            keyring,
+            id,
+            DigestPart::Screening,
+            version,
+            &sealed.screening,
+        )?,
+    })
+}
+
+/// The digest of a record without one (written before digests had a table of their own),
+/// derived from its document.
+fn of_document(keyring: &Keyring, row: &CustomerDigestRow) -> Result<Digest, String> {
     let document = row
         .document
         .as_deref()
@@ -181,6 +245,29 @@ pub fn of_row(keyring: &Keyring, row: &CustomerDigestRow) -> Result<Digest, Stri
     let doc: CustomerDoc =
         serde_json::from_value(value).map_err(|e| format!("customer {} document: {e}", row.id))?;
     Ok(Digest::of(&doc))
+}
+
+/// The policy part of a row scanned with [`DigestPart::Policy`]: opened from the digest, or
+/// derived from the document for a record without one.
+pub fn policy_of_row(keyring: &Keyring, row: &CustomerDigestRow) -> Result<PolicyPart, String> {
+    match &row.digest {
+        Some(sealed) => open_part(keyring, row.id, DigestPart::Policy, row.version, sealed)
+            .map_err(|e| format!("opening the digest of customer {}: {e}", row.id)),
+        None => Ok(of_document(keyring, row)?.policy),
+    }
+}
+
+/// The screening part of a row scanned with [`DigestPart::Screening`]: opened from the digest,
+/// or derived from the document for a record without one.
+pub fn screening_of_row(
+    keyring: &Keyring,
+    row: &CustomerDigestRow,
+) -> Result<ScreeningPart, String> {
+    match &row.digest {
+        Some(sealed) => open_part(keyring, row.id, DigestPart::Screening, row.version, sealed)
+            .map_err(|e| format!("opening the digest of customer {}: {e}", row.id)),
+        None => Ok(of_document(keyring, row)?.screening),
+    }
 }
 
 /// Maps `f` over `items` on two threads (the machine's cores; more would only queue behind the

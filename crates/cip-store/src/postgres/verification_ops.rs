@@ -358,7 +358,7 @@ pub(crate) async fn list_cases(
     page: &PageRequest,
 ) -> Result<Vec<CaseRow>> {
     let rows = sqlx::query(crate::sql::LIST_CASES)
-        .bind(page.after)
+        .bind(page.cursor())
         .bind(f.status.clone())
         .bind(f.opened_from)
         .bind(f.opened_to)

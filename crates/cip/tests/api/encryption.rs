@@ -165,31 +165,41 @@ async fn the_digest_is_sealed_to_its_record_and_agrees_with_it(b: Backend) {
         let d = digest::open(&keyring, r.id, r.version, &sealed).unwrap();
         assert_eq!(d, digest::Digest::of(&doc));
         assert_eq!(
-            d.evidence(),
+            d.policy.evidence(),
             cip_server::api::determination::evidence_of(&doc)
         );
         let subjects = |s: Vec<cip_server::reviews::Subject>| {
             s.into_iter().map(|s| (s.key, s.query)).collect::<Vec<_>>()
         };
         assert_eq!(
-            subjects(d.subjects()),
+            subjects(d.screening.subjects()),
             subjects(cip_server::reviews::subjects(&doc))
         );
-        assert!(!d.queries[0].names.is_empty());
+        assert!(!d.screening.queries[0].names.is_empty());
         let (f, g) = (
             cip_server::policy::facts_of(&doc),
-            cip_server::policy::facts_of_digest(&d),
+            cip_server::policy::facts_of_digest(&d.policy),
         );
         assert_eq!(format!("{f:?}"), format!("{g:?}"));
         // No plaintext in the stored digest.
-        let text = String::from_utf8_lossy(&sealed);
-        assert!(!text.contains("Zelda") && !text.contains("Vortex"));
+        for part in [&sealed.policy, &sealed.screening] {
+            let text = String::from_utf8_lossy(part);
+            assert!(!text.contains("Zelda") && !text.contains("Vortex"));
+        }
     }
     let (ra, re) = (row(&a).await, row(&e).await);
     let sealed = ra.digest.clone().unwrap();
     assert!(
         digest::open(&keyring, re.id, ra.version, &sealed).is_err(),
         "a digest moved to another record does not open"
+    );
+    let swapped = cip_store::SealedDigest {
+        policy: sealed.screening.clone(),
+        screening: sealed.policy.clone(),
+    };
+    assert!(
+        digest::open(&keyring, ra.id, ra.version, &swapped).is_err(),
+        "one part put in the other's place does not open"
     );
 
     // An update rewrites it; the old one does not open as the new version.
@@ -209,6 +219,6 @@ async fn the_digest_is_sealed_to_its_record_and_agrees_with_it(b: Backend) {
     assert_eq!(updated.version, 2);
     assert!(digest::open(&keyring, updated.id, 2, &sealed).is_err());
     let d = digest::open(&keyring, updated.id, 2, updated.digest.as_ref().unwrap()).unwrap();
-    assert!(d.queries[0].countries.contains(&"FR".to_string()));
+    assert!(d.screening.queries[0].countries.contains(&"FR".to_string()));
     app.cleanup().await;
 }

@@ -422,7 +422,7 @@ async fn instances_rescreen_each_change_once(b: Backend) {
     app.cleanup().await;
 }
 
-/// Every stored customer's record digest (what the re-screen reads), by id.
+/// Every stored customer's screening digest (what the re-screen reads), by id.
 type Documents = Vec<(uuid::Uuid, Vec<u8>)>;
 
 /// Writes digests straight into the database (a fault only a test can make): `None`
@@ -436,10 +436,11 @@ async fn swap_digests(app: &TestApp, restore: Option<Documents>) -> Documents {
             let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{}", path.display()))
                 .await
                 .unwrap();
-            let rows = sqlx::query("SELECT id, digest FROM customers")
-                .fetch_all(&mut c)
-                .await
-                .unwrap();
+            let rows =
+                sqlx::query("SELECT customer_id, sealed FROM customer_digests WHERE part = 2")
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap();
             let originals: Documents = rows
                 .iter()
                 .map(|r| (r.get::<uuid::Uuid, _>(0), r.get::<Vec<u8>, _>(1)))
@@ -452,12 +453,14 @@ async fn swap_digests(app: &TestApp, restore: Option<Documents>) -> Documents {
                     .collect(),
             };
             for (id, doc) in writes {
-                sqlx::query("UPDATE customers SET digest = ?1 WHERE id = ?2")
-                    .bind(doc)
-                    .bind(id)
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
+                sqlx::query(
+                    "UPDATE customer_digests SET sealed = ?1 WHERE part = 2 AND customer_id = ?2",
+                )
+                .bind(doc)
+                .bind(id)
+                .execute(&mut c)
+                .await
+                .unwrap();
             }
             originals
         }
@@ -465,10 +468,11 @@ async fn swap_digests(app: &TestApp, restore: Option<Documents>) -> Documents {
             let mut c = sqlx::PgConnection::connect(app.database_url.as_deref().unwrap())
                 .await
                 .unwrap();
-            let rows = sqlx::query("SELECT id, digest FROM customers")
-                .fetch_all(&mut c)
-                .await
-                .unwrap();
+            let rows =
+                sqlx::query("SELECT customer_id, sealed FROM customer_digests WHERE part = 2")
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap();
             let originals: Documents = rows
                 .iter()
                 .map(|r| (r.get::<uuid::Uuid, _>(0), r.get::<Vec<u8>, _>(1)))
@@ -481,12 +485,14 @@ async fn swap_digests(app: &TestApp, restore: Option<Documents>) -> Documents {
                     .collect(),
             };
             for (id, doc) in writes {
-                sqlx::query("UPDATE customers SET digest = $1 WHERE id = $2")
-                    .bind(doc)
-                    .bind(id)
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
+                sqlx::query(
+                    "UPDATE customer_digests SET sealed = $1 WHERE part = 2 AND customer_id = $2",
+                )
+                .bind(doc)
+                .bind(id)
+                .execute(&mut c)
+                .await
+                .unwrap();
             }
             originals
         }
