@@ -83,6 +83,11 @@ pub enum BenchCommand {
         /// Customers to store and re-evaluate.
         #[arg(long, default_value_t = 50_000)]
         customers: u64,
+        /// Keep the installation in this folder (created if missing) instead of a temporary
+        /// one; a later run with the same --customers reuses the stored customers, so a large
+        /// store is built once and measured many times.
+        #[arg(long)]
+        data_dir: Option<std::path::PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -201,7 +206,11 @@ pub async fn run(cmd: BenchCommand) -> Result<u8> {
             list_dir,
             json,
         } => crate::bench_rescreen::run(customers, list_dir, json).await,
-        BenchCommand::Policy { customers, json } => crate::bench_policy::run(customers, json).await,
+        BenchCommand::Policy {
+            customers,
+            data_dir,
+            json,
+        } => crate::bench_policy::run(customers, data_dir, json).await,
     }
 }
 

@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use cip_core::model::AccountType;
 use cip_core::policy::{self, Methods, Policy};
 use cip_server::records::seal;
@@ -59,10 +59,22 @@ fn pct(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
 
-pub async fn run(customers: u64, json_out: bool) -> Result<u8> {
-    let dir = tempfile::tempdir()?;
+pub async fn run(
+    customers: u64,
+    data_dir: Option<std::path::PathBuf>,
+    json_out: bool,
+) -> Result<u8> {
+    let temp = tempfile::tempdir()?;
+    let dir = match data_dir {
+        Some(d) => {
+            std::fs::create_dir_all(&d)
+                .with_context(|| format!("creating the bench folder {}", d.display()))?;
+            d
+        }
+        None => temp.path().to_path_buf(),
+    };
     let flags = cip_server::config::ConfigLayer {
-        data_dir: Some(dir.path().to_path_buf()),
+        data_dir: Some(dir.clone()),
         ..Default::default()
     };
     let config = cip_server::config::load(None, Default::default(), flags)?;
@@ -120,10 +132,21 @@ pub async fn run(customers: u64, json_out: bool) -> Result<u8> {
     }
     anyhow::ensure!(pending == RUNS, "a foreign-owned entity is pending");
 
-    // 2. Many stored customers, one account each, re-evaluated under a new policy.
-    let bar = crate::bench::progress_bar(customers, "storing");
+    // 2. Many stored customers, one account each, re-evaluated under a new policy — stored
+    // now, or by an earlier run into the same --data-dir.
+    let stored = inst.store.count_customers().await?;
+    anyhow::ensure!(
+        stored == 0 || stored == customers,
+        "{} holds {stored} customers, not {customers}: use an empty folder or --customers {stored}",
+        dir.display()
+    );
+    let to_store = if stored == customers { 0 } else { customers };
+    if to_store == 0 {
+        eprintln!("reusing the {stored} customers stored in {}", dir.display());
+    }
+    let bar = crate::bench::progress_bar(to_store, "storing");
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..customers {
+    for i in 0..to_store {
         let state = state.clone();
         tasks.spawn(async move {
             let id = crate::bench::store_customer(&state, &body(i)).await?;
