@@ -40,7 +40,10 @@ pub struct Digest {
     pub screening: ScreeningPart,
 }
 
-/// What policy evaluation needs of a record (~100 bytes).
+/// What policy evaluation needs of a record: codes only, ~150 bytes for a customer with four
+/// owners. The facts carry no JSON pointer (the pass needs the status, not the reasons) and each
+/// person's are sorted and deduplicated — the determination's status and whether it has
+/// conflicts depend only on which (kind, country) facts there are.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PolicyPart {
     /// `individual` or `entity`.
@@ -60,12 +63,11 @@ pub struct ScreeningPart {
     pub queries: Vec<Query>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One determination fact: its kind ([`kind_code`]) and country (ISO 3166-1 alpha-2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Fact {
-    pub kind: String,
-    pub country: String,
-    /// JSON pointer of the fact in the record.
-    pub source: String,
+    pub kind: u8,
+    pub country: [u8; 2],
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,22 +76,52 @@ pub struct Owner {
     pub facts: Vec<Fact>,
 }
 
-fn fact(e: &Evidence) -> Fact {
-    Fact {
-        kind: e.kind.as_str().to_string(),
-        country: e.country.as_str().to_string(),
-        source: e.source.clone(),
+/// The stored code of an evidence kind. Stored in digests: never renumber, only add.
+pub fn kind_code(k: EvidenceKind) -> u8 {
+    match k {
+        EvidenceKind::DeclaredCitizenship => 1,
+        EvidenceKind::UsResidencePermit => 2,
+        EvidenceKind::PlaceOfOrganization => 3,
+        EvidenceKind::DocumentNationality => 4,
+        EvidenceKind::AddressCountry => 5,
+        EvidenceKind::PhoneCountry => 6,
+        EvidenceKind::PaymentCountry => 7,
+        EvidenceKind::IpGeolocation => 8,
     }
 }
+
+fn kind_of_code(c: u8) -> Option<EvidenceKind> {
+    EvidenceKind::ALL.into_iter().find(|k| kind_code(*k) == c)
+}
+
+/// A person's facts as stored: codes, sorted, each (kind, country) once.
+fn facts(evidence: &[Evidence]) -> Vec<Fact> {
+    let mut out: Vec<Fact> = evidence
+        .iter()
+        .filter_map(|e| {
+            let b = e.country.as_str().as_bytes();
+            Some(Fact {
+                kind: kind_code(e.kind),
+                country: [*b.first()?, *b.get(1)?],
+            })
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Where the evidence rebuilt from a digest says it comes from (the digest keeps no pointers).
+pub const DIGEST_SOURCE: &str = "record digest";
 
 fn evidence(facts: &[Fact]) -> Vec<Evidence> {
     facts
         .iter()
         .filter_map(|f| {
             Some(Evidence::new(
-                EvidenceKind::parse(&f.kind)?,
-                CountryCode::parse(&f.country).ok()?,
-                f.source.clone(),
+                kind_of_code(f.kind)?,
+                CountryCode::parse(std::str::from_utf8(&f.country).ok()?).ok()?,
+                DIGEST_SOURCE,
             ))
         })
         .collect()
@@ -106,12 +138,12 @@ impl Digest {
                     .payment_methods
                     .iter()
                     .any(|p| p.crypto_wallet.is_some()),
-                facts: customer.iter().map(fact).collect(),
+                facts: facts(&customer),
                 owners: owners
                     .iter()
                     .map(|(id, ev)| Owner {
                         id: *id,
-                        facts: ev.iter().map(fact).collect(),
+                        facts: facts(ev),
                     })
                     .collect(),
             },
@@ -126,8 +158,9 @@ impl Digest {
 }
 
 impl PolicyPart {
-    /// The determination evidence of the customer and of each beneficial owner, as
-    /// `api::determination::evidence_of` gives it for the document.
+    /// The determination evidence of the customer and of each beneficial owner: the (kind,
+    /// country) facts `api::determination::evidence_of` gives for the document, each once,
+    /// without their pointers.
     pub fn evidence(&self) -> (Vec<Evidence>, Vec<(Uuid, Vec<Evidence>)>) {
         (
             evidence(&self.facts),
