@@ -164,9 +164,18 @@ async fn foreign_individual_verified_by_passport_and_email_code(b: Backend) {
     assert_eq!(r["method"], "document");
     assert_eq!(r["result"], "pass", "{r}");
     assert_eq!(r["verification"]["state"], "pending");
+    // The built-in policy's rule for individuals: a document, and one of its
+    // non-documentary methods.
     assert_eq!(
         r["verification"]["missing"],
-        json!(["customer: a passing non-documentary check"])
+        json!([
+            "customer: a passing otp_email, otp_phone, payment_confirmation or vendor_non_documentary"
+        ])
+    );
+    assert_eq!(r["verification"]["policy_version"], "builtin");
+    assert_eq!(
+        r["verification"]["tier"], "high",
+        "crypto payment raises the tier"
     );
     assert_eq!(account_status(&app, &aid).await, "pending_verification");
 
