@@ -11,6 +11,7 @@
 //! ```
 
 use crate::model::AccountStatus;
+use crate::policy::Policy;
 
 /// Whether `to` may follow `from`. Staying in the same status is not a transition.
 pub fn transition_allowed(from: AccountStatus, to: AccountStatus) -> bool {
@@ -125,53 +126,142 @@ pub fn decide(status: AccountStatus) -> LifecycleDecision {
     }
 }
 
-/// Due work of the lifecycle: how long a status may last before the job moves the account
-/// on. Defaults until the provider's policy file sets them per risk tier.
+/// Microseconds in a day: the policy counts deadlines in days, the store in Unix micros.
+pub const DAY_MICROS: i64 = 86_400_000_000;
+
+/// A notice the lifecycle job sends the provider before a deadline falls due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DuePolicy {
-    /// `pending_verification` longer than this → `failed`.
-    pub verification_deadline_secs: i64,
-    /// `failed` longer than this → `closed`.
-    pub close_failed_after_secs: i64,
-    /// `active` longer than this → `reverification_due`.
-    pub reverification_interval_secs: i64,
+pub enum Reminder {
+    /// A pending account nears its tier's verification deadline.
+    Verification,
+    /// An active account nears its tier's re-verification date.
+    Reverification,
 }
 
-impl Default for DuePolicy {
-    fn default() -> Self {
-        const DAY: i64 = 86_400;
-        DuePolicy {
-            verification_deadline_secs: 30 * DAY,
-            close_failed_after_secs: 7 * DAY,
-            reverification_interval_secs: 365 * DAY,
+impl Reminder {
+    /// The key stored with each reminder sent (with the account and the due date).
+    pub fn kind(self) -> &'static str {
+        match self {
+            Reminder::Verification => "verification",
+            Reminder::Reverification => "reverification",
+        }
+    }
+
+    /// The webhook event type.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            Reminder::Verification => "account.verification_reminder",
+            Reminder::Reverification => "account.reverification_reminder",
         }
     }
 }
 
-impl DuePolicy {
-    /// The moves the job makes: (from, to, how long `from` may last, the reason recorded).
-    pub fn rules(&self) -> [(AccountStatus, AccountStatus, i64, &'static str); 3] {
-        use AccountStatus::*;
-        [
-            (
-                PendingVerification,
-                Failed,
-                self.verification_deadline_secs,
-                "verification not completed by the policy deadline",
-            ),
-            (
-                Failed,
-                Closed,
-                self.close_failed_after_secs,
-                "closed: verification failed and the policy's closing period ended",
-            ),
-            (
-                Active,
-                ReverificationDue,
-                self.reverification_interval_secs,
-                "the policy's re-verification interval elapsed",
-            ),
-        ]
+/// Due work of the lifecycle: how long a status may last before the job moves the account
+/// on, under the policy in force (docs/design/0009-lifecycle.md, 0013-policy.md): a pending
+/// account fails after its risk tier's `verification_deadline_days`, an active account
+/// becomes due after its tier's `reverify_days` (from when it last became active), a failed
+/// account closes after the policy's `close_failed_after_days`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DueRule {
+    pub from: AccountStatus,
+    pub to: AccountStatus,
+    /// The reason recorded with the move (the job adds the policy version and tier).
+    pub reason: &'static str,
+    /// The reminder sent before the move, if any.
+    pub reminder: Option<Reminder>,
+}
+
+/// The moves the lifecycle job makes.
+pub const DUE_RULES: [DueRule; 3] = [
+    DueRule {
+        from: AccountStatus::PendingVerification,
+        to: AccountStatus::Failed,
+        reason: "verification not completed by the policy deadline",
+        reminder: Some(Reminder::Verification),
+    },
+    DueRule {
+        from: AccountStatus::Failed,
+        to: AccountStatus::Closed,
+        reason: "closed: verification failed and the policy's closing period ended",
+        reminder: None,
+    },
+    DueRule {
+        from: AccountStatus::Active,
+        to: AccountStatus::ReverificationDue,
+        reason: "the policy's re-verification interval elapsed",
+        reminder: Some(Reminder::Reverification),
+    },
+];
+
+/// What the lifecycle job does with one account now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    Nothing,
+    /// The status has lasted longer than the policy allows: move it (`DueRule::to`).
+    Move {
+        due_at: i64,
+    },
+    /// The deadline is near: remind the provider (once per account and due date).
+    Remind {
+        due_at: i64,
+    },
+}
+
+impl DueRule {
+    /// Days the status may last for an account of risk tier `tier`.
+    pub fn days(&self, policy: &Policy, tier: usize) -> u32 {
+        let t = &policy.tiers[tier.min(policy.tiers.len().saturating_sub(1))];
+        match self.from {
+            AccountStatus::PendingVerification => t.verification_deadline_days,
+            AccountStatus::Active => t.reverify_days,
+            _ => policy.close_failed_after_days,
+        }
+    }
+
+    /// Days before the deadline the reminder goes out (0: no reminder).
+    pub fn remind_days(&self, policy: &Policy) -> u32 {
+        match self.reminder {
+            Some(Reminder::Verification) => policy.verification_reminder_days,
+            Some(Reminder::Reverification) => policy.reverification_reminder_days,
+            None => 0,
+        }
+    }
+
+    /// Whether the deadline differs between tiers: only then is each account's tier (and so
+    /// its customer's record digest) needed.
+    pub fn by_tier(&self, policy: &Policy) -> bool {
+        let first = self.days(policy, 0);
+        (1..policy.tiers.len()).any(|t| self.days(policy, t) != first)
+    }
+
+    /// How long an account must have been in the status before the rule can do anything
+    /// (remind or move), over every tier: younger accounts need not be read.
+    pub fn min_age_micros(&self, policy: &Policy) -> i64 {
+        let remind = self.remind_days(policy);
+        (0..policy.tiers.len().max(1))
+            .map(|t| i64::from(self.days(policy, t).saturating_sub(remind)))
+            .min()
+            .unwrap_or(0)
+            .saturating_mul(DAY_MICROS)
+    }
+
+    /// When an account of tier `tier` that entered the status at `since` is due.
+    pub fn due_at(&self, policy: &Policy, tier: usize, since: i64) -> i64 {
+        since.saturating_add(i64::from(self.days(policy, tier)).saturating_mul(DAY_MICROS))
+    }
+
+    /// The work due at `now`: the move once the status has lasted longer than the policy
+    /// allows, else a reminder within the policy's reminder window.
+    pub fn decide(&self, policy: &Policy, tier: usize, since: i64, now: i64) -> Due {
+        let due_at = self.due_at(policy, tier, since);
+        let remind = i64::from(self.remind_days(policy)).saturating_mul(DAY_MICROS);
+        if due_at < now {
+            Due::Move { due_at }
+        } else if remind > 0 && due_at.saturating_sub(remind) < now {
+            Due::Remind { due_at }
+        } else {
+            Due::Nothing
+        }
     }
 }
 
@@ -210,15 +300,87 @@ mod tests {
 
     #[test]
     fn due_rules_are_legal_transitions() {
-        for (from, to, after, _) in DuePolicy::default().rules() {
+        let policy = Policy::builtin();
+        for rule in DUE_RULES {
             assert!(
-                transition_allowed(from, to),
+                transition_allowed(rule.from, rule.to),
                 "{} -> {}",
-                from.as_str(),
-                to.as_str()
+                rule.from.as_str(),
+                rule.to.as_str()
             );
-            assert!(after > 0);
+            assert!(rule.min_age_micros(&policy) > 0);
         }
+    }
+
+    #[test]
+    fn deadlines_follow_the_tier_and_reminders_come_first() {
+        let policy = Policy::builtin();
+        let [pending, failed, active] = DUE_RULES;
+        // Built-in tiers: low 30/1095, standard 30/730, high 14/365 days; closing 7 days.
+        assert!(pending.by_tier(&policy) && active.by_tier(&policy));
+        assert!(
+            !failed.by_tier(&policy),
+            "the closing period is one for all"
+        );
+        let day = DAY_MICROS;
+        let since = 1_000 * day;
+        assert_eq!(
+            pending.decide(&policy, 1, since, since + 20 * day),
+            Due::Nothing
+        );
+        assert_eq!(
+            pending.decide(&policy, 1, since, since + 24 * day),
+            Due::Remind {
+                due_at: since + 30 * day
+            },
+            "7 days ahead"
+        );
+        assert_eq!(
+            pending.decide(&policy, 2, since, since + 15 * day),
+            Due::Move {
+                due_at: since + 14 * day
+            },
+            "the high tier has 14 days"
+        );
+        assert_eq!(
+            pending.decide(&policy, 1, since, since + 30 * day),
+            Due::Remind {
+                due_at: since + 30 * day
+            },
+            "due at, not after"
+        );
+        assert_eq!(
+            failed.decide(&policy, 0, since, since + 8 * day),
+            Due::Move {
+                due_at: since + 7 * day
+            }
+        );
+        assert_eq!(
+            failed.decide(&policy, 0, since, since + 6 * day),
+            Due::Nothing,
+            "no reminder before closing"
+        );
+        assert_eq!(
+            active.decide(&policy, 2, since, since + 340 * day),
+            Due::Remind {
+                due_at: since + 365 * day
+            }
+        );
+        assert_eq!(
+            active.decide(&policy, 1, since, since + 340 * day),
+            Due::Nothing
+        );
+        // The youngest candidates: the high tier's deadline less the reminder window.
+        assert_eq!(pending.min_age_micros(&policy), 7 * day);
+        assert_eq!(active.min_age_micros(&policy), 335 * day);
+        assert_eq!(failed.min_age_micros(&policy), 7 * day);
+        let mut quiet = policy.clone();
+        quiet.verification_reminder_days = 0;
+        assert_eq!(
+            pending.decide(&quiet, 1, since, since + 29 * day),
+            Due::Nothing
+        );
+        assert_eq!(pending.min_age_micros(&quiet), 14 * day);
     }
 
     #[test]

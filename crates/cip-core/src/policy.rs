@@ -241,6 +241,15 @@ pub struct Policy {
     pub max_failed_attempts: u32,
     /// Whether U.S. persons are verified too (the order requires foreign persons only).
     pub verify_us_persons: bool,
+    /// Days a failed account stays failed (for an analyst or a new verification round)
+    /// before the lifecycle job closes it.
+    pub close_failed_after_days: u32,
+    /// Days before an active account's re-verification falls due that the provider is
+    /// reminded (0: no reminder).
+    pub reverification_reminder_days: u32,
+    /// Days before a pending account's verification deadline that the provider is reminded
+    /// (0: no reminder).
+    pub verification_reminder_days: u32,
 }
 
 /// The facts of one customer and one account that a policy looks at. Countries are codes
@@ -380,6 +389,9 @@ impl Policy {
             exemptions: vec![],
             max_failed_attempts: 3,
             verify_us_persons: false,
+            close_failed_after_days: 7,
+            reverification_reminder_days: 30,
+            verification_reminder_days: 7,
         }
     }
 

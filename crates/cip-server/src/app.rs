@@ -340,28 +340,23 @@ pub fn spawn_jobs(
         }));
     }
     {
-        // The lifecycle's due work (deadlines, closing, re-verification), once an hour: the
-        // rules count in days, and a pass reads every account in the statuses it watches.
+        // The lifecycle's due work under the policy in force (deadlines per risk tier,
+        // closing, re-verification, reminders), once an hour: the rules count in days, and
+        // one pass walks every candidate.
         let state = state.clone();
         let cancel = cancel.clone();
         handles.push(tokio::spawn(async move {
-            let policy = cip_core::lifecycle::DuePolicy::default();
             let mut tick = tokio::time::interval(Duration::from_secs(3600));
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = tick.tick() => {
-                        loop {
-                            match crate::jobs::lifecycle_run_once(&state, &policy, crate::time::now_micros(), 200).await {
-                                Ok(crate::jobs::Ran::Did(n)) => {
-                                    tracing::info!(moved = n, "lifecycle: accounts moved by policy");
-                                }
-                                Ok(crate::jobs::Ran::Idle) => break,
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "lifecycle pass failed; will retry");
-                                    break;
-                                }
+                        match crate::jobs::lifecycle_run_once(&state, crate::time::now_micros(), 500).await {
+                            Ok(crate::jobs::Ran::Did(n)) => {
+                                tracing::info!(done = n, "lifecycle: accounts moved or reminded by policy");
                             }
+                            Ok(crate::jobs::Ran::Idle) => {}
+                            Err(e) => tracing::warn!(error = %e, "lifecycle pass failed; will retry"),
                         }
                     }
                 }

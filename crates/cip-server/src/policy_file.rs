@@ -37,6 +37,12 @@ struct FileShape {
     max_failed_attempts: Spanned<u32>,
     #[serde(default)]
     verify_us_persons: bool,
+    #[serde(default)]
+    close_failed_after_days: Option<Spanned<u32>>,
+    #[serde(default)]
+    reverification_reminder_days: Option<Spanned<u32>>,
+    #[serde(default)]
+    verification_reminder_days: Option<Spanned<u32>>,
     base_tier: Spanned<String>,
     tiers: Vec<Spanned<TierShape>>,
     #[serde(default)]
@@ -49,6 +55,14 @@ struct FileShape {
 fn default_attempts() -> Spanned<u32> {
     Spanned::new(0..0, 3)
 }
+
+/// Defaults of the lifecycle keys (the built-in policy's values).
+const CLOSE_FAILED_AFTER_DAYS: u32 = 7;
+const REVERIFICATION_REMINDER_DAYS: u32 = 30;
+const VERIFICATION_REMINDER_DAYS: u32 = 7;
+/// The longest period a policy may set, in days (100 years): deadlines are computed in
+/// microseconds, and anything longer is a typo.
+const MAX_DAYS: u32 = 36_500;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -178,6 +192,12 @@ pub fn parse(text: &str) -> Result<Policy, Vec<Problem>> {
                 "verification_deadline_days and reverify_days must be at least 1".into(),
             );
         }
+        if t.verification_deadline_days > MAX_DAYS || t.reverify_days > MAX_DAYS {
+            say(
+                at,
+                format!("verification_deadline_days and reverify_days must be at most {MAX_DAYS}"),
+            );
+        }
         tiers.push(Tier {
             name: t.name.clone(),
             interim_use,
@@ -185,6 +205,61 @@ pub fn parse(text: &str) -> Result<Policy, Vec<Problem>> {
             reverify_days: t.reverify_days,
         });
     }
+    let close_failed_after_days = match &shape.close_failed_after_days {
+        None => CLOSE_FAILED_AFTER_DAYS,
+        Some(v) => {
+            if !(1..=MAX_DAYS).contains(v.get_ref()) {
+                say(
+                    v.span().start,
+                    format!("close_failed_after_days must be between 1 and {MAX_DAYS}"),
+                );
+            }
+            *v.get_ref()
+        }
+    };
+    // A reminder must come before its deadline in every tier; 0 sends none.
+    let mut reminder = |key: &str,
+                        value: &Option<Spanned<u32>>,
+                        default: u32,
+                        deadline: fn(&TierShape) -> u32,
+                        deadline_key: &str| {
+        let days = value.as_ref().map(|v| *v.get_ref()).unwrap_or(default);
+        for t in &shape.tiers {
+            let limit = deadline(t.get_ref());
+            if days > 0 && limit > 0 && days >= limit {
+                match value {
+                    Some(v) => say(
+                        v.span().start,
+                        format!(
+                            "{key} ({days}) must be shorter than tier '{}' {deadline_key} ({limit}); 0 sends no reminder",
+                            t.get_ref().name
+                        ),
+                    ),
+                    None => say(
+                        t.span().start,
+                        format!(
+                            "{deadline_key} ({limit}) must be longer than {key} ({days}, the default); set {key} lower, or 0 for no reminder",
+                        ),
+                    ),
+                }
+            }
+        }
+        days
+    };
+    let reverification_reminder_days = reminder(
+        "reverification_reminder_days",
+        &shape.reverification_reminder_days,
+        REVERIFICATION_REMINDER_DAYS,
+        |t| t.reverify_days,
+        "reverify_days",
+    );
+    let verification_reminder_days = reminder(
+        "verification_reminder_days",
+        &shape.verification_reminder_days,
+        VERIFICATION_REMINDER_DAYS,
+        |t| t.verification_deadline_days,
+        "verification_deadline_days",
+    );
     let tier_index = |name: &str| tiers.iter().position(|t| t.name == name);
     let base_tier = tier_index(shape.base_tier.get_ref()).unwrap_or_else(|| {
         say(
@@ -397,6 +472,9 @@ pub fn parse(text: &str) -> Result<Policy, Vec<Problem>> {
         exemptions,
         max_failed_attempts,
         verify_us_persons: shape.verify_us_persons,
+        close_failed_after_days,
+        reverification_reminder_days,
+        verification_reminder_days,
     })
 }
 
@@ -496,6 +574,68 @@ legal_reference = ""
         has(25, "legal_reference");
         has(25, "matches everything");
         assert!(errs.windows(2).all(|w| w[0].line <= w[1].line));
+    }
+
+    #[test]
+    fn lifecycle_keys_are_checked_with_lines() {
+        let text = EXAMPLE
+            .replace("close_failed_after_days = 7", "close_failed_after_days = 0")
+            .replace(
+                "reverification_reminder_days = 30",
+                "reverification_reminder_days = 400",
+            );
+        assert_ne!(text, EXAMPLE);
+        let errs = parse(&text).unwrap_err();
+        let line = |key: &str| text.lines().position(|l| l.starts_with(key)).unwrap() + 1;
+        assert!(
+            errs.iter()
+                .any(|e| e.line == line("close_failed_after_days")
+                    && e.message.contains("close_failed_after_days")),
+            "{errs:?}"
+        );
+        // 400 days is not shorter than the high tier's 365.
+        assert!(
+            errs.iter()
+                .any(|e| e.line == line("reverification_reminder_days")
+                    && e.message.contains("tier 'high' reverify_days (365)")),
+            "{errs:?}"
+        );
+        assert!(
+            !errs.iter().any(|e| e.message.contains("tier 'low'")),
+            "1095 days is longer than 400: {errs:?}"
+        );
+        // A default reminder that no longer fits a tier is reported at the tier.
+        let text = EXAMPLE
+            .replace("verification_reminder_days = 7\n", "")
+            .replace(
+                "verification_deadline_days = 14",
+                "verification_deadline_days = 5",
+            );
+        let errs = parse(&text).unwrap_err();
+        let tier_line = text
+            .lines()
+            .position(|l| l == "verification_deadline_days = 5")
+            .unwrap()
+            - 2;
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].line, tier_line, "{errs:?}");
+        assert!(errs[0].message.contains("(7, the default)"), "{errs:?}");
+        // Without the keys, the defaults; 0 turns a reminder off.
+        let p = parse(
+            &EXAMPLE
+                .replace("close_failed_after_days = 7\n", "")
+                .replace(
+                    "reverification_reminder_days = 30",
+                    "reverification_reminder_days = 0",
+                ),
+        )
+        .unwrap();
+        assert_eq!(p.close_failed_after_days, 7);
+        assert_eq!(p.reverification_reminder_days, 0);
+        assert_eq!(p.verification_reminder_days, 7);
+        let errs =
+            parse(&EXAMPLE.replace("reverify_days = 730", "reverify_days = 99999")).unwrap_err();
+        assert!(errs[0].message.contains("at most 36500"), "{errs:?}");
     }
 
     #[test]

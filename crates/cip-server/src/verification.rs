@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cip_core::determination::Status;
-use cip_core::model::{AccountStatus, CustomerKind};
-use cip_core::verification::{Method, Outcome, Rule, Subjects, Verdict};
+use cip_core::model::{AccountStatus, AccountType, CustomerKind};
+use cip_core::policy;
+use cip_core::verification::{Method, Outcome};
 use cip_store::{AccountFilter, AuditDraft, CaseRow, EvidenceRow, PageRequest};
 use cip_vault::{BlindIndexKind, Keyring};
 use secrecy::{ExposeSecret, SecretString};
@@ -17,8 +17,6 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::config::{OtpSenderConfig, VerificationConfig};
-use crate::records::dto::CustomerDoc;
-use crate::records::seal;
 use crate::state::AppState;
 use crate::time::now_micros;
 
@@ -132,6 +130,13 @@ pub struct Verification {
 
 impl Verification {
     pub fn from_config(config: &VerificationConfig, data_dir: &std::path::Path) -> Self {
+        if config.failure_limit != 3 {
+            // Superseded: the policy in force decides (docs/design/0013-policy.md, 2026-12).
+            tracing::warn!(
+                verification_failure_limit = config.failure_limit,
+                "verification_failure_limit is no longer used: the policy file's max_failed_attempts decides when failed checks fail an account"
+            );
+        }
         let sender: Arc<dyn CodeSender> = match &config.otp_sender {
             OtpSenderConfig::File => Arc::new(FileSender {
                 dir: data_dir.join("otp-outbox"),
@@ -236,52 +241,107 @@ pub struct AccountOutcome {
     pub reason: String,
 }
 
-/// The verification state of a customer after its latest evidence.
+/// The verification state of a customer after its latest evidence, under the policy in
+/// force (the same evaluation as `cip policy check` and the re-evaluation after a policy
+/// change).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Settlement {
-    /// verified, failed, pending, or not_required (nobody needs verification).
+    /// verified, failed, pending, exempt, or not_required (a U.S. person with no foreign
+    /// owner, under a policy that verifies foreign persons only).
     pub state: &'static str,
-    /// What is still needed (when pending).
+    /// What is still needed (when pending): one line per requirement of the policy's rule,
+    /// each naming the methods that would meet it.
     pub missing: Vec<String>,
     /// Accounts moved because of it.
     pub accounts: Vec<AccountOutcome>,
+    /// The policy version that decided.
+    pub policy_version: String,
+    /// The customer's risk tier under it (for the account that decided the state).
+    pub tier: String,
 }
 
-/// Who must be verified, from the customer's determination.
-pub fn subjects(doc: &CustomerDoc) -> Subjects {
-    let (customer, owners) = crate::api::determination::evidence_of(doc);
-    let d = cip_core::determination::determine_customer(customer, owners);
-    Subjects {
-        kind: if doc.kind == "entity" {
-            CustomerKind::Entity
-        } else {
-            CustomerKind::Individual
-        },
-        customer: d.customer.status != Status::UsPerson,
-        beneficial_owners: d
-            .beneficial_owners
-            .iter()
-            .filter(|(_, o)| o.status != Status::UsPerson)
-            .map(|(id, _)| *id)
-            .collect(),
+/// The actor's words for a group of methods: "a passing document or vendor_documentary".
+fn alternatives(group: policy::Methods) -> String {
+    let names: Vec<&str> = group.iter().map(|m| m.as_str()).collect();
+    match names.split_last() {
+        Some((last, [])) => format!("a passing {last}"),
+        Some((last, rest)) => format!("a passing {} or {last}", rest.join(", ")),
+        None => "nothing".into(),
     }
 }
 
-/// After new evidence: evaluates the rule for each of the customer's accounts pending
-/// verification and moves them (`active` when verified, `failed` at the failure limit)
-/// through the ordinary lifecycle transition, so webhooks fire. Reading the record to
-/// determine who must be verified is audited (`verification.evaluate`).
+/// The missing groups of a pending verdict as lines for the API: the customer's own groups
+/// (`customer: …` for individuals, `entity: …` for entities), and `beneficial_owners_verified`
+/// spelt out per foreign owner that lacks a passing documentary or non-documentary result.
+fn missing_lines(
+    facts: &crate::policy::Facts,
+    evidence: &[EvidenceRow],
+    missing: &[policy::Methods],
+) -> Vec<String> {
+    let label = match facts.kind {
+        CustomerKind::Individual => "customer",
+        CustomerKind::Entity => "entity",
+    };
+    let mut lines = Vec::new();
+    for group in missing {
+        if group.iter().collect::<Vec<_>>() == [policy::Method::BeneficialOwnersVerified] {
+            for owner in &facts.foreign_owners {
+                let has = |kind: fn(Method) -> bool| {
+                    evidence.iter().any(|e| {
+                        e.result == "pass"
+                            && e.beneficial_owner_id == Some(*owner)
+                            && Method::parse(&e.method).is_some_and(kind)
+                    })
+                };
+                if !has(Method::is_documentary) {
+                    lines.push(format!(
+                        "beneficial owner {owner}: a passing documentary check (document or vendor_documentary)"
+                    ));
+                }
+                if !has(Method::is_non_documentary) {
+                    lines.push(format!(
+                        "beneficial owner {owner}: a passing non-documentary check (otp_email, otp_phone, payment_confirmation or vendor_non_documentary)"
+                    ));
+                }
+            }
+        } else {
+            lines.push(format!("{label}: {}", alternatives(*group)));
+        }
+    }
+    lines
+}
+
+/// How far a verdict is from done, for the customer's overall state: the least advanced
+/// account decides.
+fn rank(v: &policy::Verdict) -> u8 {
+    match v {
+        policy::Verdict::Pending { .. } => 4,
+        policy::Verdict::Failed => 3,
+        policy::Verdict::Verified => 2,
+        policy::Verdict::Exempt { .. } => 1,
+        policy::Verdict::NotRequired => 0,
+    }
+}
+
+/// After new evidence: evaluates the policy in force (`cip_core::policy::evaluate`, the
+/// built-in policy until one is applied) for each of the customer's open accounts, and moves
+/// those pending verification that it settles through the ordinary lifecycle transition, so
+/// webhooks fire: to `active` when the evidence meets the rule of the account's kind, type,
+/// product and tier, or when the policy requires none (U.S. person, exemption); to `failed`
+/// when the failed results since the account last became pending reach the policy's
+/// `max_failed_attempts`. The customer's facts come from its record digest, as in the
+/// re-evaluation after a policy change; the read is audited (`verification.evaluate`).
 pub async fn settle(
     state: &AppState,
     customer_id: Uuid,
     request_id: Option<String>,
 ) -> Result<Settlement, String> {
-    let accounts = state
+    let accounts: Vec<cip_store::AccountRow> = state
         .store
         .list_accounts(
             &AccountFilter {
                 customer_id: Some(customer_id),
-                status: Some(AccountStatus::PendingVerification.as_str().into()),
+                status: None,
                 account_type: None,
             },
             &PageRequest {
@@ -290,24 +350,17 @@ pub async fn settle(
             },
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|a| a.status != AccountStatus::Closed.as_str())
+        .collect();
+    let (policy, _, _) = crate::policy::active(state.store.as_ref()).await?;
     let row = state
         .store
         .get_customer(customer_id)
         .await
         .map_err(|e| e.to_string())?
         .ok_or("customer not found")?;
-    let projection = seal::Projection {
-        sections: Some(vec![
-            "identity".into(),
-            "entity".into(),
-            "beneficial_owners".into(),
-            "payment_methods".into(),
-        ]),
-    };
-    let (value, fields) =
-        seal::open_document(&state.keyring(), customer_id, &row.document, &projection)
-            .map_err(|e| e.to_string())?;
     state
         .store
         .append_audit(vec![AuditDraft {
@@ -317,84 +370,132 @@ pub async fn settle(
             action: "verification.evaluate".into(),
             record_type: "customer".into(),
             record_id: Some(customer_id.to_string()),
-            fields,
+            fields: vec!["read=digest(determination facts)".into()],
             request_id: request_id.clone(),
-            purpose: Some("who must be verified (determination)".into()),
+            purpose: Some("who must be verified (determination) and the risk tier".into()),
         }])
         .await
         .map_err(|e| e.to_string())?;
-    let doc: CustomerDoc = serde_json::from_value(value).map_err(|e| e.to_string())?;
-    let who = subjects(&doc);
-    let results: Vec<cip_core::verification::Result> = state
+    let digest = crate::records::digest::of_row(
+        &state.keyring(),
+        &cip_store::CustomerDigestRow {
+            id: row.id,
+            kind: row.kind,
+            version: row.version,
+            key_id: row.key_id,
+            digest: row.digest,
+            document: Some(row.document),
+        },
+    )?;
+    let facts = crate::policy::facts_of_digest(&digest);
+    let evidence = state
         .store
         .list_evidence(customer_id)
         .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .filter_map(|e| {
-            Some(cip_core::verification::Result {
-                beneficial_owner: e.beneficial_owner_id,
-                method: Method::parse(&e.method)?,
-                outcome: Outcome::parse(&e.result)?,
-                at: e.at,
-            })
-        })
-        .collect();
-    let rule = Rule {
-        failure_limit: state.verification.config.failure_limit,
-    };
-    if !who.customer && who.beneficial_owners.is_empty() {
-        return Ok(Settlement {
-            state: "not_required",
-            missing: vec![],
-            accounts: vec![],
-        });
-    }
+        .map_err(|e| e.to_string())?;
+    let passed = crate::policy::passed_methods(&facts, &evidence);
+
+    let pending = AccountStatus::PendingVerification.as_str();
+    let any_pending = accounts.iter().any(|a| a.status == pending);
+    let mut outcomes: Vec<policy::Outcome> = Vec::new();
     let mut moved = Vec::new();
-    let mut overall = rule.evaluate(&who, &results, 0);
-    for account in accounts {
-        // The round starts when the account last became pending.
-        let since = state
-            .store
-            .list_transitions(account.id)
-            .await
-            .map_err(|e| e.to_string())?
-            .last()
-            .map(|t| t.at)
-            .unwrap_or(0);
-        let verdict = rule.evaluate(&who, &results, since);
-        let (to, reason) = match &verdict {
-            Verdict::Verified { reason } => (AccountStatus::Active, reason.clone()),
-            Verdict::Failed { reason } => (AccountStatus::Failed, reason.clone()),
-            Verdict::Pending { .. } => {
-                overall = verdict;
-                continue;
-            }
-        };
-        overall = verdict.clone();
-        if let Some(o) = transition(state, &account, to, &reason, request_id.clone()).await? {
-            moved.push(o);
+    for account in &accounts {
+        let is_pending = account.status == pending;
+        // The overall state follows the pending accounts when there are any.
+        if any_pending && !is_pending {
+            continue;
         }
+        let account_type =
+            AccountType::parse(&account.account_type).unwrap_or(AccountType::Standard);
+        // The round starts when the account last became pending: failures of earlier rounds
+        // do not count (passes do).
+        let failed = if is_pending {
+            let since = state
+                .store
+                .list_transitions(account.id)
+                .await
+                .map_err(|e| e.to_string())?
+                .last()
+                .map(|t| t.at)
+                .unwrap_or(0);
+            evidence
+                .iter()
+                .filter(|e| e.result == "fail" && e.at >= since)
+                .count() as u32
+        } else {
+            0
+        };
+        let subject =
+            crate::policy::subject(&facts, account_type, &account.product, passed, failed);
+        let outcome = policy::evaluate(&policy, &subject);
+        if is_pending {
+            let tier = &policy.tiers[outcome.tier].name;
+            let open = crate::policy::OpenAccount {
+                id: account.id,
+                account_type,
+                product: account.product.clone(),
+                status: account.status.clone(),
+                version: account.version,
+            };
+            let to = match &outcome.verdict {
+                policy::Verdict::Failed => Some((
+                    AccountStatus::Failed,
+                    format!(
+                        "verification failed: {failed} failed checks (limit {}, policy {}, tier {tier})",
+                        policy.max_failed_attempts, policy.version
+                    ),
+                )),
+                policy::Verdict::Verified => Some((
+                    AccountStatus::Active,
+                    format!(
+                        "verified: the evidence meets policy {} (tier {tier})",
+                        policy.version
+                    ),
+                )),
+                _ => crate::policy::required_move(&policy, &open, &outcome),
+            };
+            if let Some((to, reason)) = to
+                && let Some(o) = transition(state, account, to, &reason, request_id.clone()).await?
+            {
+                moved.push(o);
+            }
+        }
+        outcomes.push(outcome);
+    }
+    if outcomes.is_empty() {
+        // No open account: the state for a standard account of any product.
+        outcomes.push(policy::evaluate(
+            &policy,
+            &crate::policy::subject(&facts, AccountType::Standard, "", passed, 0),
+        ));
     }
     if moved.iter().any(|o| o.to == AccountStatus::Failed.as_str()) {
         open_cases(state, 100).await?;
     }
-    Ok(match overall {
-        Verdict::Verified { .. } => Settlement {
-            state: "verified",
-            missing: vec![],
-            accounts: moved,
-        },
-        Verdict::Failed { .. } => Settlement {
-            state: "failed",
-            missing: vec![],
-            accounts: moved,
-        },
-        Verdict::Pending { missing } => Settlement {
-            state: "pending",
-            missing,
-            accounts: moved,
-        },
+    let Some(decider) = outcomes
+        .iter()
+        .enumerate()
+        .max_by_key(|(i, o)| (rank(&o.verdict), std::cmp::Reverse(*i)))
+        .map(|(_, o)| o.clone())
+    else {
+        return Err("no outcome".into());
+    };
+    let mut missing = Vec::new();
+    for o in &outcomes {
+        if let policy::Verdict::Pending { missing: groups } = &o.verdict {
+            for line in missing_lines(&facts, &evidence, groups) {
+                if !missing.contains(&line) {
+                    missing.push(line);
+                }
+            }
+        }
+    }
+    Ok(Settlement {
+        state: decider.verdict.as_str(),
+        missing,
+        accounts: moved,
+        policy_version: policy.version.clone(),
+        tier: policy.tiers[decider.tier].name.clone(),
     })
 }
 

@@ -18,6 +18,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "account.created",
     "account.status_changed",
     "account.special_measure",
+    "account.verification_reminder",
+    "account.reverification_reminder",
 ];
 
 /// Attempts before a delivery is given up (`failed`): about 41 hours of back-off.

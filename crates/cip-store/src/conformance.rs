@@ -54,6 +54,7 @@ pub fn checks() -> Vec<NamedCheck> {
             Box::pin(concurrent_otp_throttle(s))
         }),
         ("notices_and_history", |s| Box::pin(notices_and_history(s))),
+        ("due_work", |s| Box::pin(due_work(s))),
     ]
 }
 
@@ -2426,6 +2427,176 @@ async fn notices_and_history(s: Arc<dyn Store>) -> Check {
     ensure!(
         rest.len() == 1 && rest[0].id == a.id,
         "after the cursor: {rest:?}"
+    );
+    Ok(())
+}
+
+/// The lifecycle job's reads and reminders (migration 0011): accounts in a status with the
+/// time they entered it, paged by id; digests of a set of customers; each reminder (account,
+/// kind, due date) recorded once with its event and audit entry, even when eight writers
+/// record it at once.
+async fn due_work(s: Arc<dyn Store>) -> Check {
+    let (c1, c2) = (Uuid::now_v7(), Uuid::now_v7());
+    s.insert_customer(write(customer_row(c1, 1, "individual", "DE", 1), vec![]))
+        .await
+        .map_err(e("customer 1"))?;
+    let mut old = customer_row(c2, 1, "entity", "GB", 1);
+    old.digest = None;
+    s.insert_customer(write(old, vec![]))
+        .await
+        .map_err(e("customer 2"))?;
+    let digests = s
+        .customer_digests(&[c2, Uuid::now_v7(), c1])
+        .await
+        .map_err(e("digests"))?;
+    ensure!(
+        digests.len() == 2
+            && digests.iter().any(|d| d.id == c1
+                && d.digest.as_deref() == Some(format!("digest-{c1}-1").as_bytes())
+                && d.document.is_none())
+            && digests
+                .iter()
+                .any(|d| d.id == c2 && d.digest.is_none() && d.document.is_some()),
+        "digests of the known customers, the document only without a digest: {digests:?}"
+    );
+    ensure!(
+        s.customer_digests(&[])
+            .await
+            .map_err(e("no ids"))?
+            .is_empty(),
+        "no ids, no rows"
+    );
+
+    // a1 entered pending at 200 (its latest transition); a2 has no transition (since its
+    // last update, 10); a3 is active.
+    let status = "pending_verification";
+    let mut ids = Vec::new();
+    for (i, at) in [(0, Some(200)), (1, None), (2, Some(50))] {
+        let mut a = account_row(if i == 1 { c2 } else { c1 }, None);
+        a.status = if i == 2 { "active" } else { status }.into();
+        let mut w = account_write(a.clone());
+        w.transition = at.map(|at| TransitionRow {
+            account_id: a.id,
+            version: 1,
+            from_status: "none".into(),
+            to_status: a.status.clone(),
+            reason: "r".into(),
+            actor: "k".into(),
+            at,
+        });
+        s.insert_account(w).await.map_err(e("account"))?;
+        ids.push(a.id);
+    }
+    let mine = |rows: Vec<AccountSince>| -> Vec<(Uuid, i64)> {
+        rows.into_iter()
+            .filter(|r| ids.contains(&r.account.id))
+            .map(|r| (r.account.id, r.since))
+            .collect()
+    };
+    let early = mine(
+        s.accounts_entered_before(status, None, 150, 1000)
+            .await
+            .map_err(e("entered before 150"))?,
+    );
+    ensure!(
+        early == vec![(ids[1], 10)],
+        "only the account in the status since before 150: {early:?}"
+    );
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s
+            .accounts_entered_before(status, after, 300, 1)
+            .await
+            .map_err(e("page"))?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.account.id);
+        paged.extend(page);
+    }
+    let paged = mine(paged);
+    ensure!(
+        paged == vec![(ids[0], 200), (ids[1], 10)],
+        "pages walk the candidates in id order with their times: {paged:?}"
+    );
+
+    let hook = endpoint("account.reverification_reminder");
+    s.insert_webhook_endpoint(hook.clone(), draft("webhook.create", None))
+        .await
+        .map_err(e("endpoint"))?;
+    let reminder = |due_at: i64| {
+        let ev = event_draft("account.reverification_reminder", 300);
+        ReminderWrite {
+            row: ReminderRow {
+                account_id: ids[2],
+                kind: "reverification".into(),
+                due_at,
+                sent_at: 300,
+                event_id: ev.id,
+            },
+            event: ev,
+            audit: draft("account.reminder", Some(ids[2].to_string())),
+        }
+    };
+    let head = s.audit_head().await.map_err(e("head"))?.0;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (s, w) = (s.clone(), reminder(5_000));
+        tasks.push(tokio::spawn(
+            async move { s.record_reminders(vec![w]).await },
+        ));
+    }
+    let mut recorded = 0;
+    for t in tasks {
+        recorded += t
+            .await
+            .map_err(|x| format!("reminder task: {x}"))?
+            .map_err(e("record"))?;
+    }
+    ensure!(
+        recorded == 1,
+        "one reminder of eight recorded, got {recorded}"
+    );
+    let n = s
+        .record_reminders(vec![reminder(5_000), reminder(9_000), reminder(9_000)])
+        .await
+        .map_err(e("record again"))?;
+    ensure!(
+        n == 1,
+        "the known reminder is skipped, the new due date recorded once: {n}"
+    );
+    ensure!(
+        s.audit_head().await.map_err(e("head"))?.0 == head + 2,
+        "one audit entry per reminder recorded"
+    );
+    let log = s.list_deliveries(hook.id, 10).await.map_err(e("log"))?;
+    ensure!(
+        log.len() == 2
+            && log
+                .iter()
+                .all(|d| d.event_type == "account.reverification_reminder"),
+        "one event per reminder recorded: {log:?}"
+    );
+    let sent = s
+        .reminders_sent("reverification", &[ids[0], ids[2]])
+        .await
+        .map_err(e("sent"))?;
+    let mut due: Vec<i64> = sent.iter().map(|(_, d)| *d).collect();
+    due.sort();
+    ensure!(
+        sent.iter().all(|(a, _)| *a == ids[2]) && due == vec![5_000, 9_000],
+        "the due dates reminded: {sent:?}"
+    );
+    ensure!(
+        s.reminders_sent("verification", &ids)
+            .await
+            .map_err(e("other kind"))?
+            .is_empty(),
+        "another kind has none"
+    );
+    let rows = s.list_reminders(ids[2]).await.map_err(e("list"))?;
+    ensure!(
+        rows.len() == 2 && rows[0].due_at == 5_000 && rows[0].kind == "reverification",
+        "reminders listed: {rows:?}"
     );
     Ok(())
 }

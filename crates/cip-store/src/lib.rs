@@ -13,6 +13,7 @@
 
 mod audit;
 pub mod conformance;
+mod due;
 mod error;
 mod history;
 mod lists;
@@ -21,6 +22,7 @@ mod ops;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
+mod sqlite_due;
 mod sqlite_history;
 mod sqlite_ops;
 mod sqlite_verification;
@@ -29,6 +31,7 @@ mod verification;
 mod writer;
 
 pub use audit::{AuditDraft, AuditEntry, canonical_audit_body};
+pub use due::{AccountSince, DueStore, ReminderRow, ReminderWrite};
 pub use error::StoreError;
 pub use history::{CustomerExtras, DeterminationRow, HistoryStore, NoticeRow};
 pub use lists::{
@@ -50,7 +53,15 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Everything cip persists. Both adapters implement it; [`conformance`] proves they agree.
 #[async_trait]
 pub trait Store:
-    ListStore + ReviewStore + MeasureStore + VerificationStore + HistoryStore + Send + Sync + 'static
+    ListStore
+    + ReviewStore
+    + MeasureStore
+    + VerificationStore
+    + HistoryStore
+    + DueStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Which backend this is, for logs and `/readyz`.
     fn backend(&self) -> Backend;

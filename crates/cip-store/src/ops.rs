@@ -1536,6 +1536,7 @@ macro_rules! define_ops {
                 op @ (Op::InsertNotices(..) | Op::RecordDetermination(..)) => {
                     super::history_ops::apply(conn, head, op).await?
                 }
+                op @ Op::RecordReminders(_) => super::due_ops::apply(conn, head, op).await?,
             })
         }
     };

@@ -19,6 +19,7 @@ use crate::*;
 mod ops {
     crate::ops::define_ops!(sqlx::PgConnection);
 }
+mod due_ops;
 pub(crate) mod history_ops;
 mod verification_ops;
 
@@ -708,6 +709,45 @@ impl HistoryStore for PgStore {
         limit: u32,
     ) -> Result<Vec<AccountRow>> {
         history_ops::accounts_accessed_after(&mut *self.pool.acquire().await?, at, id, limit).await
+    }
+}
+
+#[async_trait]
+impl DueStore for PgStore {
+    async fn accounts_entered_before(
+        &self,
+        status: &str,
+        after: Option<Uuid>,
+        before: i64,
+        limit: u32,
+    ) -> Result<Vec<AccountSince>> {
+        due_ops::accounts_entered_before(
+            &mut *self.pool.acquire().await?,
+            status,
+            after,
+            before,
+            limit,
+        )
+        .await
+    }
+
+    async fn customer_digests(&self, ids: &[Uuid]) -> Result<Vec<CustomerDigestRow>> {
+        due_ops::customer_digests(&mut *self.pool.acquire().await?, ids).await
+    }
+
+    async fn reminders_sent(&self, kind: &str, accounts: &[Uuid]) -> Result<Vec<(Uuid, i64)>> {
+        due_ops::reminders_sent(&mut *self.pool.acquire().await?, kind, accounts).await
+    }
+
+    async fn record_reminders(&self, reminders: Vec<ReminderWrite>) -> Result<u64> {
+        if reminders.is_empty() {
+            return Ok(0);
+        }
+        count(self.submit(Op::RecordReminders(reminders)).await?)
+    }
+
+    async fn list_reminders(&self, account_id: Uuid) -> Result<Vec<ReminderRow>> {
+        due_ops::list_reminders(&mut *self.pool.acquire().await?, account_id).await
     }
 }
 

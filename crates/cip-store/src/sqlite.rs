@@ -917,3 +917,43 @@ impl HistoryStore for SqliteStore {
             .await
     }
 }
+
+#[async_trait]
+impl DueStore for SqliteStore {
+    async fn accounts_entered_before(
+        &self,
+        status: &str,
+        after: Option<Uuid>,
+        before: i64,
+        limit: u32,
+    ) -> Result<Vec<AccountSince>> {
+        let status = status.to_string();
+        self.scan(move |c| {
+            crate::sqlite_due::accounts_entered_before(c, &status, after, before, limit)
+        })
+        .await
+    }
+
+    async fn customer_digests(&self, ids: &[Uuid]) -> Result<Vec<CustomerDigestRow>> {
+        let ids = ids.to_vec();
+        self.scan(move |c| crate::sqlite_due::customer_digests(c, &ids))
+            .await
+    }
+
+    async fn reminders_sent(&self, kind: &str, accounts: &[Uuid]) -> Result<Vec<(Uuid, i64)>> {
+        let (kind, accounts) = (kind.to_string(), accounts.to_vec());
+        self.scan(move |c| crate::sqlite_due::reminders_sent(c, &kind, &accounts))
+            .await
+    }
+
+    async fn record_reminders(&self, reminders: Vec<ReminderWrite>) -> Result<u64> {
+        if reminders.is_empty() {
+            return Ok(0);
+        }
+        crate::writer::count(self.submit(Op::RecordReminders(reminders)).await?)
+    }
+
+    async fn list_reminders(&self, account_id: Uuid) -> Result<Vec<ReminderRow>> {
+        self.read(|c| crate::sqlite_due::list_reminders(c, account_id))
+    }
+}

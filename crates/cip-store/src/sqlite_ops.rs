@@ -1076,6 +1076,7 @@ pub(crate) fn apply(conn: &Connection, head: &mut Head, op: Op) -> Result<Out> {
         op @ (Op::InsertNotices(..) | Op::RecordDetermination(..)) => {
             crate::sqlite_history::apply(conn, head, op)?
         }
+        op @ Op::RecordReminders(_) => crate::sqlite_due::apply(conn, head, op)?,
     })
 }
 

@@ -78,6 +78,8 @@ pub(crate) enum Op {
     // notices and determination history (sqlite_history.rs, postgres/history_ops.rs)
     InsertNotices(Vec<NoticeRow>, AuditDraft),
     RecordDetermination(Box<DeterminationRow>, Option<AuditDraft>),
+    // lifecycle reminders (sqlite_due.rs, postgres/due_ops.rs; migration 0011)
+    RecordReminders(Vec<ReminderWrite>),
 }
 
 pub(crate) enum Out {

@@ -533,8 +533,8 @@ pub async fn account_decision(
 pub struct WebhookCreate {
     /// http(s) URL that receives POSTs.
     pub url: String,
-    /// Event types (`account.created`, `account.status_changed`, `account.special_measure`)
-    /// or `["*"]`.
+    /// Event types (`account.created`, `account.status_changed`, `account.special_measure`,
+    /// `account.verification_reminder`, `account.reverification_reminder`) or `["*"]`.
     pub events: Vec<String>,
 }
 

@@ -32,6 +32,14 @@ pub struct PolicyDto {
     pub tiers: Vec<TierDto>,
     pub max_failed_attempts: u32,
     pub verify_us_persons: bool,
+    /// Days after which a failed account is closed.
+    pub close_failed_after_days: u32,
+    /// Days before re-verification falls due that `account.reverification_reminder` is sent
+    /// (0: none).
+    pub reverification_reminder_days: u32,
+    /// Days before the verification deadline that `account.verification_reminder` is sent
+    /// (0: none).
+    pub verification_reminder_days: u32,
     pub exemptions: Vec<String>,
     /// The policy file (TOML).
     pub text: String,
@@ -54,6 +62,9 @@ fn dto(p: &cip_core::policy::Policy, text: String, builtin: bool) -> PolicyDto {
             .collect(),
         max_failed_attempts: p.max_failed_attempts,
         verify_us_persons: p.verify_us_persons,
+        close_failed_after_days: p.close_failed_after_days,
+        reverification_reminder_days: p.reverification_reminder_days,
+        verification_reminder_days: p.verification_reminder_days,
         exemptions: p
             .exemptions
             .iter()

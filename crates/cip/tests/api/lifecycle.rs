@@ -502,23 +502,41 @@ async fn due_work_moves_each_account_once(b: Backend) {
         200
     );
 
-    let policy = cip_core::lifecycle::DuePolicy::default();
+    // The built-in policy: these customers pay with crypto, which raises them to the high
+    // tier (14 days to verify, a reminder 7 days ahead, re-verified after 365 days).
     let day = 86_400_000_000i64;
     let now = cip_server::time::now_micros();
-    // Before the deadline nothing moves.
+    // Long before the deadline nothing happens; within a week of it, a reminder each.
     assert_eq!(
-        lifecycle_run_once(&app.state, &policy, now + 29 * day, 100)
+        lifecycle_run_once(&app.state, now + 6 * day, 100)
             .await
             .unwrap(),
         Ran::Idle
     );
+    assert_eq!(
+        lifecycle_run_once(&app.state, now + 13 * day, 100)
+            .await
+            .unwrap(),
+        Ran::Did(6),
+        "six reminders"
+    );
+    for aid in &pending {
+        let r = app
+            .state
+            .store
+            .list_reminders(aid.parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].kind, "verification");
+    }
 
     // Two passes at once (as two instances would run them): each account moves once.
     let (s1, s2) = (app.state.clone(), app.state.clone());
-    let t = now + 31 * day;
+    let t = now + 15 * day;
     let (a, b2) = tokio::join!(
-        lifecycle_run_once(&s1, &policy, t, 100),
-        lifecycle_run_once(&s2, &policy, t, 100)
+        lifecycle_run_once(&s1, t, 100),
+        lifecycle_run_once(&s2, t, 100)
     );
     let moved = |r: Ran| match r {
         Ran::Did(n) => n,
@@ -542,12 +560,12 @@ async fn due_work_moves_each_account_once(b: Backend) {
         assert_eq!(h[2]["actor"], SYSTEM_ACTOR);
         assert_eq!(
             h[2]["reason"],
-            "verification not completed by the policy deadline"
+            "verification not completed by the policy deadline (policy builtin, tier high: 14 days)"
         );
     }
     // Failed accounts close after the closing period; the active one becomes due a year on.
     assert_eq!(
-        lifecycle_run_once(&app.state, &policy, t + 8 * day, 100)
+        lifecycle_run_once(&app.state, t + 8 * day, 100)
             .await
             .unwrap(),
         Ran::Did(6)
@@ -561,7 +579,7 @@ async fn due_work_moves_each_account_once(b: Backend) {
     assert_eq!(a["status"], "closed");
     assert!(a["closed_at"].is_string());
     assert_eq!(
-        lifecycle_run_once(&app.state, &policy, now + 366 * day, 100)
+        lifecycle_run_once(&app.state, now + 366 * day, 100)
             .await
             .unwrap(),
         Ran::Did(1)
@@ -574,7 +592,7 @@ async fn due_work_moves_each_account_once(b: Backend) {
         .unwrap();
     assert_eq!(a["status"], "reverification_due");
     assert_eq!(
-        lifecycle_run_once(&app.state, &policy, now + 366 * day, 100)
+        lifecycle_run_once(&app.state, now + 366 * day, 100)
             .await
             .unwrap(),
         Ran::Idle

@@ -17,6 +17,7 @@ mod geo;
 mod lifecycle;
 mod notices;
 mod policy;
+mod policy_lifecycle;
 mod reviews;
 mod screening;
 mod smtp;

@@ -164,9 +164,18 @@ async fn foreign_individual_verified_by_passport_and_email_code(b: Backend) {
     assert_eq!(r["method"], "document");
     assert_eq!(r["result"], "pass", "{r}");
     assert_eq!(r["verification"]["state"], "pending");
+    // The built-in policy's rule for individuals: a document, and one of its
+    // non-documentary methods.
     assert_eq!(
         r["verification"]["missing"],
-        json!(["customer: a passing non-documentary check"])
+        json!([
+            "customer: a passing otp_email, otp_phone, payment_confirmation or vendor_non_documentary"
+        ])
+    );
+    assert_eq!(r["verification"]["policy_version"], "builtin");
+    assert_eq!(
+        r["verification"]["tier"], "high",
+        "crypto payment raises the tier"
     );
     assert_eq!(account_status(&app, &aid).await, "pending_verification");
 
@@ -584,11 +593,10 @@ async fn unverified_case_opened_by_due_work_and_resolved(b: Backend) {
     use cip_server::jobs::{Ran, lifecycle_run_once};
     let app = spawn_app(b).await;
     let (_, aid) = pending(&app, "uc").await;
-    let policy = cip_core::lifecycle::DuePolicy::default();
     let now = cip_server::time::now_micros();
     let day = 86_400_000_000i64;
     assert_eq!(
-        lifecycle_run_once(&app.state, &policy, now + 31 * day, 100)
+        lifecycle_run_once(&app.state, now + 31 * day, 100)
             .await
             .unwrap(),
         Ran::Did(1)
@@ -604,13 +612,16 @@ async fn unverified_case_opened_by_due_work_and_resolved(b: Backend) {
     let items = cases["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{cases}");
     assert_eq!(items[0]["account_id"], aid.as_str());
-    assert_eq!(
-        items[0]["reason"],
-        "verification not completed by the policy deadline"
+    assert!(
+        items[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("verification not completed by the policy deadline (policy builtin"),
+        "{items:?}"
     );
     let case = items[0]["id"].as_str().unwrap().to_string();
     // A second pass opens nothing new.
-    lifecycle_run_once(&app.state, &policy, now + 31 * day, 100)
+    lifecycle_run_once(&app.state, now + 31 * day, 100)
         .await
         .unwrap();
     let other_year: Value = app
