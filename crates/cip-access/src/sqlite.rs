@@ -14,7 +14,7 @@
 //! Retention deletes whole files. Writes hold one process-wide lock and run in
 //! `spawn_blocking`; reads use their own connections and never wait for it (WAL).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -117,8 +117,15 @@ struct SegmentWriter {
     /// Plaintext → id, filled as values are met (the table holds only hashes and sealed text).
     strings: HashMap<String, i64>,
     hashes: HashMap<[u8; 16], i64>,
+    /// (account id, ip id) pairs known to be in `ip_account` (committed, or in the open
+    /// transaction: a failed transaction drops this whole writer). A pair not in it is
+    /// written with `INSERT OR IGNORE`, so the set is only a shortcut, capped in size.
+    pairs: HashSet<(i64, i64)>,
     used: u64,
 }
+
+/// Pairs remembered per open segment (about 32 bytes each).
+const MAX_KNOWN_PAIRS: usize = 2_000_000;
 
 struct Readers {
     dir: PathBuf,
@@ -376,6 +383,7 @@ impl SegmentWriter {
             ips,
             strings,
             hashes,
+            pairs: HashSet::new(),
             used: 0,
         })
     }
@@ -395,6 +403,7 @@ impl SegmentWriter {
             ips,
             strings,
             hashes,
+            pairs: known,
             ..
         } = self;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -466,7 +475,14 @@ impl SegmentWriter {
             let mut by_ip = tx
                 .prepare_cached("INSERT OR IGNORE INTO ip_account (ip, account) VALUES (?1, ?2)")?;
             for ((a, ip), _) in &pairs {
+                // Most pairs of a batch were met by an earlier one: no write for those.
+                if known.contains(&(*a, *ip)) {
+                    continue;
+                }
                 by_ip.execute(params![ip, a])?;
+                if known.len() < MAX_KNOWN_PAIRS {
+                    known.insert((*a, *ip));
+                }
             }
         }
         tx.commit()?;

@@ -161,6 +161,23 @@ pub async fn ingest(
     rejected: &mut Vec<Rejected>,
     mark: Option<ImportMark>,
 ) -> Result<IngestOutcome, IngestError> {
+    let (outcome, last) =
+        ingest_then_touch(store, access, resolver, parsed, rejected, mark).await?;
+    store.touch_last_accessed(last).await?;
+    Ok(outcome)
+}
+
+/// [`ingest`] up to the durable store: returns, beside the outcome, the `last_accessed_at`
+/// times the caller must advance next (`Store::touch_last_accessed`). The importer advances
+/// them while its next batch is being stored instead of between batches.
+pub async fn ingest_then_touch(
+    store: &dyn Store,
+    access: &dyn AccessStore,
+    resolver: &mut Resolver,
+    parsed: Vec<(u64, ParsedEvent)>,
+    rejected: &mut Vec<Rejected>,
+    mark: Option<ImportMark>,
+) -> Result<(IngestOutcome, Vec<(Uuid, i64)>), IngestError> {
     let mut events = Vec::with_capacity(parsed.len());
     for (line, p) in parsed {
         match resolver.resolve(store, &p.account).await? {
@@ -183,10 +200,9 @@ pub async fn ingest(
     }
     let last = cip_access::last_access_by_account(&events);
     let outcome = access.ingest(events, mark).await?;
-    store.touch_last_accessed(last).await?;
     metrics::counter!("cip_access_events_accepted_total").increment(outcome.accepted);
     metrics::counter!("cip_access_events_duplicate_total").increment(outcome.duplicates);
-    Ok(outcome)
+    Ok((outcome, last))
 }
 
 /// One pass of retention: drops the segments whose every account is two years past the later

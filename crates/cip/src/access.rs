@@ -101,6 +101,18 @@ pub async fn import(inst: &Installation, opts: ImportOptions) -> Result<u8> {
     Ok(if any_rejected { EXIT_REJECTED_LINES } else { 0 })
 }
 
+/// The `last_accessed_at` advance of a stored batch, running beside the next batch.
+type Touching = tokio::task::JoinHandle<Result<(), cip_store::StoreError>>;
+
+async fn finish_touch(t: Option<Touching>) -> Result<()> {
+    if let Some(t) = t {
+        t.await
+            .context("advancing last_accessed_at")?
+            .context("advancing last_accessed_at")?;
+    }
+    Ok(())
+}
+
 /// One file, no output (the benchmark's import path: the same code as `cip access import`).
 pub async fn import_quiet(
     inst: &Installation,
@@ -192,67 +204,84 @@ async fn import_file(inst: &Installation, path: &Path, opts: &ImportOptions) -> 
         }
     });
     let mut resolver = cip_server::access::Resolver::default();
+    let mut touching: Option<Touching> = None;
     // Where the time goes (debug log): waiting for the parser vs storing.
     let (mut waited, mut storing) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
-    loop {
-        let t = std::time::Instant::now();
-        let Some(batch) = rx.recv().await else { break };
-        waited += t.elapsed();
-        let t = std::time::Instant::now();
-        let Batch { good, mut bad, end } =
-            batch.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let outcome = cip_server::access::ingest(
-            inst.store.as_ref(),
-            inst.access.as_ref(),
-            &mut resolver,
-            good,
-            &mut bad,
-            Some(ImportMark {
-                file_key,
-                offset: end.offset,
-                line: end.line,
-            }),
-        )
-        .await
-        .with_context(|| {
-            format!(
-                "storing events of {} (nothing after line {} is acknowledged)",
-                path.display(),
-                report.lines
+    let stored = async {
+        loop {
+            let t = std::time::Instant::now();
+            let Some(batch) = rx.recv().await else { break };
+            waited += t.elapsed();
+            let t = std::time::Instant::now();
+            let Batch { good, mut bad, end } =
+                batch.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let (outcome, last) = cip_server::access::ingest_then_touch(
+                inst.store.as_ref(),
+                inst.access.as_ref(),
+                &mut resolver,
+                good,
+                &mut bad,
+                Some(ImportMark {
+                    file_key,
+                    offset: end.offset,
+                    line: end.line,
+                }),
             )
-        })?;
-        storing += t.elapsed();
-        tracing::debug!(
-            waited_ms = waited.as_millis() as u64,
-            storing_ms = storing.as_millis() as u64,
-            "access import timing"
-        );
-        tracing::info!(
-            line = end.line,
-            accepted = outcome.accepted,
-            duplicates = outcome.duplicates,
-            "access import batch stored"
-        );
-        report.accepted += outcome.accepted;
-        report.duplicates += outcome.duplicates;
-        report.rejected += bad.len() as u64;
-        report.lines = end.line;
-        bad.sort_by_key(|r| r.line);
-        for r in bad {
-            if !opts.json {
-                bar.suspend(|| eprintln!("{}:{}: {}", path.display(), r.line, r.reason));
+            .await
+            .with_context(|| {
+                format!(
+                    "storing events of {} (nothing after line {} is acknowledged)",
+                    path.display(),
+                    report.lines
+                )
+            })?;
+            // The previous batch's last_accessed_at ran while this batch was stored; this
+            // batch's runs while the next one is (one at a time, in order).
+            finish_touch(touching.take()).await?;
+            let store = inst.store.clone();
+            touching = Some(tokio::spawn(async move {
+                store.touch_last_accessed(last).await
+            }));
+            storing += t.elapsed();
+            tracing::debug!(
+                waited_ms = waited.as_millis() as u64,
+                storing_ms = storing.as_millis() as u64,
+                "access import timing"
+            );
+            tracing::info!(
+                line = end.line,
+                accepted = outcome.accepted,
+                duplicates = outcome.duplicates,
+                "access import batch stored"
+            );
+            report.accepted += outcome.accepted;
+            report.duplicates += outcome.duplicates;
+            report.rejected += bad.len() as u64;
+            report.lines = end.line;
+            bad.sort_by_key(|r| r.line);
+            for r in bad {
+                if !opts.json {
+                    bar.suspend(|| eprintln!("{}:{}: {}", path.display(), r.line, r.reason));
+                }
+                if report.listed.len() < MAX_LISTED {
+                    report.listed.push(r);
+                }
             }
-            if report.listed.len() < MAX_LISTED {
-                report.listed.push(r);
+            if gz {
+                bar.set_message(format!("line {}", end.line));
+                bar.tick();
+            } else {
+                bar.set_position(end.offset);
             }
         }
-        if gz {
-            bar.set_message(format!("line {}", end.line));
-            bar.tick();
-        } else {
-            bar.set_position(end.offset);
-        }
+        anyhow::Ok(())
     }
+    .await;
+    // Whatever ended the loop, the last stored batch's last_accessed_at is finished before
+    // returning: its events are acknowledged, so a resume will not replay it.
+    let touched = finish_touch(touching.take()).await;
+    stored?;
+    touched?;
     bar.finish_and_clear();
     let _ = reader.join();
     report.waited = waited;
