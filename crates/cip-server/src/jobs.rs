@@ -184,7 +184,7 @@ async fn tiers_of(
     customers.dedup();
     let rows = state
         .store
-        .customer_digests(&customers)
+        .customer_digests(cip_store::DigestPart::Policy, &customers)
         .await
         .map_err(|e| e.to_string())?;
     state
@@ -210,7 +210,9 @@ async fn tiers_of(
         crate::records::digest::par_map(&rows, |r| {
             Ok((
                 r.id,
-                crate::policy::facts_of_digest(&crate::records::digest::of_row(&keyring, r)?),
+                crate::policy::facts_of_digest(&crate::records::digest::policy_of_row(
+                    &keyring, r,
+                )?),
             ))
         })
     })

@@ -376,14 +376,13 @@ pub async fn settle(
         }])
         .await
         .map_err(|e| e.to_string())?;
-    let digest = crate::records::digest::of_row(
+    let digest = crate::records::digest::policy_of_row(
         &state.keyring(),
         &cip_store::CustomerDigestRow {
             id: row.id,
-            kind: row.kind,
             version: row.version,
             key_id: row.key_id,
-            digest: row.digest,
+            digest: row.digest.map(|d| d.policy),
             document: Some(row.document),
         },
     )?;

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::{AccountRow, AuditDraft, CustomerDigestRow, EventDraft, Result};
+use crate::{AccountRow, AuditDraft, CustomerDigestRow, DigestPart, EventDraft, Result};
 
 /// An account and when it entered its current status (its latest transition, or its last
 /// update for accounts older than transitions).
@@ -50,9 +50,13 @@ pub trait DueStore: Send + Sync {
         before: i64,
         limit: u32,
     ) -> Result<Vec<AccountSince>>;
-    /// The digests (or, for records without one, the documents) of these customers; unknown
-    /// ids are left out.
-    async fn customer_digests(&self, ids: &[Uuid]) -> Result<Vec<CustomerDigestRow>>;
+    /// One part of the digests (or, for records without one, the documents) of these
+    /// customers, in id order; unknown ids are left out.
+    async fn customer_digests(
+        &self,
+        part: DigestPart,
+        ids: &[Uuid],
+    ) -> Result<Vec<CustomerDigestRow>>;
     /// The due dates of reminders of `kind` already sent for these accounts.
     async fn reminders_sent(&self, kind: &str, accounts: &[Uuid]) -> Result<Vec<(Uuid, i64)>>;
     /// Records reminders: each (account, kind, due date) once — a reminder already recorded
@@ -92,10 +96,13 @@ pub(crate) mod sql {
 
     pub fn customer_digests(n: usize) -> String {
         format!(
-            "SELECT id, kind, version, key_id, digest, \
-             CASE WHEN digest IS NULL THEN document END AS document FROM customers \
-             WHERE id IN ({}) ORDER BY id",
-            placeholders(1, n)
+            "SELECT c.id AS id, \
+             CASE WHEN d.sealed IS NULL THEN c.version ELSE d.version END AS version, \
+             CASE WHEN d.sealed IS NULL THEN c.key_id ELSE d.key_id END AS key_id, \
+             d.sealed AS digest, CASE WHEN d.sealed IS NULL THEN c.document END AS document \
+             FROM customers c LEFT JOIN customer_digests d ON d.part = $1 AND d.customer_id = c.id \
+             WHERE c.id IN ({}) ORDER BY c.id",
+            placeholders(2, n)
         )
     }
 

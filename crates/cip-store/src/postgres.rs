@@ -731,8 +731,12 @@ impl DueStore for PgStore {
         .await
     }
 
-    async fn customer_digests(&self, ids: &[Uuid]) -> Result<Vec<CustomerDigestRow>> {
-        due_ops::customer_digests(&mut *self.pool.acquire().await?, ids).await
+    async fn customer_digests(
+        &self,
+        part: DigestPart,
+        ids: &[Uuid],
+    ) -> Result<Vec<CustomerDigestRow>> {
+        due_ops::customer_digests(&mut *self.pool.acquire().await?, part, ids).await
     }
 
     async fn reminders_sent(&self, kind: &str, accounts: &[Uuid]) -> Result<Vec<(Uuid, i64)>> {

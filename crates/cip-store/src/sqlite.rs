@@ -934,9 +934,13 @@ impl DueStore for SqliteStore {
         .await
     }
 
-    async fn customer_digests(&self, ids: &[Uuid]) -> Result<Vec<CustomerDigestRow>> {
+    async fn customer_digests(
+        &self,
+        part: DigestPart,
+        ids: &[Uuid],
+    ) -> Result<Vec<CustomerDigestRow>> {
         let ids = ids.to_vec();
-        self.scan(move |c| crate::sqlite_due::customer_digests(c, &ids))
+        self.scan(move |c| crate::sqlite_due::customer_digests(c, part, &ids))
             .await
     }
 

@@ -35,22 +35,28 @@ pub(crate) fn accounts_entered_before(
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-pub(crate) fn customer_digests(conn: &Connection, ids: &[Uuid]) -> Result<Vec<CustomerDigestRow>> {
+pub(crate) fn customer_digests(
+    conn: &Connection,
+    part: DigestPart,
+    ids: &[Uuid],
+) -> Result<Vec<CustomerDigestRow>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut stmt = conn.prepare(&sql::customer_digests(ids.len()))?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(ids.iter()), |r| {
+    let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(ids.len() + 1);
+    values.push(i64::from(part.code()).into());
+    values.extend(ids.iter().map(|id| id.as_bytes().to_vec().into()));
+    let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| {
         Ok((
             CustomerDigestRow {
                 id: r.get(0)?,
-                kind: r.get(1)?,
-                version: r.get(2)?,
+                version: r.get(1)?,
                 key_id: 0,
-                digest: r.get(4)?,
-                document: r.get(5)?,
+                digest: r.get(3)?,
+                document: r.get(4)?,
             },
-            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(2)?,
         ))
     })?;
     rows.map(|r| {

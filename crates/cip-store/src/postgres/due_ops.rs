@@ -55,13 +55,14 @@ pub(crate) async fn accounts_entered_before(
 
 pub(crate) async fn customer_digests(
     conn: &mut PgConnection,
+    part: DigestPart,
     ids: &[Uuid],
 ) -> Result<Vec<CustomerDigestRow>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let text = sql::customer_digests(ids.len());
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(text)).bind(part.code());
     for id in ids {
         q = q.bind(*id);
     }
@@ -70,7 +71,6 @@ pub(crate) async fn customer_digests(
         .map(|r| {
             Ok(CustomerDigestRow {
                 id: r.try_get("id")?,
-                kind: r.try_get("kind")?,
                 version: r.try_get("version")?,
                 key_id: u32::try_from(r.try_get::<i64, _>("key_id")?)
                     .map_err(|_| StoreError::Backend("key id out of range".into()))?,
