@@ -395,20 +395,28 @@ pub async fn settle(
     let passed = crate::policy::passed_methods(&facts, &evidence);
 
     let pending = AccountStatus::PendingVerification.as_str();
-    let any_pending = accounts.iter().any(|a| a.status == pending);
+    let due = AccountStatus::ReverificationDue.as_str();
+    // Accounts in a verification round: pending, or due for re-verification.
+    let in_round = |a: &cip_store::AccountRow| a.status == pending || a.status == due;
+    let any_pending = accounts.iter().any(in_round);
     let mut outcomes: Vec<policy::Outcome> = Vec::new();
+    // (index in `outcomes`, start of the round) of the re-verifications: their missing
+    // methods are counted from the evidence of their round only.
+    let mut round_since: Vec<(usize, i64)> = Vec::new();
     let mut moved = Vec::new();
     for account in &accounts {
-        let is_pending = account.status == pending;
-        // The overall state follows the pending accounts when there are any.
+        let is_pending = in_round(account);
+        let reverifying = account.status == due;
+        // The overall state follows the accounts in a round when there are any.
         if any_pending && !is_pending {
             continue;
         }
         let account_type =
             AccountType::parse(&account.account_type).unwrap_or(AccountType::Standard);
-        // The round starts when the account last became pending: failures of earlier rounds
-        // do not count (passes do).
-        let failed = if is_pending {
+        // The round starts when the account last became pending (or due): failures of
+        // earlier rounds do not count. Passes of earlier rounds count for a pending account,
+        // but not for re-verification: that is what re-verifying means.
+        let (failed, passed) = if is_pending {
             let since = state
                 .store
                 .list_transitions(account.id)
@@ -417,12 +425,21 @@ pub async fn settle(
                 .last()
                 .map(|t| t.at)
                 .unwrap_or(0);
-            evidence
+            let failed = evidence
                 .iter()
                 .filter(|e| e.result == "fail" && e.at >= since)
-                .count() as u32
+                .count() as u32;
+            let passed = if reverifying {
+                let recent: Vec<EvidenceRow> =
+                    evidence.iter().filter(|e| e.at >= since).cloned().collect();
+                round_since.push((outcomes.len(), since));
+                crate::policy::passed_methods(&facts, &recent)
+            } else {
+                passed
+            };
+            (failed, passed)
         } else {
-            0
+            (0, passed)
         };
         let subject =
             crate::policy::subject(&facts, account_type, &account.product, passed, failed);
@@ -444,6 +461,13 @@ pub async fn settle(
                         policy.max_failed_attempts, policy.version
                     ),
                 )),
+                policy::Verdict::Verified if reverifying => Some((
+                    AccountStatus::Active,
+                    format!(
+                        "re-verified: the evidence since re-verification fell due meets policy {} (tier {tier})",
+                        policy.version
+                    ),
+                )),
                 policy::Verdict::Verified => Some((
                     AccountStatus::Active,
                     format!(
@@ -451,6 +475,9 @@ pub async fn settle(
                         policy.version
                     ),
                 )),
+                // Exempt or not required: a due re-verification waits for the job's or an
+                // analyst's decision, as the policy re-evaluation leaves it (docs/design/0013).
+                _ if reverifying => None,
                 _ => crate::policy::required_move(&policy, &open, &outcome),
             };
             if let Some((to, reason)) = to
@@ -480,9 +507,21 @@ pub async fn settle(
         return Err("no outcome".into());
     };
     let mut missing = Vec::new();
-    for o in &outcomes {
+    for (i, o) in outcomes.iter().enumerate() {
         if let policy::Verdict::Pending { missing: groups } = &o.verdict {
-            for line in missing_lines(&facts, &evidence, groups) {
+            let recent: Vec<EvidenceRow>;
+            let evidence = match round_since.iter().find(|(j, _)| *j == i) {
+                Some((_, since)) => {
+                    recent = evidence
+                        .iter()
+                        .filter(|e| e.at >= *since)
+                        .cloned()
+                        .collect();
+                    &recent
+                }
+                None => &evidence,
+            };
+            for line in missing_lines(&facts, evidence, groups) {
                 if !missing.contains(&line) {
                     missing.push(line);
                 }

@@ -15,6 +15,7 @@ both_backends!(
     deadlines_and_reminders_follow_each_tier,
     settle_follows_the_applied_policy,
     two_instances_send_each_reminder_once,
+    reverification_needs_evidence_of_its_own_round,
 );
 
 const DAY: i64 = 86_400_000_000;
@@ -354,11 +355,16 @@ async fn deadlines_and_reminders_follow_each_tier(b: Backend) {
 
 /// Sends an email code to the customer and verifies it: the settlement.
 async fn email_code(app: &TestApp, cid: &str) -> Value {
+    code(app, cid, "email").await
+}
+
+/// A one-time code sent on `channel` and entered: the verification state after it.
+async fn code(app: &TestApp, cid: &str, channel: &str) -> Value {
     let resp = app
         .post(
             &format!("/v1/customers/{cid}/otp"),
             &app.admin,
-            &json!({"channel": "email"}),
+            &json!({"channel": channel}),
         )
         .await;
     assert_eq!(resp.status(), 201);
@@ -481,6 +487,66 @@ async fn settle_follows_the_applied_policy(b: Backend) {
             "customer: a passing document",
             "customer: a passing otp_phone or payment_confirmation"
         ])
+    );
+    app.cleanup().await;
+}
+
+/// An account due for re-verification becomes active again only on evidence collected since it
+/// fell due: the passes that verified it before do not count, a failed check of the round
+/// counts towards the policy's limit, and `missing` names what the round still lacks.
+async fn reverification_needs_evidence_of_its_own_round(b: Backend) {
+    let app = spawn_app(b).await;
+    let text = email_only("code-reverify")
+        .replace("max_failed_attempts = 1", "max_failed_attempts = 3")
+        .replace(r#"[["otp_email"]]"#, r#"[["otp_email", "otp_phone"]]"#);
+    assert_eq!(put_policy(&app, &text).await.status(), 201);
+    let (cid, _) = app.create_customer(&swedish("rv")).await;
+    let aid = account(&app, &cid, "pending_verification").await;
+    let v = email_code(&app, &cid).await;
+    assert_eq!(v["state"], "verified", "{v}");
+    assert_eq!(status(&app, &aid).await, "active");
+
+    // The re-verification interval elapses (an analyst's move here; the job's is tested above).
+    let resp = app
+        .client
+        .post(app.url(&format!("/v1/accounts/{aid}/transitions")))
+        .bearer_auth(&app.admin)
+        .header("if-match", "\"3\"")
+        .json(&json!({"to": "reverification_due", "reason": "interval elapsed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+
+    // New evidence that is not a pass: the old email code does not re-verify the account.
+    let resp = app
+        .post(
+            &format!("/v1/customers/{cid}/documents"),
+            &app.admin,
+            &json!({ "mrz": PASSPORT.replace("ERIKSSON<<ANNA<MARIA", "ERIKSSON<<BRITT<<<<<") }),
+        )
+        .await;
+    let r: Value = resp.json().await.unwrap();
+    assert_eq!(r["result"], "fail", "another name on the passport: {r}");
+    assert_eq!(r["verification"]["state"], "pending", "{r}");
+    assert_eq!(
+        r["verification"]["missing"],
+        json!(["customer: a passing otp_email or otp_phone"]),
+        "{r}"
+    );
+    assert_eq!(status(&app, &aid).await, "reverification_due");
+
+    // A code of this round re-verifies it (by phone: the email channel's resend throttle
+    // still runs).
+    let v = code(&app, &cid, "phone").await;
+    assert_eq!(v["state"], "verified", "{v}");
+    assert_eq!(v["accounts"][0]["account_id"], aid.as_str());
+    assert_eq!(v["accounts"][0]["to"], "active");
+    assert_eq!(status(&app, &aid).await, "active");
+    assert!(
+        last_reason(&app, &aid).await.starts_with("re-verified"),
+        "{}",
+        last_reason(&app, &aid).await
     );
     app.cleanup().await;
 }
