@@ -42,6 +42,14 @@ impl Hasher for IdentityHasher {
 
 type Map<V> = HashMap<u64, V, BuildHasherDefault<IdentityHasher>>;
 
+/// Version of the screening keys ([`PreparedQuery::screen_keys`], [`Index::lookup_keys`]).
+/// Keys derived by one version are only comparable with keys of the same version: bump it
+/// whenever normalisation or key derivation changes the keys a name or identifier gets, so
+/// that keys stored under the earlier version are known to be stale and re-derived
+/// (docs/design/0008-screening-service.md, "Keyed re-screen"). A test pins the keys of fixed
+/// names to catch a change made without the bump.
+pub const SCREEN_KEYS_VERSION: u32 = 1;
+
 const CANDIDATES: usize = 24;
 const MAX_DF_SHARE: f64 = 0.05;
 const MAX_NAME_CHARS: usize = 1000;
@@ -61,6 +69,13 @@ fn df_share(k: u64) -> f64 {
         b'p' => MAX_DF_SHARE / 2.0,
         _ => MAX_DF_SHARE / 8.0,
     }
+}
+
+/// Whether screening skips key `k` of an index of `names` names whose posting list has
+/// `postings` items: a key that common carries no information (its document frequency is
+/// above the ceiling of its type).
+fn over_ceiling(k: u64, postings: usize, names: usize) -> bool {
+    postings as f64 > (names as f64 * df_share(k)).max(8.0)
 }
 
 /// Keys of one token; `query` adds the deletion variants used for lookup.
@@ -318,6 +333,24 @@ impl PreparedQuery {
         })
     }
 
+    /// Every key that screening this query looks up: the name keys of every token of every
+    /// normalised name of every kind variant, and the identifier keys; sorted, without
+    /// duplicates. Screening finds candidates only through these keys (postings and
+    /// identifiers), so a query none of whose keys is among an index's
+    /// [`Index::lookup_keys`] has no candidate in that index, whatever the threshold.
+    pub fn screen_keys(&self) -> Vec<u64> {
+        let mut out: Vec<u64> = self
+            .variants
+            .iter()
+            .flat_map(|(_, names)| names.iter())
+            .flat_map(|(_, _, keys)| keys.iter().flatten().copied())
+            .chain(self.identifiers.iter().map(|(_, _, h)| *h))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     fn names_for(&self, k: EntryKind) -> &[PreparedName] {
         let ck = comparison_kind(k);
         self.variants
@@ -492,6 +525,25 @@ impl Index {
         entry_bytes + name_bytes + map_bytes(&self.postings) + map_bytes(&self.identifiers)
     }
 
+    /// The keys through which a query can find a candidate in this index: name keys whose
+    /// postings are not over their frequency ceiling (screening skips the others) and
+    /// identifier keys; sorted, without duplicates. A query that shares none of them
+    /// ([`PreparedQuery::screen_keys`]) gets no candidate from [`Index::screen`]: used to find
+    /// the stored customers a list change can concern without screening every customer.
+    pub fn lookup_keys(&self) -> Vec<u64> {
+        let names = self.names.len();
+        let mut out: Vec<u64> = self
+            .postings
+            .iter()
+            .filter(|(k, post)| !over_ceiling(**k, post.len(), names))
+            .map(|(k, _)| *k)
+            .chain(self.identifiers.keys().copied())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Screens one prepared query: up to `limit` candidates scoring at least `min_score`,
     /// best first.
     pub fn screen(&self, q: &PreparedQuery, limit: usize, min_score: f32) -> Vec<Candidate> {
@@ -573,7 +625,7 @@ impl Index {
                         let Some(post) = self.postings.get(k) else {
                             continue;
                         };
-                        if post.len() as f64 > (self.names.len() as f64 * df_share(*k)).max(8.0) {
+                        if over_ceiling(*k, post.len(), self.names.len()) {
                             continue;
                         }
                         work.postings += post.len();
