@@ -19,10 +19,12 @@ mod lists;
 mod measures;
 mod ops;
 pub mod postgres;
+mod screen_keys;
 mod sql;
 pub mod sqlite;
 mod sqlite_history;
 mod sqlite_ops;
+mod sqlite_screen_keys;
 mod sqlite_verification;
 mod types;
 mod verification;
@@ -39,6 +41,7 @@ pub use measures::{
     MeasureActionFilter, MeasureActionRow, MeasureActionWrite, MeasureRow, MeasureStore,
     RefusalRow, TieChange,
 };
+pub use screen_keys::{ScreenKeyStore, ScreenKeys};
 pub use types::*;
 pub use verification::*;
 
@@ -50,7 +53,15 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Everything cip persists. Both adapters implement it; [`conformance`] proves they agree.
 #[async_trait]
 pub trait Store:
-    ListStore + ReviewStore + MeasureStore + VerificationStore + HistoryStore + Send + Sync + 'static
+    ListStore
+    + ReviewStore
+    + MeasureStore
+    + VerificationStore
+    + HistoryStore
+    + ScreenKeyStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Which backend this is, for logs and `/readyz`.
     fn backend(&self) -> Backend;

@@ -223,6 +223,7 @@ macro_rules! define_ops {
                 Ok(_) => {}
             }
             put_terms(conn, r.id, &w.terms).await?;
+            crate::postgres::screen_keys_ops::write_screen_keys(conn, r.id, r.screen_keys.as_ref()).await?;
             put_idempotency(conn, w.idempotency).await?;
             crate::postgres::history_ops::write_extras(conn, w.extras).await?;
             append_audit(conn, head, w.audit).await
@@ -269,6 +270,7 @@ macro_rules! define_ops {
                 .execute(&mut *conn)
                 .await?;
             put_terms(conn, r.id, &w.terms).await?;
+            crate::postgres::screen_keys_ops::write_screen_keys(conn, r.id, r.screen_keys.as_ref()).await?;
             crate::postgres::history_ops::write_extras(conn, w.extras).await?;
             append_audit(conn, head, w.audit).await
         }
@@ -609,6 +611,7 @@ macro_rules! define_ops {
                 key_id: u32::try_from(r.try_get::<i64, _>("key_id")?)
                     .map_err(|_| StoreError::Backend("key id out of range".into()))?,
                 digest: r.try_get("digest")?,
+                screen_keys: None,
             })
         }
 
@@ -1503,6 +1506,7 @@ macro_rules! define_ops {
                 op @ (Op::InsertNotices(..) | Op::RecordDetermination(..)) => {
                     super::history_ops::apply(conn, head, op).await?
                 }
+                op @ Op::PutScreenKeys(..) => super::screen_keys_ops::apply(conn, head, op).await?,
             })
         }
     };

@@ -237,6 +237,7 @@ fn insert_customer(conn: &Connection, head: &mut Head, w: CustomerWrite) -> Resu
         Ok(_) => {}
     }
     put_terms(conn, r.id, &w.terms)?;
+    crate::sqlite_screen_keys::write_screen_keys(conn, r.id, r.screen_keys.as_ref())?;
     put_idempotency(conn, w.idempotency)?;
     crate::sqlite_history::write_extras(conn, w.extras)?;
     append_audit(conn, head, w.audit)
@@ -276,6 +277,7 @@ fn update_customer(
     }
     conn.prepare_cached(sql::DELETE_TERMS)?.execute([r.id])?;
     put_terms(conn, r.id, &w.terms)?;
+    crate::sqlite_screen_keys::write_screen_keys(conn, r.id, r.screen_keys.as_ref())?;
     crate::sqlite_history::write_extras(conn, w.extras)?;
     append_audit(conn, head, w.audit)
 }
@@ -1050,6 +1052,7 @@ pub(crate) fn apply(conn: &Connection, head: &mut Head, op: Op) -> Result<Out> {
         op @ (Op::InsertNotices(..) | Op::RecordDetermination(..)) => {
             crate::sqlite_history::apply(conn, head, op)?
         }
+        op @ Op::PutScreenKeys(..) => crate::sqlite_screen_keys::apply(conn, head, op)?,
     })
 }
 
@@ -1067,6 +1070,7 @@ fn customer_from_row(r: &Row<'_>) -> rusqlite::Result<(CustomerRow, i64)> {
             key_id: 0,
             document: r.get(7)?,
             digest: r.get(8)?,
+            screen_keys: None,
         },
         r.get(6)?,
     ))

@@ -78,6 +78,8 @@ pub(crate) enum Op {
     // notices and determination history (sqlite_history.rs, postgres/history_ops.rs)
     InsertNotices(Vec<NoticeRow>, AuditDraft),
     RecordDetermination(Box<DeterminationRow>, Option<AuditDraft>),
+    // screening keys derived by the backfill (sqlite_screen_keys.rs, postgres/screen_keys_ops.rs)
+    PutScreenKeys(Vec<(Uuid, i64, ScreenKeys)>, AuditDraft),
 }
 
 pub(crate) enum Out {
