@@ -18,6 +18,7 @@ mod lifecycle;
 mod notices;
 mod policy;
 mod reviews;
+mod screen_keys;
 mod screening;
 mod smtp;
 mod special_measures;
