@@ -201,6 +201,9 @@ pub struct Index {
     entry_start: Vec<u32>,
     postings: Map<Vec<u32>>,
     identifiers: Map<Vec<u32>>,
+    /// Document frequencies taken from a larger index ([`Index::with_frequencies_of`]):
+    /// the posting length there of each of this index's keys, and its name count.
+    frequencies: Option<(Map<u32>, usize)>,
 }
 
 /// A query as the caller gives it.
@@ -466,6 +469,32 @@ impl Index {
             entry_start,
             postings,
             identifiers,
+            frequencies: None,
+        }
+    }
+
+    /// This index (typically [`Index::build_subset`] of a list change) with the document
+    /// frequencies of `full` (the index the entries are screened against otherwise): a key
+    /// too common there to carry information is skipped here too. A subset of 90 names would
+    /// otherwise look up every key, down to two-consonant skeletons that screening against
+    /// the whole list skips, and find candidates that screening at creation would not.
+    pub fn with_frequencies_of(mut self, full: &Index) -> Self {
+        let lengths = self
+            .postings
+            .iter()
+            .map(|(k, post)| (*k, full.postings.get(k).map_or(post.len(), Vec::len) as u32))
+            .collect();
+        self.frequencies = Some((lengths, full.names.len()));
+        self
+    }
+
+    /// Whether screening skips key `k` whose posting list here has `postings` items.
+    fn skips(&self, k: u64, postings: usize) -> bool {
+        match &self.frequencies {
+            Some((lengths, names)) => {
+                over_ceiling(k, lengths.get(&k).map_or(postings, |n| *n as usize), *names)
+            }
+            None => over_ceiling(k, postings, self.names.len()),
         }
     }
 
@@ -531,11 +560,10 @@ impl Index {
     /// ([`PreparedQuery::screen_keys`]) gets no candidate from [`Index::screen`]: used to find
     /// the stored customers a list change can concern without screening every customer.
     pub fn lookup_keys(&self) -> Vec<u64> {
-        let names = self.names.len();
         let mut out: Vec<u64> = self
             .postings
             .iter()
-            .filter(|(k, post)| !over_ceiling(**k, post.len(), names))
+            .filter(|(k, post)| !self.skips(**k, post.len()))
             .map(|(k, _)| *k)
             .chain(self.identifiers.keys().copied())
             .collect();
@@ -625,7 +653,7 @@ impl Index {
                         let Some(post) = self.postings.get(k) else {
                             continue;
                         };
-                        if over_ceiling(*k, post.len(), self.names.len()) {
+                        if self.skips(*k, post.len()) {
                             continue;
                         }
                         work.postings += post.len();

@@ -402,10 +402,11 @@ async fn rescreen_change(
                 .cloned()
                 .collect();
             let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-            (
-                std::sync::Arc::new(Index::build_subset(&entries, &ids)),
-                entries.len(),
-            )
+            // With the document frequencies of the loaded index: a key too common to be
+            // looked up when a customer is screened is not looked up against the change
+            // either (docs/design/0008, "Keyed re-screen").
+            let subset = Index::build_subset(&entries, &ids).with_frequencies_of(&loaded.index);
+            (std::sync::Arc::new(subset), entries.len())
         })
         .await
         .map_err(|e| format!("subset index: {e}"))?
