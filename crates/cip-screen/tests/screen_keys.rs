@@ -377,7 +377,7 @@ proptest! {
             .iter()
             .enumerate()
             .map(|(i, (n, alias, k, id))| {
-                let mut e = ListEntry::new(ListId::new("p"), &i.to_string(), *k);
+                let mut e = ListEntry::new(ListId::new("p"), i.to_string(), *k);
                 e.push_name(n, NameKind::Primary);
                 if let Some(a) = alias {
                     e.push_name(a, NameKind::Aka);
