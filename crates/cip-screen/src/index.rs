@@ -42,6 +42,14 @@ impl Hasher for IdentityHasher {
 
 type Map<V> = HashMap<u64, V, BuildHasherDefault<IdentityHasher>>;
 
+/// Version of the screening keys ([`PreparedQuery::screen_keys`], [`Index::lookup_keys`]).
+/// Keys derived by one version are only comparable with keys of the same version: bump it
+/// whenever normalisation or key derivation changes the keys a name or identifier gets, so
+/// that keys stored under the earlier version are known to be stale and re-derived
+/// (docs/design/0008-screening-service.md, "Keyed re-screen"). A test pins the keys of fixed
+/// names to catch a change made without the bump.
+pub const SCREEN_KEYS_VERSION: u32 = 1;
+
 const CANDIDATES: usize = 24;
 const MAX_DF_SHARE: f64 = 0.05;
 const MAX_NAME_CHARS: usize = 1000;
@@ -61,6 +69,13 @@ fn df_share(k: u64) -> f64 {
         b'p' => MAX_DF_SHARE / 2.0,
         _ => MAX_DF_SHARE / 8.0,
     }
+}
+
+/// Whether screening skips key `k` of an index of `names` names whose posting list has
+/// `postings` items: a key that common carries no information (its document frequency is
+/// above the ceiling of its type).
+fn over_ceiling(k: u64, postings: usize, names: usize) -> bool {
+    postings as f64 > (names as f64 * df_share(k)).max(8.0)
 }
 
 /// Keys of one token; `query` adds the deletion variants used for lookup.
@@ -186,6 +201,9 @@ pub struct Index {
     entry_start: Vec<u32>,
     postings: Map<Vec<u32>>,
     identifiers: Map<Vec<u32>>,
+    /// Document frequencies taken from a larger index ([`Index::with_frequencies_of`]):
+    /// the posting length there of each of this index's keys, and its name count.
+    frequencies: Option<(Map<u32>, usize)>,
 }
 
 /// A query as the caller gives it.
@@ -318,6 +336,24 @@ impl PreparedQuery {
         })
     }
 
+    /// Every key that screening this query looks up: the name keys of every token of every
+    /// normalised name of every kind variant, and the identifier keys; sorted, without
+    /// duplicates. Screening finds candidates only through these keys (postings and
+    /// identifiers), so a query none of whose keys is among an index's
+    /// [`Index::lookup_keys`] has no candidate in that index, whatever the threshold.
+    pub fn screen_keys(&self) -> Vec<u64> {
+        let mut out: Vec<u64> = self
+            .variants
+            .iter()
+            .flat_map(|(_, names)| names.iter())
+            .flat_map(|(_, _, keys)| keys.iter().flatten().copied())
+            .chain(self.identifiers.iter().map(|(_, _, h)| *h))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     fn names_for(&self, k: EntryKind) -> &[PreparedName] {
         let ck = comparison_kind(k);
         self.variants
@@ -433,6 +469,32 @@ impl Index {
             entry_start,
             postings,
             identifiers,
+            frequencies: None,
+        }
+    }
+
+    /// This index (typically [`Index::build_subset`] of a list change) with the document
+    /// frequencies of `full` (the index the entries are screened against otherwise): a key
+    /// too common there to carry information is skipped here too. A subset of 90 names would
+    /// otherwise look up every key, down to two-consonant skeletons that screening against
+    /// the whole list skips, and find candidates that screening at creation would not.
+    pub fn with_frequencies_of(mut self, full: &Index) -> Self {
+        let lengths = self
+            .postings
+            .iter()
+            .map(|(k, post)| (*k, full.postings.get(k).map_or(post.len(), Vec::len) as u32))
+            .collect();
+        self.frequencies = Some((lengths, full.names.len()));
+        self
+    }
+
+    /// Whether screening skips key `k` whose posting list here has `postings` items.
+    fn skips(&self, k: u64, postings: usize) -> bool {
+        match &self.frequencies {
+            Some((lengths, names)) => {
+                over_ceiling(k, lengths.get(&k).map_or(postings, |n| *n as usize), *names)
+            }
+            None => over_ceiling(k, postings, self.names.len()),
         }
     }
 
@@ -490,6 +552,24 @@ impl Index {
                 + m.values().map(|v| v.capacity() * 4).sum::<usize>()
         };
         entry_bytes + name_bytes + map_bytes(&self.postings) + map_bytes(&self.identifiers)
+    }
+
+    /// The keys through which a query can find a candidate in this index: name keys whose
+    /// postings are not over their frequency ceiling (screening skips the others) and
+    /// identifier keys; sorted, without duplicates. A query that shares none of them
+    /// ([`PreparedQuery::screen_keys`]) gets no candidate from [`Index::screen`]: used to find
+    /// the stored customers a list change can concern without screening every customer.
+    pub fn lookup_keys(&self) -> Vec<u64> {
+        let mut out: Vec<u64> = self
+            .postings
+            .iter()
+            .filter(|(k, post)| !self.skips(**k, post.len()))
+            .map(|(k, _)| *k)
+            .chain(self.identifiers.keys().copied())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Screens one prepared query: up to `limit` candidates scoring at least `min_score`,
@@ -573,7 +653,7 @@ impl Index {
                         let Some(post) = self.postings.get(k) else {
                             continue;
                         };
-                        if post.len() as f64 > (self.names.len() as f64 * df_share(*k)).max(8.0) {
+                        if self.skips(*k, post.len()) {
                             continue;
                         }
                         work.postings += post.len();

@@ -29,6 +29,6 @@ pub mod snapshot;
 
 pub use index::{
     Agreement, Candidate, Explanation, IdentifierEvidence, Index, PreparedQuery, Query,
-    QueryIdentifier, Work,
+    QueryIdentifier, SCREEN_KEYS_VERSION, Work,
 };
 pub use snapshot::{ListDiff, ReplacePolicy, Snapshot, diff};

@@ -320,6 +320,28 @@ pub fn spawn_jobs(
         }));
     }
     {
+        // Records without screening keys of the current generation (written before they
+        // existed, or keyed under an earlier derivation) are keyed in the background; until
+        // then a list change re-screens every customer (docs/design/0008, "Keyed re-screen").
+        let state = state.clone();
+        let cancel = cancel.clone();
+        handles.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => {
+                        match crate::screen_keys::backfill_run_once(&state, 500).await {
+                            Ok(crate::jobs::Ran::Did(n)) => tracing::info!(customers = n, "screening keys derived"),
+                            Ok(crate::jobs::Ran::Idle) => {}
+                            Err(e) => tracing::warn!(error = %e, "deriving screening keys failed; will retry"),
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    {
         // Access-record retention: whole segments, once an hour.
         let state = state.clone();
         let cancel = cancel.clone();

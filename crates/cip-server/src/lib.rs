@@ -27,6 +27,7 @@ pub mod policy;
 pub mod policy_file;
 pub mod records;
 pub mod reviews;
+pub mod screen_keys;
 pub mod screening;
 pub mod smtp;
 pub mod state;

@@ -385,11 +385,11 @@ async fn rescreen_change(
             .map_err(|e| e.to_string())?;
     }
     if change.added_or_changed.is_empty() {
-        mark_rescreened(state, &change, 0, &cause).await?;
+        mark_rescreened(state, &change, 0, "none", &cause).await?;
         return Ok(Ran::Did(0));
     }
     let loaded = state.screening.current();
-    let subset = {
+    let (subset, list_entries) = {
         let loaded = loaded.clone();
         let list = change.list_id.clone();
         let ids = change.added_or_changed.clone();
@@ -402,26 +402,61 @@ async fn rescreen_change(
                 .cloned()
                 .collect();
             let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-            std::sync::Arc::new(Index::build_subset(&entries, &ids))
+            // With the document frequencies of the loaded index: a key too common to be
+            // looked up when a customer is screened is not looked up against the change
+            // either (docs/design/0008, "Keyed re-screen").
+            let subset = Index::build_subset(&entries, &ids).with_frequencies_of(&loaded.index);
+            (std::sync::Arc::new(subset), entries.len())
         })
         .await
         .map_err(|e| format!("subset index: {e}"))?
     };
+    // Only the customers sharing a screening key with a changed entry, when the keyed index
+    // covers every customer; every customer otherwise (docs/design/0008, "Keyed re-screen").
+    let keyed = keyed_customers(state, &subset, change.added_or_changed.len(), list_entries)
+        .await?
+        .map(std::sync::Arc::new);
+    let pass = if keyed.is_some() { "keyed" } else { "all" };
     let mut screened = 0u64;
     // The lease is renewed when a quarter of it has passed, not with every batch: each
     // renewal is a durable write, and nobody can take a lease before it ends.
     let mut renewed = std::time::Instant::now();
     let renew_every = std::time::Duration::from_micros((RESCREEN_LEASE_MICROS / 4) as u64);
-    let page = |after: Option<Uuid>| async move {
-        state
-            .store
-            .scan_customer_digests(cip_store::DigestPart::Screening, after, RESCREEN_BATCH)
-            .await
-            .map_err(|e| e.to_string())
+    // A page of customers and the cursor after it (`None`: no more).
+    let page = |after: Option<Uuid>| {
+        let keyed = keyed.clone();
+        async move {
+            match keyed {
+                None => {
+                    let rows = state
+                        .store
+                        .scan_customer_digests(
+                            cip_store::DigestPart::Screening,
+                            after,
+                            RESCREEN_BATCH,
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let next = rows.last().map(|r| r.id);
+                    Ok::<_, String>((rows, next))
+                }
+                Some(ids) => {
+                    let start = after.map_or(0, |a| ids.partition_point(|id| *id <= a));
+                    let end = ids.len().min(start + RESCREEN_BATCH as usize);
+                    let chunk = ids.get(start..end).unwrap_or_default();
+                    let rows = state
+                        .store
+                        .customer_digests(cip_store::DigestPart::Screening, chunk)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok((rows, chunk.last().copied()))
+                }
+            }
+        }
     };
-    let mut rows = page(None).await?;
-    while let Some(last) = rows.last() {
-        let after = Some(last.id);
+    let (mut rows, mut cursor) = page(None).await?;
+    while let Some(last) = cursor {
+        let after = Some(last);
         if renewed.elapsed() >= renew_every {
             if !claim(state, lease, holder).await? {
                 return Err(format!(
@@ -452,10 +487,38 @@ async fn rescreen_change(
         for (customer_id, hits) in batch_hits.1 {
             open_items(state, customer_id, hits, &loaded.versions, &cause).await?;
         }
-        rows = next?;
+        (rows, cursor) = next?;
     }
-    mark_rescreened(state, &change, screened, &cause).await?;
+    mark_rescreened(state, &change, screened, pass, &cause).await?;
     Ok(Ran::Did(screened))
+}
+
+/// The customers a list change can concern, by the keyed index: those sharing a blinded
+/// screening key with the index of the changed entries (a customer sharing none has no
+/// candidate among them, at any threshold). `None` — read every customer — when some
+/// customer is not keyed yet (the backfill has not reached it), or when the change is most
+/// of the list (a new list, a re-screen against every entry at start-up): then nearly every
+/// customer shares a key and one pass over all of them is cheaper than the lookups.
+async fn keyed_customers(
+    state: &AppState,
+    subset: &std::sync::Arc<Index>,
+    changed: usize,
+    list_entries: usize,
+) -> Result<Option<Vec<Uuid>>, String> {
+    if changed.saturating_mul(2) > list_entries {
+        return Ok(None);
+    }
+    if !crate::screen_keys::all_keyed(state).await? {
+        return Ok(None);
+    }
+    let keyring = state.keyring();
+    let subset = subset.clone();
+    let keys = tokio::task::spawn_blocking(move || crate::screen_keys::of_index(&keyring, &subset))
+        .await
+        .map_err(|e| format!("screening keys of the change: {e}"))?;
+    crate::screen_keys::customers_sharing(state, &keys)
+        .await
+        .map(Some)
 }
 
 /// The meta key that remembers up to which version of a list stored customers were
@@ -471,6 +534,7 @@ async fn mark_rescreened(
     state: &AppState,
     change: &ListChange,
     screened: u64,
+    pass: &str,
     cause: &Cause,
 ) -> Result<(), String> {
     let audit = AuditDraft {
@@ -484,6 +548,8 @@ async fn mark_rescreened(
             format!("version={}", change.version),
             format!("customers={screened}"),
             format!("entries={}", change.added_or_changed.len()),
+            // `keyed`: only the customers sharing a screening key with a changed entry.
+            format!("pass={pass}"),
             "read=/identity,/payment_methods,/beneficial_owners".into(),
         ],
         request_id: None,

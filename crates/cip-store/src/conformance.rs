@@ -55,6 +55,7 @@ pub fn checks() -> Vec<NamedCheck> {
         }),
         ("notices_and_history", |s| Box::pin(notices_and_history(s))),
         ("due_work", |s| Box::pin(due_work(s))),
+        ("screen_keys", |s| Box::pin(screen_keys(s))),
     ]
 }
 
@@ -99,6 +100,7 @@ fn customer_row(id: Uuid, version: i64, kind: &str, country: &str, key_id: u32) 
         document: format!("sealed-{id}-{version}").into_bytes(),
         key_id,
         digest: Some(sealed_digest(&format!("{id}-{version}"))),
+        screen_keys: None,
     }
 }
 
@@ -2605,6 +2607,202 @@ async fn due_work(s: Arc<dyn Store>) -> Check {
     ensure!(
         rows.len() == 2 && rows[0].due_at == 5_000 && rows[0].kind == "reverification",
         "reminders listed: {rows:?}"
+    );
+    Ok(())
+}
+
+/// The keyed index of screening keys (migration 0012): keys written with the record's insert
+/// and update (the old version's removed), looked up by any key, read back by id; customers
+/// without keys of a generation found for the backfill, whose write applies only to the
+/// version it was derived from and carries its audit entry.
+async fn screen_keys(s: Arc<dyn Store>) -> Check {
+    // A generation no other check writes, so counts are this check's own.
+    const GEN: i64 = 424_242;
+    let keys = |k: &[i64]| {
+        Some(ScreenKeys {
+            generation: GEN,
+            keys: k.to_vec(),
+        })
+    };
+    let mut ids = Vec::new();
+    for i in 0..4i64 {
+        let id = Uuid::now_v7();
+        let mut row = customer_row(id, 1, "individual", "DE", 1);
+        row.screen_keys = match i {
+            // Shares key -5 with customer 1; i64 extremes survive the round trip.
+            0 => keys(&[-5, 10, i64::MAX]),
+            1 => keys(&[-5, 20]),
+            2 => keys(&[i64::MIN, 30]),
+            _ => None,
+        };
+        s.insert_customer(write(row, vec![]))
+            .await
+            .map_err(e("insert"))?;
+        ids.push(id);
+    }
+    let found = |k: Vec<i64>| {
+        let s = s.clone();
+        async move { s.customers_with_screen_keys(&k).await }
+    };
+    ensure!(
+        found(vec![-5]).await.map_err(e("lookup"))? == vec![ids[0], ids[1]],
+        "a shared key finds both customers, in id order"
+    );
+    ensure!(
+        found(vec![10, -5, 30, 999]).await.map_err(e("lookup"))? == vec![ids[0], ids[1], ids[2]],
+        "several keys find each customer once"
+    );
+    ensure!(
+        found(vec![i64::MAX]).await.map_err(e("lookup"))? == vec![ids[0]]
+            && found(vec![i64::MIN]).await.map_err(e("lookup"))? == vec![ids[2]],
+        "extreme keys round-trip"
+    );
+    ensure!(
+        found(vec![]).await.map_err(e("lookup"))?.is_empty(),
+        "no keys, no customers"
+    );
+    ensure!(
+        s.count_screen_keyed(GEN).await.map_err(e("count"))? == 3,
+        "three customers keyed"
+    );
+    // An update replaces the keys: the old version's are gone, the new ones found.
+    let mut row = customer_row(ids[1], 2, "individual", "DE", 1);
+    row.screen_keys = keys(&[20, 21]);
+    s.update_customer(write(row, vec![]), 1)
+        .await
+        .map_err(e("update"))?;
+    ensure!(
+        found(vec![-5]).await.map_err(e("lookup"))? == vec![ids[0]],
+        "the old version's key no longer finds the customer"
+    );
+    ensure!(
+        found(vec![21]).await.map_err(e("lookup"))? == vec![ids[1]]
+            && found(vec![20]).await.map_err(e("lookup"))? == vec![ids[1]],
+        "the new version's keys (kept and added) find it"
+    );
+    // An update without keys leaves the customer unkeyed (no stale keys).
+    let row = customer_row(ids[2], 2, "individual", "DE", 1);
+    s.update_customer(write(row, vec![]), 1)
+        .await
+        .map_err(e("update"))?;
+    ensure!(
+        found(vec![30, i64::MIN])
+            .await
+            .map_err(e("lookup"))?
+            .is_empty(),
+        "an update without keys removes the old ones"
+    );
+    ensure!(
+        s.count_screen_keyed(GEN).await.map_err(e("count"))? == 2,
+        "two customers keyed after that"
+    );
+    // Digests by id: in id order, unknown ids left out.
+    let rows = s
+        .customer_digests(DigestPart::Screening, &[ids[2], Uuid::now_v7(), ids[0]])
+        .await
+        .map_err(e("digests by id"))?;
+    ensure!(
+        rows.iter().map(|r| r.id).collect::<Vec<_>>() == vec![ids[0], ids[2]],
+        "digests by id, in id order"
+    );
+    ensure!(
+        rows[0].digest == Some(sealed_digest(&format!("{}-1", ids[0])).screening)
+            && rows[1].digest == Some(sealed_digest(&format!("{}-2", ids[2])).screening)
+            && rows[1].version == 2
+            && rows.iter().all(|r| r.document.is_none() && r.key_id == 1),
+        "the rows are as the scan gives them"
+    );
+    // The backfill's view: customers without keys of the generation, after a cursor.
+    let before_mine = Some(Uuid::from_u128(ids[0].as_u128() - 1));
+    let unkeyed = s
+        .customers_without_screen_keys(GEN, before_mine, 100)
+        .await
+        .map_err(e("without keys"))?;
+    let unkeyed: Vec<Uuid> = unkeyed
+        .iter()
+        .map(|r| r.id)
+        .filter(|id| ids.contains(id))
+        .collect();
+    ensure!(
+        unkeyed == vec![ids[2], ids[3]],
+        "customers 2 and 3 have no keys: {unkeyed:?}"
+    );
+    let page = s
+        .customers_without_screen_keys(GEN, Some(ids[2]), 1)
+        .await
+        .map_err(e("without keys"))?;
+    ensure!(
+        page.len() == 1 && page[0].id == ids[3],
+        "the cursor and the limit hold"
+    );
+    ensure!(
+        s.customers_without_screen_keys(GEN + 1, before_mine, 100)
+            .await
+            .map_err(e("without keys"))?
+            .iter()
+            .filter(|r| ids.contains(&r.id))
+            .count()
+            == 4,
+        "keys of another generation do not count"
+    );
+    // The backfill writes only the version it derived from, with its audit entry.
+    let (_, head_before) = s.audit_head().await.map_err(e("head"))?;
+    let stored = s
+        .put_screen_keys(
+            vec![
+                (
+                    ids[2],
+                    2,
+                    ScreenKeys {
+                        generation: GEN,
+                        keys: vec![31],
+                    },
+                ),
+                (
+                    ids[3],
+                    7,
+                    ScreenKeys {
+                        generation: GEN,
+                        keys: vec![40],
+                    },
+                ),
+            ],
+            draft("customer.screen_keys", None),
+        )
+        .await
+        .map_err(e("put keys"))?;
+    ensure!(stored == 1, "only the current version is keyed: {stored}");
+    ensure!(
+        found(vec![31, 40]).await.map_err(e("lookup"))? == vec![ids[2]],
+        "the backfilled keys are found; the stale derivation was not stored"
+    );
+    let (_, head_after) = s.audit_head().await.map_err(e("head"))?;
+    ensure!(
+        head_after != head_before,
+        "the backfill appends its audit entry"
+    );
+    ensure!(
+        s.count_screen_keyed(GEN).await.map_err(e("count"))? == 3,
+        "three keyed after the backfill"
+    );
+    // Keys of another generation replace the customer's whole key set.
+    let mut row = customer_row(ids[0], 2, "individual", "DE", 1);
+    row.screen_keys = Some(ScreenKeys {
+        generation: GEN + 1,
+        keys: vec![10, 11],
+    });
+    s.update_customer(write(row, vec![]), 1)
+        .await
+        .map_err(e("update"))?;
+    ensure!(
+        found(vec![i64::MAX]).await.map_err(e("lookup"))?.is_empty()
+            && found(vec![10]).await.map_err(e("lookup"))? == vec![ids[0]],
+        "a new generation's keys replace the old ones"
+    );
+    ensure!(
+        s.count_screen_keyed(GEN).await.map_err(e("count"))? == 2
+            && s.count_screen_keyed(GEN + 1).await.map_err(e("count"))? == 1,
+        "counted under its new generation"
     );
     Ok(())
 }

@@ -20,11 +20,13 @@ mod lists;
 mod measures;
 mod ops;
 pub mod postgres;
+mod screen_keys;
 mod sql;
 pub mod sqlite;
 mod sqlite_due;
 mod sqlite_history;
 mod sqlite_ops;
+mod sqlite_screen_keys;
 mod sqlite_verification;
 mod types;
 mod verification;
@@ -42,6 +44,7 @@ pub use measures::{
     MeasureActionFilter, MeasureActionRow, MeasureActionWrite, MeasureRow, MeasureStore,
     RefusalRow, TieChange,
 };
+pub use screen_keys::{ScreenKeyStore, ScreenKeys};
 pub use types::*;
 pub use verification::*;
 
@@ -59,6 +62,7 @@ pub trait Store:
     + VerificationStore
     + HistoryStore
     + DueStore
+    + ScreenKeyStore
     + Send
     + Sync
     + 'static

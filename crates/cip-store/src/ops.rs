@@ -249,6 +249,7 @@ macro_rules! define_ops {
             }
             put_digest(conn, r.id, r.version, r.key_id, r.digest.as_ref()).await?;
             put_terms(conn, r.id, &w.terms).await?;
+            crate::postgres::screen_keys_ops::write_screen_keys(conn, r.id, r.screen_keys.as_ref()).await?;
             put_idempotency(conn, w.idempotency).await?;
             crate::postgres::history_ops::write_extras(conn, w.extras).await?;
             append_audit(conn, head, w.audit).await
@@ -295,6 +296,7 @@ macro_rules! define_ops {
                 .execute(&mut *conn)
                 .await?;
             put_terms(conn, r.id, &w.terms).await?;
+            crate::postgres::screen_keys_ops::write_screen_keys(conn, r.id, r.screen_keys.as_ref()).await?;
             crate::postgres::history_ops::write_extras(conn, w.extras).await?;
             append_audit(conn, head, w.audit).await
         }
@@ -641,6 +643,7 @@ macro_rules! define_ops {
                     (Some(policy), Some(screening)) => Some(SealedDigest { policy, screening }),
                     _ => None,
                 },
+                screen_keys: None,
             })
         }
 
@@ -1537,6 +1540,7 @@ macro_rules! define_ops {
                     super::history_ops::apply(conn, head, op).await?
                 }
                 op @ Op::RecordReminders(_) => super::due_ops::apply(conn, head, op).await?,
+                op @ Op::PutScreenKeys(..) => super::screen_keys_ops::apply(conn, head, op).await?,
             })
         }
     };

@@ -21,6 +21,7 @@ mod ops {
 }
 mod due_ops;
 pub(crate) mod history_ops;
+pub(crate) mod screen_keys_ops;
 mod verification_ops;
 
 /// The advisory lock key that serialises audit-chain appends ("cip-audit" as an integer).
@@ -778,4 +779,38 @@ pub async fn drop_database(admin_url: &str, name: &str) -> Result<()> {
     .execute(&mut conn)
     .await?;
     Ok(())
+}
+
+#[async_trait]
+impl crate::ScreenKeyStore for PgStore {
+    async fn customers_with_screen_keys(&self, keys: &[i64]) -> Result<Vec<Uuid>> {
+        screen_keys_ops::customers_with_screen_keys(&mut *self.pool.acquire().await?, keys).await
+    }
+
+    async fn count_screen_keyed(&self, generation: i64) -> Result<u64> {
+        screen_keys_ops::count_screen_keyed(&mut *self.pool.acquire().await?, generation).await
+    }
+
+    async fn customers_without_screen_keys(
+        &self,
+        generation: i64,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<CustomerDigestRow>> {
+        screen_keys_ops::customers_without_screen_keys(
+            &mut *self.pool.acquire().await?,
+            generation,
+            after,
+            limit,
+        )
+        .await
+    }
+
+    async fn put_screen_keys(
+        &self,
+        keys: Vec<(Uuid, i64, crate::ScreenKeys)>,
+        audit: AuditDraft,
+    ) -> Result<u64> {
+        count(self.submit(Op::PutScreenKeys(keys, audit)).await?)
+    }
 }

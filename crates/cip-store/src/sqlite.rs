@@ -961,3 +961,37 @@ impl DueStore for SqliteStore {
         self.read(|c| crate::sqlite_due::list_reminders(c, account_id))
     }
 }
+
+#[async_trait]
+impl crate::ScreenKeyStore for SqliteStore {
+    async fn customers_with_screen_keys(&self, keys: &[i64]) -> Result<Vec<Uuid>> {
+        let keys = keys.to_vec();
+        self.scan(move |c| crate::sqlite_screen_keys::customers_with_screen_keys(c, &keys))
+            .await
+    }
+
+    async fn count_screen_keyed(&self, generation: i64) -> Result<u64> {
+        self.scan(move |c| crate::sqlite_screen_keys::count_screen_keyed(c, generation))
+            .await
+    }
+
+    async fn customers_without_screen_keys(
+        &self,
+        generation: i64,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<CustomerDigestRow>> {
+        self.scan(move |c| {
+            crate::sqlite_screen_keys::customers_without_screen_keys(c, generation, after, limit)
+        })
+        .await
+    }
+
+    async fn put_screen_keys(
+        &self,
+        keys: Vec<(Uuid, i64, crate::ScreenKeys)>,
+        audit: AuditDraft,
+    ) -> Result<u64> {
+        crate::writer::count(self.submit(Op::PutScreenKeys(keys, audit)).await?)
+    }
+}

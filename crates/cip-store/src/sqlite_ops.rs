@@ -260,6 +260,7 @@ fn insert_customer(conn: &Connection, head: &mut Head, w: CustomerWrite) -> Resu
     }
     put_digest(conn, r.id, r.version, r.key_id, r.digest.as_ref())?;
     put_terms(conn, r.id, &w.terms)?;
+    crate::sqlite_screen_keys::write_screen_keys(conn, r.id, r.screen_keys.as_ref())?;
     put_idempotency(conn, w.idempotency)?;
     crate::sqlite_history::write_extras(conn, w.extras)?;
     append_audit(conn, head, w.audit)
@@ -299,6 +300,7 @@ fn update_customer(
     put_digest(conn, r.id, r.version, r.key_id, r.digest.as_ref())?;
     conn.prepare_cached(sql::DELETE_TERMS)?.execute([r.id])?;
     put_terms(conn, r.id, &w.terms)?;
+    crate::sqlite_screen_keys::write_screen_keys(conn, r.id, r.screen_keys.as_ref())?;
     crate::sqlite_history::write_extras(conn, w.extras)?;
     append_audit(conn, head, w.audit)
 }
@@ -1077,6 +1079,7 @@ pub(crate) fn apply(conn: &Connection, head: &mut Head, op: Op) -> Result<Out> {
             crate::sqlite_history::apply(conn, head, op)?
         }
         op @ Op::RecordReminders(_) => crate::sqlite_due::apply(conn, head, op)?,
+        op @ Op::PutScreenKeys(..) => crate::sqlite_screen_keys::apply(conn, head, op)?,
     })
 }
 
@@ -1097,6 +1100,7 @@ fn customer_from_row(r: &Row<'_>) -> rusqlite::Result<(CustomerRow, i64)> {
                 (Some(policy), Some(screening)) => Some(SealedDigest { policy, screening }),
                 _ => None,
             },
+            screen_keys: None,
         },
         r.get(6)?,
     ))

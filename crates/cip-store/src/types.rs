@@ -61,6 +61,11 @@ pub struct CustomerRow {
     /// The record digest (sealed; see docs/design/0014-record-digest.md): what bulk jobs need
     /// of the record, stored apart from the row. `None` for records written before it existed.
     pub digest: Option<SealedDigest>,
+    /// The record's blinded screening keys (docs/design/0008, "Keyed re-screen"), written
+    /// with the record in the same transaction (insert and update; the old version's keys are
+    /// removed). `None` leaves the record unkeyed until the backfill derives them. Reads do
+    /// not return them (`None`).
+    pub screen_keys: Option<crate::ScreenKeys>,
 }
 
 /// A record's digest as stored: two parts, each sealed on its own, so a pass that needs one

@@ -80,6 +80,8 @@ pub(crate) enum Op {
     RecordDetermination(Box<DeterminationRow>, Option<AuditDraft>),
     // lifecycle reminders (sqlite_due.rs, postgres/due_ops.rs; migration 0011)
     RecordReminders(Vec<ReminderWrite>),
+    // screening keys derived by the backfill (sqlite_screen_keys.rs, postgres/screen_keys_ops.rs)
+    PutScreenKeys(Vec<(Uuid, i64, ScreenKeys)>, AuditDraft),
 }
 
 pub(crate) enum Out {

@@ -319,8 +319,15 @@ pub struct Keyring {
     keys: BTreeMap<u32, Zeroizing<[u8; 32]>>,
     index_keys: BTreeMap<BlindIndexKind, Zeroizing<[u8; 32]>>,
     fingerprint_key: Zeroizing<[u8; 32]>,
+    /// Blinds the screening keys of the keyed re-screen ([`Keyring::blind_screen_keys`]).
+    screen_key: Zeroizing<[u8; 32]>,
     index_root: Zeroizing<[u8; 32]>,
 }
+
+/// Version of the derivation of the screening-key blinding key (its label below). Stored
+/// blinded keys name it (with the engine's key version), so changing it — a rotation of that
+/// key — makes every stored key stale, to be re-derived (docs/design/0008, "Keyed re-screen").
+pub const SCREEN_KEY_BLIND_VERSION: u32 = 1;
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -352,11 +359,13 @@ impl Keyring {
             })
             .collect();
         let fingerprint_key = Zeroizing::new(hmac(&*index_root.0, &[b"cip/card-fingerprint/v1"]));
+        let screen_key = Zeroizing::new(hmac(&*index_root.0, &[b"cip/screen-keys/v1"]));
         Keyring {
             active: active_id,
             keys,
             index_keys,
             fingerprint_key,
+            screen_key,
             index_root: index_root.0,
         }
     }
@@ -413,6 +422,32 @@ impl Keyring {
             Some(k) => hmac(&**k, &[normalized_value.as_bytes()]),
             None => [0; 32],
         }
+    }
+
+    /// Blinds screening keys (the engine's 64-bit name and identifier keys, which are plain
+    /// hashes of name tokens and identifiers) for storage: HMAC-SHA256 of the key under a key
+    /// derived from the index root, first 8 bytes as a signed integer. Equal keys blind
+    /// equally, so "shares a key" is preserved; without the index root the stored values
+    /// reveal nothing (a dictionary of names cannot be hashed against them). Sorted, without
+    /// duplicates. Two keys blinding alike (2^-64 per pair) only add a customer to a lookup.
+    pub fn blind_screen_keys(&self, keys: &[u64]) -> Vec<i64> {
+        let Ok(base) = <HmacSha256 as hmac::KeyInit>::new_from_slice(&*self.screen_key) else {
+            return Vec::new();
+        };
+        let mut out: Vec<i64> = keys
+            .iter()
+            .map(|k| {
+                let mut mac = base.clone();
+                mac.update(&k.to_be_bytes());
+                let tag = mac.finalize().into_bytes();
+                let mut first = [0u8; 8];
+                first.copy_from_slice(&tag[..8]);
+                i64::from_be_bytes(first)
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     pub fn card_fingerprint(&self, pan_digits: &str) -> CardFingerprint {
@@ -736,6 +771,32 @@ mod tests {
             vec![],
             IndexRootKey::from_bytes([7; 32]),
         )
+    }
+
+    #[test]
+    fn screen_keys_blind_equal_keys_equally_and_depend_on_the_index_root() {
+        let k = ring(1);
+        let a = k.blind_screen_keys(&[3, 1, 2, 3]);
+        assert_eq!(a.len(), 3, "sorted and deduplicated");
+        assert!(a.windows(2).all(|w| w[0] < w[1]));
+        // Shared keys stay shared, others do not collide.
+        let b = k.blind_screen_keys(&[2, 9]);
+        assert_eq!(a.iter().filter(|x| b.contains(x)).count(), 1);
+        // Another data key (a rotation) blinds the same; another index root does not.
+        assert_eq!(ring(2).blind_screen_keys(&[1, 2, 3]), a);
+        let other = Keyring::new(
+            DataKey::generate(1).unwrap(),
+            vec![],
+            IndexRootKey::from_bytes([8; 32]),
+        );
+        assert!(
+            other
+                .blind_screen_keys(&[1, 2, 3])
+                .iter()
+                .all(|x| !a.contains(x))
+        );
+        // Not the plain key, nor the name blind index of its text.
+        assert!(!a.contains(&1) && !a.contains(&2));
     }
 
     #[test]

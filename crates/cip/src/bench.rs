@@ -112,14 +112,27 @@ pub async fn store_customer(
     state: &cip_server::state::AppState,
     body: &serde_json::Value,
 ) -> Result<uuid::Uuid> {
+    store_customer_keyed(state, body, true).await
+}
+
+/// [`store_customer`], with or without the record's screening keys (the keyed re-screen's
+/// index, docs/design/0008), to measure what the index adds to a write.
+pub async fn store_customer_keyed(
+    state: &cip_server::state::AppState,
+    body: &serde_json::Value,
+    screen_keys: bool,
+) -> Result<uuid::Uuid> {
     let input: cip_server::records::dto::CustomerIn =
         cip_server::extract::parse_json(body.to_string().as_bytes())
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let id = uuid::Uuid::now_v7();
     let now = cip_server::time::now_micros();
-    let (row, terms, fields, _) =
+    let (mut row, terms, fields, _) =
         cip_server::api::customers::prepare_customer(state, &input, id, 1, now)
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    if !screen_keys {
+        row.screen_keys = None;
+    }
     state
         .store
         .insert_customer(cip_store::CustomerWrite {

@@ -213,6 +213,7 @@ async fn run_in(o: &Options, dir: &Path, database_url: Option<String>) -> Result
                 document: b"{}".to_vec(),
                 key_id: 1,
                 digest: None,
+                screen_keys: None,
             },
             terms: vec![],
             audit: draft("customer.create", customer),

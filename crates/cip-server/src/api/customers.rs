@@ -116,13 +116,11 @@ pub fn prepare_customer(
     let fields = seal::field_pointers(&doc);
     let document = seal::seal_document(&keyring, id, &doc)
         .map_err(|e| ApiError::Internal(format!("sealing failed: {e}")))?;
-    let digest = crate::records::digest::seal(
-        &keyring,
-        id,
-        version,
-        &crate::records::digest::Digest::of(&doc),
-    )
-    .map_err(|e| ApiError::Internal(format!("sealing the digest failed: {e}")))?;
+    let plain_digest = crate::records::digest::Digest::of(&doc);
+    let digest = crate::records::digest::seal(&keyring, id, version, &plain_digest)
+        .map_err(|e| ApiError::Internal(format!("sealing the digest failed: {e}")))?;
+    // The keyed re-screen's index: written with the record (docs/design/0008).
+    let screen_keys = crate::screen_keys::of_queries(&keyring, &plain_digest.screening.queries);
     let now = now_micros();
     Ok((
         CustomerRow {
@@ -135,6 +133,7 @@ pub fn prepare_customer(
             document,
             key_id: keyring.active_key_id(),
             digest: Some(digest),
+            screen_keys: Some(screen_keys),
         },
         seal::index_terms(&keyring, &record),
         fields,

@@ -19,6 +19,7 @@ mod notices;
 mod policy;
 mod policy_lifecycle;
 mod reviews;
+mod screen_keys;
 mod screening;
 mod smtp;
 mod special_measures;

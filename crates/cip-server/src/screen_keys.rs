@@ -1,0 +1,161 @@
+//! The keyed re-screen's index (docs/design/0008-screening-service.md, "Keyed re-screen"):
+//! every customer's screening keys — the engine's keys through which screening can find a
+//! candidate for any of its subjects — blinded under a key derived from the index root, and
+//! stored with each version of the record. A list change then looks up the keys of the
+//! changed entries and reads only the customers that share one, instead of every customer:
+//! a customer sharing none cannot be a candidate of any changed entry
+//! (`cip_screen::PreparedQuery::screen_keys`, proven in `cip-screen/tests/screen_keys.rs`).
+//!
+//! Records without keys of the current [`GENERATION`] (written before migration 0012, or
+//! keyed under an earlier derivation) are keyed by [`backfill_run_once`]; until every
+//! customer is keyed, a list change reads every customer as before ([`all_keyed`]).
+
+use cip_screen::{Index, PreparedQuery, Query};
+use cip_store::{AuditDraft, ScreenKeys};
+use cip_vault::Keyring;
+use uuid::Uuid;
+
+use crate::jobs::Ran;
+use crate::records::digest;
+use crate::state::AppState;
+
+/// The derivation of the stored keys: the engine's key version and the blinding key's
+/// version. Changing either makes every stored key stale: the backfill re-keys each customer
+/// and, until it is done, list changes re-screen every customer.
+pub const GENERATION: i64 =
+    cip_screen::SCREEN_KEYS_VERSION as i64 * 1000 + cip_vault::SCREEN_KEY_BLIND_VERSION as i64;
+
+/// The blinded screening keys of a record's screening queries (its digest's `queries`: the
+/// customer and each beneficial owner). A query the engine refuses (nothing left of its names
+/// and no identifier) is not screened (`reviews::find_hits`), so it has no keys.
+pub fn of_queries(keyring: &Keyring, queries: &[Query]) -> ScreenKeys {
+    let mut plain: Vec<u64> = queries
+        .iter()
+        .filter_map(|q| PreparedQuery::new(q).ok())
+        .flat_map(|q| q.screen_keys())
+        .collect();
+    plain.sort_unstable();
+    plain.dedup();
+    ScreenKeys {
+        generation: GENERATION,
+        keys: keyring.blind_screen_keys(&plain),
+    }
+}
+
+/// The blinded keys through which a query can find a candidate in `index` (the changed
+/// entries of a list change).
+pub fn of_index(keyring: &Keyring, index: &Index) -> Vec<i64> {
+    keyring.blind_screen_keys(&index.lookup_keys())
+}
+
+/// Whether every stored customer has keys of the current generation. The keyed count is read
+/// before the customer count: customers are never deleted and a key set exists only for a
+/// stored customer, so equal counts mean every customer that existed at the first read was
+/// keyed (a customer written in between only makes the second count larger).
+pub async fn all_keyed(state: &AppState) -> Result<bool, String> {
+    let keyed = state
+        .store
+        .count_screen_keyed(GENERATION)
+        .await
+        .map_err(|e| e.to_string())?;
+    let customers = state
+        .store
+        .count_customers()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(keyed >= customers)
+}
+
+/// Looked up per statement: the keys of a large change go in several lookups.
+const LOOKUP_CHUNK: usize = 20_000;
+
+/// The customers that share a blinded key with `keys`, in id order.
+pub async fn customers_sharing(state: &AppState, keys: &[i64]) -> Result<Vec<Uuid>, String> {
+    let mut ids = Vec::new();
+    for chunk in keys.chunks(LOOKUP_CHUNK) {
+        ids.extend(
+            state
+                .store
+                .customers_with_screen_keys(chunk)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// One pass of the backfill: keys every customer that has no keys of the current generation
+/// (records written before migration 0012, or keyed under an earlier derivation), a page at a
+/// time, from each record's digest (the document where there is none). Each page's keys and
+/// the audit entry of that read commit together; a record changed meanwhile keeps the keys
+/// its own write brought. A record that cannot be opened stays unkeyed (logged by id), and
+/// list changes keep re-screening every customer while any is. `Idle` when every customer is
+/// keyed.
+pub async fn backfill_run_once(state: &AppState, batch: u32) -> Result<Ran, String> {
+    if all_keyed(state).await? {
+        return Ok(Ran::Idle);
+    }
+    let mut after: Option<Uuid> = None;
+    let mut stored = 0u64;
+    loop {
+        let rows = state
+            .store
+            .customers_without_screen_keys(GENERATION, after, batch)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(last) = rows.last() else { break };
+        after = Some(last.id);
+        let keyring = state.keyring();
+        let derived = tokio::task::spawn_blocking(move || {
+            digest::par_map(&rows, |row| {
+                Ok(match digest::screening_of_row(&keyring, row) {
+                    Ok(d) => Ok((row.id, row.version, of_queries(&keyring, &d.queries))),
+                    Err(_) => Err(row.id),
+                })
+            })
+        })
+        .await
+        .map_err(|e| format!("screening keys task: {e}"))??;
+        let mut keys = Vec::with_capacity(derived.len());
+        for d in derived {
+            match d {
+                Ok(k) => keys.push(k),
+                Err(id) => tracing::warn!(
+                    customer_id = %id,
+                    "the record could not be opened to derive its screening keys; list changes re-screen every customer until it is keyed"
+                ),
+            }
+        }
+        if keys.is_empty() {
+            continue;
+        }
+        let now = crate::time::now_micros();
+        let audit = AuditDraft {
+            at: now,
+            actor: "system:screen-keys".into(),
+            role: "system".into(),
+            action: "customer.screen_keys".into(),
+            record_type: "customer".into(),
+            record_id: None,
+            fields: vec![
+                format!("customers={}", keys.len()),
+                format!("generation={GENERATION}"),
+                "read=digest(screening queries)".into(),
+            ],
+            request_id: None,
+            purpose: Some("keyed index of screening keys".into()),
+        };
+        stored += state
+            .store
+            .put_screen_keys(keys, audit)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(if stored > 0 {
+        Ran::Did(stored)
+    } else {
+        Ran::Idle
+    })
+}
