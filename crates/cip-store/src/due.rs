@@ -96,12 +96,10 @@ pub(crate) mod sql {
 
     pub fn customer_digests(n: usize) -> String {
         format!(
-            "SELECT c.id AS id, \
-             CASE WHEN d.sealed IS NULL THEN c.version ELSE d.version END AS version, \
-             CASE WHEN d.sealed IS NULL THEN c.key_id ELSE d.key_id END AS key_id, \
-             d.sealed AS digest, CASE WHEN d.sealed IS NULL THEN c.document END AS document \
-             FROM customers c LEFT JOIN customer_digests d ON d.part = $1 AND d.customer_id = c.id \
-             WHERE c.id IN ({}) ORDER BY c.id",
+            concat!(
+                crate::sql::select_customer_digests!(),
+                "WHERE c.id IN ({}) ORDER BY c.id"
+            ),
             placeholders(2, n)
         )
     }

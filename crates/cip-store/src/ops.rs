@@ -647,7 +647,7 @@ macro_rules! define_ops {
             })
         }
 
-        fn account_from_row<R: Row>(r: &R) -> Result<AccountRow>
+        pub(crate) fn account_from_row<R: Row>(r: &R) -> Result<AccountRow>
         where
             for<'a> &'a str: sqlx::ColumnIndex<R>,
             Uuid: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
@@ -803,16 +803,7 @@ macro_rules! define_ops {
                 .fetch_all(&mut *conn)
                 .await?;
             rows.iter()
-                .map(|r| {
-                    Ok(CustomerDigestRow {
-                        id: r.try_get("id")?,
-                        version: r.try_get("version")?,
-                        key_id: u32::try_from(r.try_get::<i64, _>("key_id")?)
-                            .map_err(|_| StoreError::Backend("key id out of range".into()))?,
-                        digest: r.try_get("digest")?,
-                        document: r.try_get("document")?,
-                    })
-                })
+                .map(crate::postgres::screen_keys_ops::customer_digest_from_row)
                 .collect()
         }
 

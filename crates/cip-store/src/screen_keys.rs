@@ -113,13 +113,11 @@ pub(crate) mod sql {
     /// Customers without keys of a generation, after a cursor (SQLite numbers parameters by
     /// first appearance: ascending here).
     /// Their screening digests (part 2, docs/design/0014), or the document without one.
-    pub(crate) const WITHOUT_KEYS: &str = "SELECT c.id AS id, \
-         CASE WHEN d.sealed IS NULL THEN c.version ELSE d.version END AS version, \
-         CASE WHEN d.sealed IS NULL THEN c.key_id ELSE d.key_id END AS key_id, \
-         d.sealed AS digest, CASE WHEN d.sealed IS NULL THEN c.document END AS document \
-         FROM customers c LEFT JOIN customer_digests d ON d.part = 2 AND d.customer_id = c.id \
-         WHERE c.id > $1 AND NOT EXISTS (SELECT 1 FROM customer_screen_keysets k \
-         WHERE k.customer_id = c.id AND k.generation = $2) ORDER BY c.id LIMIT $3";
+    pub(crate) const WITHOUT_KEYS: &str = concat!(
+        crate::sql::select_customer_digests!(),
+        "WHERE c.id > $2 AND NOT EXISTS (SELECT 1 FROM customer_screen_keysets k \
+         WHERE k.customer_id = c.id AND k.generation = $3) ORDER BY c.id LIMIT $4"
+    );
 
     // SQLite: one row per statement (in process, prepared once).
     pub(crate) const INSERT_KEY: &str = "INSERT INTO customer_screen_keys (key, customer_id) \

@@ -85,12 +85,25 @@ pub(crate) const STALE_KEY_CUSTOMERS: &str = "SELECT id, kind, version, created_
 /// the digests (`$1`: 1 policy, 2 screening). The row itself — version, key and document — is
 /// read only for a record without that part (SQLite defers the table seek until a `CASE`
 /// needs it).
-pub(crate) const SCAN_CUSTOMER_DIGESTS: &str = "SELECT c.id AS id, \
-     CASE WHEN d.sealed IS NULL THEN c.version ELSE d.version END AS version, \
-     CASE WHEN d.sealed IS NULL THEN c.key_id ELSE d.key_id END AS key_id, \
-     d.sealed AS digest, CASE WHEN d.sealed IS NULL THEN c.document END AS document \
-     FROM customers c LEFT JOIN customer_digests d ON d.part = $1 AND d.customer_id = c.id \
-     WHERE c.id > $2 ORDER BY c.id LIMIT $3";
+pub(crate) const SCAN_CUSTOMER_DIGESTS: &str = concat!(
+    select_customer_digests!(),
+    "WHERE c.id > $2 ORDER BY c.id LIMIT $3"
+);
+
+/// Customers as the bulk jobs read them (`CustomerDigestRow`), for every statement that reads
+/// them (the scan, by id, the screening-key backfill): each customer left-joined to part `$1`
+/// of its digest; version, key and document come from the row only when there is no digest.
+/// The caller appends `WHERE …` with its other parameters numbered from `$2`.
+macro_rules! select_customer_digests {
+    () => {
+        "SELECT c.id AS id, \
+         CASE WHEN d.sealed IS NULL THEN c.version ELSE d.version END AS version, \
+         CASE WHEN d.sealed IS NULL THEN c.key_id ELSE d.key_id END AS key_id, \
+         d.sealed AS digest, CASE WHEN d.sealed IS NULL THEN c.document END AS document \
+         FROM customers c LEFT JOIN customer_digests d ON d.part = $1 AND d.customer_id = c.id "
+    };
+}
+pub(crate) use select_customer_digests;
 pub(crate) const COUNT_CUSTOMERS: &str = "SELECT COUNT(*) AS n FROM customers";
 pub(crate) const GET_ACCOUNT: &str = "SELECT id, customer_id, external_id, product, account_type, \
      status, opened_at, closed_at, last_accessed_at, version, created_at, updated_at \

@@ -47,25 +47,11 @@ pub(crate) fn customer_digests(
     let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(ids.len() + 1);
     values.push(i64::from(part.code()).into());
     values.extend(ids.iter().map(|id| id.as_bytes().to_vec().into()));
-    let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| {
-        Ok((
-            CustomerDigestRow {
-                id: r.get(0)?,
-                version: r.get(1)?,
-                key_id: 0,
-                digest: r.get(3)?,
-                document: r.get(4)?,
-            },
-            r.get::<_, i64>(2)?,
-        ))
-    })?;
-    rows.map(|r| {
-        let (mut row, key_id) = r?;
-        row.key_id =
-            u32::try_from(key_id).map_err(|_| StoreError::Backend("key id out of range".into()))?;
-        Ok(row)
-    })
-    .collect()
+    let rows = stmt.query_map(
+        rusqlite::params_from_iter(values),
+        crate::sqlite_ops::customer_digest_from_row,
+    )?;
+    rows.map(|r| crate::sqlite_ops::with_key_id(r?)).collect()
 }
 
 pub(crate) fn reminders_sent(

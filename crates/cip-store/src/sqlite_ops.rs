@@ -1233,6 +1233,29 @@ pub(crate) fn list_customers(
     rows.map(|r| customer_row(r?)).collect()
 }
 
+/// A `CustomerDigestRow` from a statement built on `sql::select_customer_digests!`, with the
+/// key id still to check ([`with_key_id`]).
+pub(crate) fn customer_digest_from_row(r: &Row<'_>) -> rusqlite::Result<(CustomerDigestRow, i64)> {
+    Ok((
+        CustomerDigestRow {
+            id: r.get(0)?,
+            version: r.get(1)?,
+            key_id: 0,
+            digest: r.get(3)?,
+            document: r.get(4)?,
+        },
+        r.get::<_, i64>(2)?,
+    ))
+}
+
+pub(crate) fn with_key_id(
+    (mut row, key_id): (CustomerDigestRow, i64),
+) -> Result<CustomerDigestRow> {
+    row.key_id =
+        u32::try_from(key_id).map_err(|_| StoreError::Backend("key id out of range".into()))?;
+    Ok(row)
+}
+
 pub(crate) fn scan_customer_digests(
     conn: &Connection,
     part: DigestPart,
@@ -1242,26 +1265,9 @@ pub(crate) fn scan_customer_digests(
     let mut stmt = conn.prepare_cached(sql::SCAN_CUSTOMER_DIGESTS)?;
     let rows = stmt.query_map(
         params![part.code(), crate::types::cursor(after), i64::from(limit)],
-        |r| {
-            Ok((
-                CustomerDigestRow {
-                    id: r.get(0)?,
-                    version: r.get(1)?,
-                    key_id: 0,
-                    digest: r.get(3)?,
-                    document: r.get(4)?,
-                },
-                r.get::<_, i64>(2)?,
-            ))
-        },
+        customer_digest_from_row,
     )?;
-    rows.map(|r| {
-        let (mut row, key_id) = r?;
-        row.key_id =
-            u32::try_from(key_id).map_err(|_| StoreError::Backend("key id out of range".into()))?;
-        Ok(row)
-    })
-    .collect()
+    rows.map(|r| with_key_id(r?)).collect()
 }
 
 pub(crate) fn find_customers_by_term(

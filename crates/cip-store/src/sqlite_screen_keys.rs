@@ -96,25 +96,6 @@ pub(crate) fn customers_with_screen_keys(conn: &Connection, keys: &[i64]) -> Res
     Ok(out)
 }
 
-fn digest_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(CustomerDigestRow, i64)> {
-    Ok((
-        CustomerDigestRow {
-            id: r.get(0)?,
-            version: r.get(1)?,
-            key_id: 0,
-            digest: r.get(3)?,
-            document: r.get(4)?,
-        },
-        r.get::<_, i64>(2)?,
-    ))
-}
-
-fn with_key_id((mut row, key_id): (CustomerDigestRow, i64)) -> Result<CustomerDigestRow> {
-    row.key_id =
-        u32::try_from(key_id).map_err(|_| StoreError::Backend("key id out of range".into()))?;
-    Ok(row)
-}
-
 pub(crate) fn count_screen_keyed(conn: &Connection, generation: i64) -> Result<u64> {
     let n = conn
         .prepare_cached(sql::COUNT_KEYED)?
@@ -130,8 +111,13 @@ pub(crate) fn customers_without_screen_keys(
 ) -> Result<Vec<CustomerDigestRow>> {
     let mut stmt = conn.prepare_cached(sql::WITHOUT_KEYS)?;
     let rows = stmt.query_map(
-        params![crate::types::cursor(after), generation, i64::from(limit)],
-        digest_row,
+        params![
+            DigestPart::Screening.code(),
+            crate::types::cursor(after),
+            generation,
+            i64::from(limit)
+        ],
+        crate::sqlite_ops::customer_digest_from_row,
     )?;
-    rows.map(|r| with_key_id(r?)).collect()
+    rows.map(|r| crate::sqlite_ops::with_key_id(r?)).collect()
 }

@@ -3,7 +3,6 @@
 //! the second insert waits for the first transaction and then does nothing (`ON CONFLICT DO
 //! NOTHING` on the key), so its event and audit entry are not written.
 
-use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
@@ -11,23 +10,6 @@ use super::ops::{Head, append_audit};
 use crate::due::sql;
 use crate::writer::{Op, Out};
 use crate::*;
-
-fn account(r: &PgRow) -> Result<AccountRow> {
-    Ok(AccountRow {
-        id: r.try_get("id")?,
-        customer_id: r.try_get("customer_id")?,
-        external_id: r.try_get("external_id")?,
-        product: r.try_get("product")?,
-        account_type: r.try_get("account_type")?,
-        status: r.try_get("status")?,
-        opened_at: r.try_get("opened_at")?,
-        closed_at: r.try_get("closed_at")?,
-        last_accessed_at: r.try_get("last_accessed_at")?,
-        version: r.try_get("version")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-    })
-}
 
 pub(crate) async fn accounts_entered_before(
     conn: &mut PgConnection,
@@ -46,7 +28,7 @@ pub(crate) async fn accounts_entered_before(
     rows.iter()
         .map(|r| {
             Ok(AccountSince {
-                account: account(r)?,
+                account: super::ops::account_from_row(r)?,
                 since: r.try_get("since")?,
             })
         })
@@ -68,16 +50,7 @@ pub(crate) async fn customer_digests(
     }
     let rows = q.fetch_all(&mut *conn).await?;
     rows.iter()
-        .map(|r| {
-            Ok(CustomerDigestRow {
-                id: r.try_get("id")?,
-                version: r.try_get("version")?,
-                key_id: u32::try_from(r.try_get::<i64, _>("key_id")?)
-                    .map_err(|_| StoreError::Backend("key id out of range".into()))?,
-                digest: r.try_get("digest")?,
-                document: r.try_get("document")?,
-            })
-        })
+        .map(super::screen_keys_ops::customer_digest_from_row)
         .collect()
 }
 

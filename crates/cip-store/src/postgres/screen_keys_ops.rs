@@ -110,7 +110,8 @@ pub(crate) async fn customers_with_screen_keys(
         .collect()
 }
 
-fn digest_row(r: &sqlx::postgres::PgRow) -> Result<CustomerDigestRow> {
+/// A `CustomerDigestRow` from a statement built on `sql::select_customer_digests!`.
+pub(crate) fn customer_digest_from_row(r: &sqlx::postgres::PgRow) -> Result<CustomerDigestRow> {
     let key_id: i64 = r.try_get("key_id")?;
     Ok(CustomerDigestRow {
         id: r.try_get("id")?,
@@ -138,10 +139,11 @@ pub(crate) async fn customers_without_screen_keys(
     limit: u32,
 ) -> Result<Vec<CustomerDigestRow>> {
     let rows = sqlx::query(sql::WITHOUT_KEYS)
+        .bind(DigestPart::Screening.code())
         .bind(crate::types::cursor(after))
         .bind(generation)
         .bind(i64::from(limit))
         .fetch_all(&mut *conn)
         .await?;
-    rows.iter().map(digest_row).collect()
+    rows.iter().map(customer_digest_from_row).collect()
 }
