@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use crate::both_backends;
 use crate::helpers::*;
@@ -108,25 +107,6 @@ async fn pass(app: &TestApp, now: i64) -> u64 {
         cip_server::jobs::Ran::Did(n) => n,
         cip_server::jobs::Ran::Idle => 0,
     }
-}
-
-/// A webhook receiver on port 0 that answers 200 and hands every body to the test.
-async fn receiver() -> (String, mpsc::UnboundedReceiver<Value>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |body: axum::body::Bytes| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null));
-                axum::http::StatusCode::OK
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, rx)
 }
 
 async fn hook(app: &TestApp, url: &str, events: &[&str]) -> String {

@@ -7,7 +7,6 @@ use std::time::Duration;
 use cip_core::model::Role;
 use cip_server::jobs::Ran;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use crate::both_backends;
 use crate::helpers::*;
@@ -299,25 +298,6 @@ async fn conditioned_measure_attaches_conditions(b: Backend) {
     assert_eq!(report["accounts"][0]["account_id"], aid);
     assert_eq!(report["counts"]["apply_conditions"], 1);
     app.cleanup().await;
-}
-
-/// A receiver on port 0 that answers 200 and hands every body to the test.
-async fn receiver() -> (String, mpsc::UnboundedReceiver<Value>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |body: axum::body::Bytes| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null));
-                axum::http::StatusCode::OK
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, rx)
 }
 
 async fn measure_taking_effect_flags_existing_accounts(b: Backend) {

@@ -114,25 +114,6 @@ async fn verify(app: &TestApp, challenge: &str, code: &str) -> reqwest::Response
     .await
 }
 
-/// A webhook receiver on port 0 that answers 200 and hands every body to the test.
-async fn receiver() -> (String, mpsc::UnboundedReceiver<Value>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |body: axum::body::Bytes| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null));
-                axum::http::StatusCode::OK
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, rx)
-}
-
 async fn foreign_individual_verified_by_passport_and_email_code(b: Backend) {
     let app = spawn_app(b).await;
     let (url, mut hooks) = receiver().await;
