@@ -1,8 +1,7 @@
 //! The lifecycle job's reads and reminders on rusqlite (see `postgres/due_ops.rs` for
 //! PostgreSQL). Same rule as `sqlite_ops`: expected failures before the first write.
 
-use rusqlite::types::ToSql;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use crate::due::sql;
@@ -43,15 +42,35 @@ pub(crate) fn customer_digests(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut stmt = conn.prepare(&sql::customer_digests(ids.len()))?;
-    let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(ids.len() + 1);
-    values.push(i64::from(part.code()).into());
-    values.extend(ids.iter().map(|id| id.as_bytes().to_vec().into()));
-    let rows = stmt.query_map(
-        rusqlite::params_from_iter(values),
-        crate::sqlite_ops::customer_digest_from_row,
-    )?;
-    rows.map(|r| crate::sqlite_ops::with_key_id(r?)).collect()
+    // The digest alone where there is one (one seek in its narrow table); the customer row,
+    // whose document stands in for a missing digest, only where there is none.
+    let mut digest = conn.prepare_cached(sql::DIGEST_ONLY_BY_ID)?;
+    let mut customer = conn.prepare_cached(sql::CUSTOMER_DIGEST_BY_ID)?;
+    let part = i64::from(part.code());
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let row = match digest
+            .query_row(
+                params![part, id],
+                crate::sqlite_ops::customer_digest_from_row,
+            )
+            .optional()?
+        {
+            Some(row) => Some(row),
+            None => customer
+                .query_row(
+                    params![part, id],
+                    crate::sqlite_ops::customer_digest_from_row,
+                )
+                .optional()?,
+        };
+        if let Some(row) = row {
+            out.push(crate::sqlite_ops::with_key_id(row)?);
+        }
+    }
+    // As the statement of many ids answers on PostgreSQL: in id order.
+    out.sort_unstable_by_key(|r| r.id);
+    Ok(out)
 }
 
 pub(crate) fn reminders_sent(
@@ -62,11 +81,15 @@ pub(crate) fn reminders_sent(
     if accounts.is_empty() {
         return Ok(Vec::new());
     }
-    let mut stmt = conn.prepare(&sql::reminders_sent(accounts.len()))?;
-    let mut args: Vec<&dyn ToSql> = vec![&kind];
-    args.extend(accounts.iter().map(|a| a as &dyn ToSql));
-    let rows = stmt.query_map(args.as_slice(), |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    let mut stmt = conn.prepare_cached(sql::REMINDER_SENT)?;
+    let mut out = Vec::new();
+    for account in accounts {
+        let rows = stmt.query_map(params![kind, account], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        for r in rows {
+            out.push(r?);
+        }
+    }
+    Ok(out)
 }
 
 pub(crate) fn list_reminders(conn: &Connection, account_id: Uuid) -> Result<Vec<ReminderRow>> {

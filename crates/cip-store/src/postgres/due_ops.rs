@@ -43,12 +43,11 @@ pub(crate) async fn customer_digests(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let text = sql::customer_digests(ids.len());
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(text)).bind(part.code());
-    for id in ids {
-        q = q.bind(*id);
-    }
-    let rows = q.fetch_all(&mut *conn).await?;
+    let rows = sqlx::query(sql::CUSTOMER_DIGESTS_ANY)
+        .bind(part.code())
+        .bind(ids)
+        .fetch_all(&mut *conn)
+        .await?;
     rows.iter()
         .map(super::screen_keys_ops::customer_digest_from_row)
         .collect()
@@ -62,12 +61,11 @@ pub(crate) async fn reminders_sent(
     if accounts.is_empty() {
         return Ok(Vec::new());
     }
-    let text = sql::reminders_sent(accounts.len());
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(text)).bind(kind.to_string());
-    for id in accounts {
-        q = q.bind(*id);
-    }
-    let rows = q.fetch_all(&mut *conn).await?;
+    let rows = sqlx::query(sql::REMINDERS_SENT_ANY)
+        .bind(kind)
+        .bind(accounts)
+        .fetch_all(&mut *conn)
+        .await?;
     rows.iter()
         .map(|r| Ok((r.try_get("account_id")?, r.try_get("due_at")?)))
         .collect()
