@@ -48,7 +48,7 @@ type Map<V> = HashMap<u64, V, BuildHasherDefault<IdentityHasher>>;
 /// that keys stored under the earlier version are known to be stale and re-derived
 /// (docs/design/0008-screening-service.md, "Keyed re-screen"). A test pins the keys of fixed
 /// names to catch a change made without the bump.
-pub const SCREEN_KEYS_VERSION: u32 = 1;
+pub const SCREEN_KEYS_VERSION: u32 = 2;
 
 const CANDIDATES: usize = 24;
 const MAX_DF_SHARE: f64 = 0.05;
@@ -78,8 +78,22 @@ fn over_ceiling(k: u64, postings: usize, names: usize) -> bool {
     postings as f64 > (names as f64 * df_share(k)).max(8.0)
 }
 
-/// Keys of one token; `query` adds the deletion variants used for lookup.
-fn token_keys(name: &NormalizedName, i: usize, out: &mut Vec<u64>) {
+/// Which side of a lookup a name's keys are for: the index posts them, a query looks them up.
+/// The two differ only in the abjad-skeleton keys (below).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Index,
+    Query,
+}
+
+/// Keys of one token.
+///
+/// Abjad skeletons align two tokens only when one of them is written in an abjad
+/// ([`token_similarity`](crate::score::token_similarity)), so their keys carry the origin: an
+/// abjad token is posted under `A`, any other under `a`; an abjad query token looks up both,
+/// any other only `A`. Two Latin tokens with the same skeleton (`mr`: Omar, Mario, Mary) then
+/// share no key through it: that key could surface a candidate but never align its tokens.
+fn token_keys(name: &NormalizedName, i: usize, side: Side, out: &mut Vec<u64>) {
     let Some(t) = name.tokens.get(i) else { return };
     if t.class == TokenClass::Stop {
         return;
@@ -94,7 +108,16 @@ fn token_keys(name: &NormalizedName, i: usize, out: &mut Vec<u64>) {
         out.push(key(b's', &t.skel));
     }
     if t.askel.len() >= 2 {
-        out.push(key(b'a', &t.askel));
+        let abjad = t.origin == Origin::Abjad;
+        match side {
+            Side::Index => out.push(key(if abjad { b'A' } else { b'a' }, &t.askel)),
+            Side::Query => {
+                out.push(key(b'A', &t.askel));
+                if abjad {
+                    out.push(key(b'a', &t.askel));
+                }
+            }
+        }
     }
     if t.text.len() >= 5 && t.origin != Origin::Abjad {
         out.push(key(b'd', &t.text));
@@ -113,11 +136,11 @@ fn deletions(s: &str) -> impl Iterator<Item = String> + '_ {
     })
 }
 
-fn name_keys(name: &NormalizedName) -> Vec<Vec<u64>> {
+fn name_keys(name: &NormalizedName, side: Side) -> Vec<Vec<u64>> {
     let mut per_token: Vec<Vec<u64>> = (0..name.tokens.len())
         .map(|i| {
             let mut v = Vec::new();
-            token_keys(name, i, &mut v);
+            token_keys(name, i, side, &mut v);
             v
         })
         .collect();
@@ -284,7 +307,7 @@ impl PreparedQuery {
                         continue;
                     }
                     any = true;
-                    let keys = name_keys(&norm);
+                    let keys = name_keys(&norm, Side::Query);
                     names.push((i, norm, keys));
                 }
             }
@@ -440,7 +463,10 @@ impl Index {
                         continue;
                     }
                     let ni = u32::try_from(names.len()).unwrap_or(u32::MAX);
-                    let mut keys: Vec<u64> = name_keys(&norm).into_iter().flatten().collect();
+                    let mut keys: Vec<u64> = name_keys(&norm, Side::Index)
+                        .into_iter()
+                        .flatten()
+                        .collect();
                     keys.sort_unstable();
                     keys.dedup();
                     for k in keys {
