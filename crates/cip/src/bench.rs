@@ -101,6 +101,14 @@ pub enum BenchCommand {
         /// [default: $CIP_SHARED_DATA/watchlists/ofac_sdn_2021].
         #[arg(long)]
         list_dir: Option<std::path::PathBuf>,
+        /// Names of the stored customers: `realistic` (name frequencies of 17 locales) or
+        /// `dense` (4,096 names from 32 list-like tokens: the worst case for the keyed index).
+        #[arg(long, value_enum, default_value = "realistic")]
+        population: crate::bench_rescreen::Population,
+        /// Keep the installation in this folder (created if missing); a later run with the
+        /// same --customers and --population reuses the stored customers.
+        #[arg(long)]
+        data_dir: Option<std::path::PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -217,8 +225,10 @@ pub async fn run(cmd: BenchCommand) -> Result<u8> {
         BenchCommand::Rescreen {
             customers,
             list_dir,
+            population,
+            data_dir,
             json,
-        } => crate::bench_rescreen::run(customers, list_dir, json).await,
+        } => crate::bench_rescreen::run(customers, list_dir, population, data_dir, json).await,
         BenchCommand::Policy {
             customers,
             data_dir,
