@@ -53,16 +53,7 @@ pub fn of_index(keyring: &Keyring, index: &Index) -> Vec<i64> {
 /// stored customer, so equal counts mean every customer that existed at the first read was
 /// keyed (a customer written in between only makes the second count larger).
 pub async fn all_keyed(state: &AppState) -> Result<bool, String> {
-    let keyed = state
-        .store
-        .count_screen_keyed(GENERATION)
-        .await
-        .map_err(|e| e.to_string())?;
-    let customers = state
-        .store
-        .count_customers()
-        .await
-        .map_err(|e| e.to_string())?;
+    let (keyed, customers) = status(state).await?;
     Ok(keyed >= customers)
 }
 
@@ -97,6 +88,40 @@ pub async fn backfill_run_once(state: &AppState, batch: u32) -> Result<Ran, Stri
     if all_keyed(state).await? {
         return Ok(Ran::Idle);
     }
+    let stored = backfill(state, batch, &|_| {}).await?;
+    Ok(if stored > 0 {
+        Ran::Did(stored)
+    } else {
+        Ran::Idle
+    })
+}
+
+/// How far the keyed index is: customers keyed under the current generation, and all
+/// customers. The re-screen uses the index only when the two are equal. The keyed count is
+/// read first: customers are never deleted, so equal counts mean every customer that
+/// existed at the first read is keyed.
+pub async fn status(state: &AppState) -> Result<(u64, u64), String> {
+    let keyed = state
+        .store
+        .count_screen_keyed(GENERATION)
+        .await
+        .map_err(|e| e.to_string())?;
+    let customers = state
+        .store
+        .count_customers()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((keyed, customers))
+}
+
+/// The backfill itself (`backfill_run_once` and `cip lists keys --backfill`): every customer
+/// without keys of the current generation, a page of `batch` at a time; `progress` is called
+/// with the customers read after each page. Returns the customers keyed.
+pub async fn backfill(
+    state: &AppState,
+    batch: u32,
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> Result<u64, String> {
     let mut after: Option<Uuid> = None;
     let mut stored = 0u64;
     loop {
@@ -107,6 +132,7 @@ pub async fn backfill_run_once(state: &AppState, batch: u32) -> Result<Ran, Stri
             .map_err(|e| e.to_string())?;
         let Some(last) = rows.last() else { break };
         after = Some(last.id);
+        progress(rows.len() as u64);
         let keyring = state.keyring();
         let derived = tokio::task::spawn_blocking(move || {
             digest::par_map(&rows, |row| {
@@ -153,9 +179,5 @@ pub async fn backfill_run_once(state: &AppState, batch: u32) -> Result<Ran, Stri
             .await
             .map_err(|e| e.to_string())?;
     }
-    Ok(if stored > 0 {
-        Ran::Did(stored)
-    } else {
-        Ran::Idle
-    })
+    Ok(stored)
 }

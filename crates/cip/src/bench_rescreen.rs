@@ -188,7 +188,7 @@ impl Names {
             // Two family names.
             "spanish" => format!("{first} {last} {}", choose(&locale.last, &mut rng)),
             // One in four with a middle name.
-            _ if rng.next() % 4 == 0 => {
+            _ if rng.next().is_multiple_of(4) => {
                 format!("{first} {} {last}", choose(&locale.first, &mut rng))
             }
             _ => format!("{first} {last}"),

@@ -255,6 +255,19 @@ enum ListsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The keyed index of screening keys: how many customers are keyed under the current key
+    /// derivation (a list change reads only the customers sharing a key with it once all
+    /// are). After an upgrade that changed the derivation, `serve` re-keys every customer in
+    /// the background; --backfill does it now, with a progress bar.
+    Keys {
+        #[command(flatten)]
+        target: Target,
+        /// Key every customer that has no keys of the current derivation.
+        #[arg(long)]
+        backfill: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -476,6 +489,16 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 let config = load_config(&target, None)?;
                 let inst = open(&config).await?;
                 Ok(lists::show(&inst, json).await?)
+            }
+            ListsCommand::Keys {
+                target,
+                backfill,
+                json,
+            } => {
+                let config = load_config(&target, None)?;
+                let inst = open(&config).await?;
+                let state = cip_server::app::state_from(&inst, &config);
+                Ok(lists::keys(&state, backfill, json).await?)
             }
         },
         Command::Measures { command } => match command {

@@ -11,6 +11,7 @@ use crate::helpers::*;
 both_backends!(
     a_list_change_reads_only_customers_sharing_a_key,
     unkeyed_records_are_rescreened_in_full_until_backfilled,
+    the_cli_reports_and_backfills_the_keys,
 );
 
 fn list(entries: &[(&str, &str, &str)]) -> Value {
@@ -258,6 +259,65 @@ async fn unkeyed_records_are_rescreened_in_full_until_backfilled(b: Backend) {
         !fields.contains(&format!("customers={total}")),
         "{fields:?}"
     );
+    assert_eq!(open_entries(&app, &later).await, vec!["S-11"]);
+    app.cleanup().await;
+}
+
+/// `cip lists keys [--backfill] --json` against the installation's database.
+fn keys_cli(app: &TestApp, backfill: bool) -> (i32, Value) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cip"));
+    cmd.args(["lists", "keys", "--json", "--data-dir"])
+        .arg(&app.data_dir)
+        .env_remove("CIP_DATABASE_URL")
+        .env_remove("CIP_CONFIG");
+    if backfill {
+        cmd.arg("--backfill");
+    }
+    if let Some(url) = &app.database_url {
+        cmd.arg("--database-url").arg(url);
+    }
+    let out = cmd.output().unwrap();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {} / {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), json)
+}
+
+/// An operator sees how far the keyed index is and keys every customer on demand; the next
+/// list change then reads only the customers sharing its keys.
+async fn the_cli_reports_and_backfills_the_keys(b: Backend) {
+    let app = spawn_app(b).await;
+    import(&app, V1).await;
+    rescreen(&app).await;
+    let (_, later, total) = customers(&app).await;
+    let (code, v) = keys_cli(&app, false);
+    assert_eq!(code, 0);
+    assert_eq!(v["customers"], total);
+    assert_eq!(v["keyed"], total, "written with their records: {v}");
+    assert_eq!(v["complete"], true);
+
+    forget_keys(&app).await;
+    let (code, v) = keys_cli(&app, false);
+    assert_eq!(
+        (code, &v["keyed"], &v["complete"]),
+        (0, &json!(0), &json!(false)),
+        "{v}"
+    );
+
+    let (code, v) = keys_cli(&app, true);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["keyed_now"], total, "{v}");
+    assert_eq!(v["keyed"], total, "{v}");
+    assert_eq!(v["complete"], true, "{v}");
+
+    import(&app, V3).await;
+    rescreen(&app).await;
+    let fields = rescreen_entry(&app, 2).await;
+    assert!(fields.contains(&"pass=keyed".to_string()), "{fields:?}");
     assert_eq!(open_entries(&app, &later).await, vec!["S-11"]);
     app.cleanup().await;
 }
