@@ -156,6 +156,21 @@ pub async fn spawn_app_in_with(
 }
 
 impl TestApp {
+    /// Runs the `cip` binary with `args` against this app's database (its data dir, and its
+    /// PostgreSQL URL on that backend), ignoring the caller's environment.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cip"));
+        cmd.args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env_remove("CIP_DATABASE_URL")
+            .env_remove("CIP_CONFIG");
+        if let Some(url) = &self.database_url {
+            cmd.arg("--database-url").arg(url);
+        }
+        cmd.output().unwrap()
+    }
+
     pub async fn key(&self, role: Role) -> String {
         let (_, token) =
             cip_server::auth::create_api_key(self.state.store.as_ref(), role, None, "test")

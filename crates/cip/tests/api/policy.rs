@@ -7,21 +7,8 @@ use serde_json::Value;
 
 use crate::helpers::{Backend, spawn_app};
 
-fn cip(args: &[&str], app: &crate::helpers::TestApp) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cip"));
-    cmd.args(args)
-        .arg("--data-dir")
-        .arg(&app.data_dir)
-        .env_remove("CIP_DATABASE_URL")
-        .env_remove("CIP_CONFIG");
-    if let Some(url) = &app.database_url {
-        cmd.arg("--database-url").arg(url);
-    }
-    cmd.output().unwrap()
-}
-
 fn check_json(app: &crate::helpers::TestApp, file: &std::path::Path) -> Value {
-    let out = cip(&["policy", "check", file.to_str().unwrap(), "--json"], app);
+    let out = app.cli(&["policy", "check", file.to_str().unwrap(), "--json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -122,7 +109,7 @@ async fn policy_check_explains_a_file_before_it_is_applied(backend: Backend) {
             ),
     )
     .unwrap();
-    let out = cip(&["policy", "check", bad.to_str().unwrap()], &app);
+    let out = app.cli(&["policy", "check", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(6));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("verify_everything"), "{err}");
@@ -132,7 +119,7 @@ async fn policy_check_explains_a_file_before_it_is_applied(backend: Backend) {
         .replace("base_tier = \"standard\"", "base_tier = \"medium\"")
         .replace("raise = 1", "raise = 0");
     std::fs::write(&bad, &bad2).unwrap();
-    let out = cip(&["policy", "check", bad.to_str().unwrap(), "--json"], &app);
+    let out = app.cli(&["policy", "check", bad.to_str().unwrap(), "--json"]);
     assert_eq!(out.status.code(), Some(6));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["valid"], false);

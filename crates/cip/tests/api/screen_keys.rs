@@ -265,18 +265,11 @@ async fn unkeyed_records_are_rescreened_in_full_until_backfilled(b: Backend) {
 
 /// `cip lists keys [--backfill] --json` against the installation's database.
 fn keys_cli(app: &TestApp, backfill: bool) -> (i32, Value) {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cip"));
-    cmd.args(["lists", "keys", "--json", "--data-dir"])
-        .arg(&app.data_dir)
-        .env_remove("CIP_DATABASE_URL")
-        .env_remove("CIP_CONFIG");
+    let mut args = vec!["lists", "keys", "--json"];
     if backfill {
-        cmd.arg("--backfill");
+        args.push("--backfill");
     }
-    if let Some(url) = &app.database_url {
-        cmd.arg("--database-url").arg(url);
-    }
-    let out = cmd.output().unwrap();
+    let out = app.cli(&args);
     let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "{e}: {} / {}",

@@ -788,19 +788,6 @@ async fn bad_input_writes_nothing_and_roles_are_checked(b: Backend) {
     app.cleanup().await;
 }
 
-fn cip(app: &TestApp, args: &[&str]) -> std::process::Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cip"));
-    cmd.args(args)
-        .arg("--data-dir")
-        .arg(&app.data_dir)
-        .env_remove("CIP_DATABASE_URL")
-        .env_remove("CIP_CONFIG");
-    if let Some(url) = &app.database_url {
-        cmd.arg("--database-url").arg(url);
-    }
-    cmd.output().unwrap()
-}
-
 /// `cip measures list|report --json` read the same database as the server.
 async fn cli_lists_and_reports_measures(b: Backend) {
     let app = spawn_app(b).await;
@@ -817,7 +804,7 @@ async fn cli_lists_and_reports_measures(b: Backend) {
     let mid = m["id"].as_str().unwrap().to_string();
     sweep_until_flagged(&app, cip_server::time::now_micros(), &aid, &mid).await;
 
-    let out = cip(&app, &["measures", "list", "--json"]);
+    let out = app.cli(&["measures", "list", "--json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -828,7 +815,7 @@ async fn cli_lists_and_reports_measures(b: Backend) {
     assert_eq!(list[0]["status"], "in_force");
 
     let head = app.audit_head().await;
-    let out = cip(&app, &["measures", "report", &mid, "--json"]);
+    let out = app.cli(&["measures", "report", &mid, "--json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -845,7 +832,7 @@ async fn cli_lists_and_reports_measures(b: Backend) {
     );
 
     let unknown = uuid::Uuid::now_v7().to_string();
-    let out = cip(&app, &["measures", "report", &unknown, "--json"]);
+    let out = app.cli(&["measures", "report", &unknown, "--json"]);
     assert_eq!(out.status.code(), Some(1), "an unknown measure is an error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("No such special measure"));
     app.cleanup().await;
