@@ -2662,6 +2662,13 @@ async fn screen_keys(s: Arc<dyn Store>) -> Check {
         "no keys, no customers"
     );
     ensure!(
+        s.screen_key_holders(&[999, 30, -5, 10])
+            .await
+            .map_err(e("holders"))?
+            == vec![(-5, ids[0]), (10, ids[0]), (-5, ids[1]), (30, ids[2])],
+        "each key a customer holds, by customer then key"
+    );
+    ensure!(
         s.count_screen_keyed(GEN).await.map_err(e("count"))? == 3,
         "three customers keyed"
     );

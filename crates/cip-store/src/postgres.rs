@@ -787,6 +787,10 @@ impl crate::ScreenKeyStore for PgStore {
         screen_keys_ops::customers_with_screen_keys(&mut *self.pool.acquire().await?, keys).await
     }
 
+    async fn screen_key_holders(&self, keys: &[i64]) -> Result<Vec<(i64, Uuid)>> {
+        screen_keys_ops::screen_key_holders(&mut *self.pool.acquire().await?, keys).await
+    }
+
     async fn count_screen_keyed(&self, generation: i64) -> Result<u64> {
         screen_keys_ops::count_screen_keyed(&mut *self.pool.acquire().await?, generation).await
     }

@@ -32,6 +32,9 @@ pub struct ScreenKeys {
 pub trait ScreenKeyStore: Send + Sync {
     /// The customers having any of these blinded keys, in id order, each once.
     async fn customers_with_screen_keys(&self, keys: &[i64]) -> Result<Vec<Uuid>>;
+    /// Each (key, customer) of these blinded keys, ordered by customer then key: which keys
+    /// each customer shares (the threshold bound of a list change needs them).
+    async fn screen_key_holders(&self, keys: &[i64]) -> Result<Vec<(i64, Uuid)>>;
     /// How many customers have their keys of `generation` stored.
     async fn count_screen_keyed(&self, generation: i64) -> Result<u64>;
     /// Customers after `after` (id order) without keys of `generation`: written before
@@ -132,6 +135,8 @@ pub(crate) mod sql {
          customer_id) SELECT k, $2 FROM UNNEST($1::bigint[]) AS k ON CONFLICT DO NOTHING";
     pub(crate) const DELETE_KEYS_MANY: &str = "DELETE FROM customer_screen_keys \
          WHERE key = ANY($1::bigint[]) AND customer_id = $2";
+    pub(crate) const KEY_HOLDERS_MANY: &str = "SELECT key, customer_id \
+         FROM customer_screen_keys WHERE key = ANY($1::bigint[]) ORDER BY customer_id, key";
     pub(crate) const CUSTOMERS_WITH_KEYS_MANY: &str = "SELECT DISTINCT customer_id \
          FROM customer_screen_keys WHERE key = ANY($1::bigint[]) ORDER BY customer_id";
 }

@@ -970,6 +970,12 @@ impl crate::ScreenKeyStore for SqliteStore {
             .await
     }
 
+    async fn screen_key_holders(&self, keys: &[i64]) -> Result<Vec<(i64, Uuid)>> {
+        let keys = keys.to_vec();
+        self.scan(move |c| crate::sqlite_screen_keys::screen_key_holders(c, &keys))
+            .await
+    }
+
     async fn count_screen_keyed(&self, generation: i64) -> Result<u64> {
         self.scan(move |c| crate::sqlite_screen_keys::count_screen_keyed(c, generation))
             .await

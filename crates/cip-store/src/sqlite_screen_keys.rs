@@ -96,6 +96,20 @@ pub(crate) fn customers_with_screen_keys(conn: &Connection, keys: &[i64]) -> Res
     Ok(out)
 }
 
+pub(crate) fn screen_key_holders(conn: &Connection, keys: &[i64]) -> Result<Vec<(i64, Uuid)>> {
+    let mut stmt = conn.prepare_cached(sql::CUSTOMERS_WITH_KEY)?;
+    let mut out = Vec::new();
+    for k in keys {
+        let rows = stmt.query_map([k], |r| r.get::<_, Uuid>(0))?;
+        for r in rows {
+            out.push((*k, r?));
+        }
+    }
+    out.sort_unstable_by_key(|(k, c)| (*c, *k));
+    out.dedup();
+    Ok(out)
+}
+
 pub(crate) fn count_screen_keyed(conn: &Connection, generation: i64) -> Result<u64> {
     let n = conn
         .prepare_cached(sql::COUNT_KEYED)?

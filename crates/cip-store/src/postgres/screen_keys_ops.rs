@@ -110,6 +110,24 @@ pub(crate) async fn customers_with_screen_keys(
         .collect()
 }
 
+pub(crate) async fn screen_key_holders(
+    conn: &mut PgConnection,
+    keys: &[i64],
+) -> Result<Vec<(i64, Uuid)>> {
+    let rows = sqlx::query(sql::KEY_HOLDERS_MANY)
+        .bind(keys.to_vec())
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<i64, _>("key")?,
+                r.try_get::<Uuid, _>("customer_id")?,
+            ))
+        })
+        .collect()
+}
+
 /// A `CustomerDigestRow` from a statement built on `sql::select_customer_digests!`.
 pub(crate) fn customer_digest_from_row(r: &sqlx::postgres::PgRow) -> Result<CustomerDigestRow> {
     let key_id: i64 = r.try_get("key_id")?;
