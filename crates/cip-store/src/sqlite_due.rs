@@ -44,6 +44,9 @@ pub(crate) fn customer_digests(
     }
     // The digest alone where there is one (one seek in its narrow table); the customer row,
     // whose document stands in for a missing digest, only where there is none.
+    // One read transaction for the batch: one snapshot, and the WAL read lock taken once
+    // instead of per statement.
+    let tx = conn.unchecked_transaction()?;
     let mut digest = conn.prepare_cached(sql::DIGEST_ONLY_BY_ID)?;
     let mut customer = conn.prepare_cached(sql::CUSTOMER_DIGEST_BY_ID)?;
     let part = i64::from(part.code());
@@ -68,6 +71,8 @@ pub(crate) fn customer_digests(
             out.push(crate::sqlite_ops::with_key_id(row)?);
         }
     }
+    drop((digest, customer));
+    tx.commit()?;
     // As the statement of many ids answers on PostgreSQL: in id order.
     out.sort_unstable_by_key(|r| r.id);
     Ok(out)
