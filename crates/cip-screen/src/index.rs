@@ -48,9 +48,12 @@ type Map<V> = HashMap<u64, V, BuildHasherDefault<IdentityHasher>>;
 /// that keys stored under the earlier version are known to be stale and re-derived
 /// (docs/design/0008-screening-service.md, "Keyed re-screen"). A test pins the keys of fixed
 /// names to catch a change made without the bump.
-pub const SCREEN_KEYS_VERSION: u32 = 2;
+pub const SCREEN_KEYS_VERSION: u32 = 3;
 
 const CANDIDATES: usize = 24;
+
+mod bound;
+pub use bound::{BoundScratch, ChangeBound};
 const MAX_DF_SHARE: f64 = 0.05;
 const MAX_NAME_CHARS: usize = 1000;
 const MAX_QUERY_NAMES: usize = 32;

@@ -28,7 +28,7 @@ pub mod index;
 pub mod snapshot;
 
 pub use index::{
-    Agreement, Candidate, Explanation, IdentifierEvidence, Index, PreparedQuery, Query,
-    QueryIdentifier, SCREEN_KEYS_VERSION, Work,
+    Agreement, BoundScratch, Candidate, ChangeBound, Explanation, IdentifierEvidence, Index,
+    PreparedQuery, Query, QueryIdentifier, SCREEN_KEYS_VERSION, Work,
 };
 pub use snapshot::{ListDiff, ReplacePolicy, Snapshot, diff};
