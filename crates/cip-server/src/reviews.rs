@@ -511,14 +511,14 @@ async fn keyed_customers(
     if !crate::screen_keys::all_keyed(state).await? {
         return Ok(None);
     }
-    let keyring = state.keyring();
     let subset = subset.clone();
-    let keys = tokio::task::spawn_blocking(move || crate::screen_keys::of_index(&keyring, &subset))
+    let threshold = state.screening_threshold;
+    let bound = tokio::task::spawn_blocking(move || subset.change_bound(threshold))
         .await
-        .map_err(|e| format!("screening keys of the change: {e}"))?;
-    crate::screen_keys::customers_sharing(state, &keys)
+        .map_err(|e| format!("threshold bound of the change: {e}"))?;
+    crate::screen_keys::customers_to_read(state, std::sync::Arc::new(bound))
         .await
-        .map(Some)
+        .map(|(read, _)| Some(read))
 }
 
 /// The meta key that remembers up to which version of a list stored customers were

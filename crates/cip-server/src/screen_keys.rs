@@ -10,7 +10,7 @@
 //! keyed under an earlier derivation) are keyed by [`backfill_run_once`]; until every
 //! customer is keyed, a list change reads every customer as before ([`all_keyed`]).
 
-use cip_screen::{Index, PreparedQuery, Query};
+use cip_screen::{ChangeBound, Index, PreparedQuery, Query};
 use cip_store::{AuditDraft, ScreenKeys};
 use cip_vault::Keyring;
 use uuid::Uuid;
@@ -32,7 +32,13 @@ pub fn of_queries(keyring: &Keyring, queries: &[Query]) -> ScreenKeys {
     let mut plain: Vec<u64> = queries
         .iter()
         .filter_map(|q| PreparedQuery::new(q).ok())
-        .flat_map(|q| q.screen_keys())
+        // The screening keys, and the alignment keys the threshold bound of a list change
+        // reads (`cip_screen::ChangeBound`).
+        .flat_map(|q| {
+            let mut k = q.screen_keys();
+            k.extend(q.alignment_keys());
+            k
+        })
         .collect();
     plain.sort_unstable();
     plain.dedup();
@@ -75,6 +81,63 @@ pub async fn customers_sharing(state: &AppState, keys: &[i64]) -> Result<Vec<Uui
     ids.sort_unstable();
     ids.dedup();
     Ok(ids)
+}
+
+/// The customers a change can give a candidate at or above the bound's threshold, in id
+/// order: those
+/// sharing a key with `bound` (its screening keys, alignment keys and identifiers) that the
+/// bound does not rule out (`ChangeBound::may_reach`, docs/design/0008, "The threshold
+/// bound"). Also returns how many customers shared a key.
+pub async fn customers_to_read(
+    state: &AppState,
+    bound: std::sync::Arc<ChangeBound>,
+) -> Result<(Vec<Uuid>, usize), String> {
+    // Each key blinded on its own, to read back which plain keys a customer shares.
+    let keyring = state.keyring();
+    let mut blinded: Vec<(i64, u64)> = bound
+        .keys()
+        .iter()
+        .filter_map(|k| Some((*keyring.blind_screen_keys(&[*k]).first()?, *k)))
+        .collect();
+    blinded.sort_unstable();
+    let lookup: Vec<i64> = blinded.iter().map(|(b, _)| *b).collect();
+    let mut holders = Vec::new();
+    for chunk in lookup.chunks(LOOKUP_CHUNK) {
+        holders.extend(
+            state
+                .store
+                .screen_key_holders(chunk)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    tokio::task::spawn_blocking(move || {
+        // By customer (several chunks each come sorted).
+        holders.sort_unstable_by_key(|(k, c)| (*c, *k));
+        let mut read = Vec::new();
+        let mut sharing = 0;
+        let mut shared: Vec<u64> = Vec::new();
+        let mut scratch = cip_screen::BoundScratch::default();
+        for group in holders.chunk_by(|a, b| a.1 == b.1) {
+            let Some(&(_, customer)) = group.first() else {
+                continue;
+            };
+            sharing += 1;
+            shared.clear();
+            shared.extend(group.iter().filter_map(|(k, _)| {
+                let i = blinded.binary_search_by_key(k, |(b, _)| *b).ok()?;
+                blinded.get(i).map(|(_, p)| *p)
+            }));
+            shared.sort_unstable();
+            shared.dedup();
+            if bound.may_reach_with(&shared, &mut scratch) {
+                read.push(customer);
+            }
+        }
+        (read, sharing)
+    })
+    .await
+    .map_err(|e| format!("threshold bound: {e}"))
 }
 
 /// One pass of the backfill: keys every customer that has no keys of the current generation

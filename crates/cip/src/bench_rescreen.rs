@@ -422,17 +422,19 @@ pub async fn run(
     // Where the keyed pass's time goes: deriving the change's keys and looking up the
     // customers that share one (the job does the same before its pass; timed apart here).
     let one_percent: Vec<String> = all_ids.iter().step_by(100).cloned().collect();
-    let (lookup_keys, lookup_secs, lookup_customers) = {
+    let (lookup_keys, lookup_secs, lookup_customers, lookup_sharing) = {
         let loaded = state.screening.current();
         let started = Instant::now();
         let ids: Vec<&str> = one_percent.iter().map(String::as_str).collect();
         let subset = cip_screen::Index::build_subset(loaded.index.entries(), &ids)
             .with_frequencies_of(&loaded.index);
-        let keys = cip_server::screen_keys::of_index(&state.keyring(), &subset);
-        let found = cip_server::screen_keys::customers_sharing(&state, &keys)
-            .await
-            .map_err(|e| anyhow::anyhow!(e))?;
-        (keys.len(), started.elapsed().as_secs_f64(), found.len())
+        let bound = subset.change_bound(state.screening_threshold);
+        let keys = bound.keys().len();
+        let (found, sharing) =
+            cip_server::screen_keys::customers_to_read(&state, std::sync::Arc::new(bound))
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+        (keys, started.elapsed().as_secs_f64(), found.len(), sharing)
     };
 
     // Each timed run is queued as its own list version: the job re-screens a version once and
@@ -468,7 +470,19 @@ pub async fn run(
         full_read == customers,
         "the full re-screen read {full_read} of {customers} customers"
     );
-    let (part_secs, part_read) = timed(one_percent.clone(), done + 2).await?;
+    // The change-only pass takes a fraction of a second: timed three times (each a new list
+    // version), the median reported, so one descheduling on a shared machine does not decide
+    // the figure.
+    let mut parts = Vec::new();
+    for r in 0..3 {
+        parts.push(timed(one_percent.clone(), done + 2 + r).await?);
+    }
+    parts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (part_secs, part_read) = parts[1];
+    let part_runs: Vec<f64> = parts
+        .iter()
+        .map(|(s, _)| (s * 1000.0).round() / 1000.0)
+        .collect();
     let open = inst
         .store
         .list_reviews(
@@ -493,9 +507,11 @@ pub async fn run(
         "changed_entries": one_percent.len(),
         "rescreen_1pct_customers_per_sec": part_rate.round(),
         "rescreen_1pct_customers_read": part_read,
+        "rescreen_1pct_runs_secs": part_runs,
         "rescreen_1pct_lookup_keys": lookup_keys,
         "rescreen_1pct_lookup_secs": (lookup_secs * 1000.0).round() / 1000.0,
         "rescreen_1pct_lookup_customers": lookup_customers,
+        "rescreen_1pct_lookup_sharing": lookup_sharing,
         "baseline_full_rescreen_customers_per_sec": full_rate.round(),
         "speedup": (part_rate / full_rate * 10.0).round() / 10.0,
         "open_review_items": open,
@@ -520,14 +536,27 @@ pub async fn run(
         println!(
             "  {:<62} {:>10.0}/s",
             format!(
-                "re-screen against a 1 % change ({} entries), keyed index",
+                "re-screen against a 1 % change ({} entries), keyed, median of 3",
                 one_percent.len()
             ),
             part_rate
         );
         println!(
             "  {:<62} {:>12}",
-            "  customers read (sharing a key with a changed entry)", part_read
+            "  the three runs (s)",
+            part_runs
+                .iter()
+                .map(|s| format!("{s:.3}"))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        );
+        println!(
+            "  {:<62} {:>12}",
+            "  customers sharing a key with a changed entry", lookup_sharing
+        );
+        println!(
+            "  {:<62} {:>12}",
+            "  customers read (the threshold bound keeps them)", part_read
         );
         println!(
             "  {:<62} {:>10.3} s",
