@@ -481,8 +481,121 @@ pub struct CandidateDto {
     /// Why: the best-aligned pair of names with each token's alignment (exact, phonetic,
     /// transliteration, typo, initial…), unmatched tokens, legal forms, number conflicts,
     /// identifier / birth date / country evidence.
-    #[schema(value_type = Object)]
-    pub explanation: serde_json::Value,
+    pub explanation: ExplanationDto,
+}
+
+/// Why a candidate scored what it scored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExplanationDto {
+    /// The best-aligned pair of names and how their tokens aligned.
+    pub name: NameExplanationDto,
+    /// Which kind of list name matched: primary, aka, fka, weak, …
+    pub entry_name_kind: String,
+    /// The name score before evidence (0–1).
+    pub name_score: f32,
+    pub identifiers: Vec<IdentifierEvidenceDto>,
+    /// `agree`, `near` or `conflict`; absent without a birth date on both sides.
+    pub birth_date: Option<String>,
+    /// Query countries that the entry also has (ISO alpha-2).
+    pub countries_in_common: Vec<String>,
+    /// The query's kind (person, entity, vessel) differs from the entry's.
+    pub kind_mismatch: bool,
+}
+
+/// The alignment of one query name with one list name.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NameExplanationDto {
+    pub query_name: String,
+    pub entry_name: String,
+    pub aligned: Vec<TokenAlignmentDto>,
+    pub unmatched_query: Vec<String>,
+    pub unmatched_entry: Vec<String>,
+    /// Legal forms seen on each side (canonical spellings).
+    pub query_legal_forms: Vec<String>,
+    pub entry_legal_forms: Vec<String>,
+    pub legal_form_conflict: bool,
+    pub number_conflict: bool,
+    /// One side is a vessel name and the other carries a company legal form.
+    pub vessel_vs_company: bool,
+    /// The names are equal once spaces and punctuation are removed.
+    pub spacing_only: bool,
+    pub score: f32,
+}
+
+/// Two tokens aligned, and how.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenAlignmentDto {
+    pub query: String,
+    pub entry: String,
+    /// `exact`, `phonetic`, `transliteration`, `abbreviation`, `initial`, `edit` or
+    /// `compound`.
+    pub how: String,
+    pub similarity: f32,
+}
+
+/// An identifier of the query against the entry's.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IdentifierEvidenceDto {
+    /// passport, national_id, tax, email, imo, …
+    pub kind: String,
+    pub query_value: String,
+    pub entry_value: Option<String>,
+    /// `agree` or `conflict`.
+    pub agreement: String,
+}
+
+/// An enum's wire name (its serde `snake_case` form).
+fn wire<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+impl From<cip_screen::Explanation> for ExplanationDto {
+    fn from(e: cip_screen::Explanation) -> Self {
+        let n = e.name;
+        ExplanationDto {
+            name: NameExplanationDto {
+                query_name: n.query_name,
+                entry_name: n.entry_name,
+                aligned: n
+                    .aligned
+                    .into_iter()
+                    .map(|a| TokenAlignmentDto {
+                        how: wire(&a.how),
+                        query: a.query,
+                        entry: a.entry,
+                        similarity: a.similarity,
+                    })
+                    .collect(),
+                unmatched_query: n.unmatched_query,
+                unmatched_entry: n.unmatched_entry,
+                query_legal_forms: n.query_legal_forms,
+                entry_legal_forms: n.entry_legal_forms,
+                legal_form_conflict: n.legal_form_conflict,
+                number_conflict: n.number_conflict,
+                vessel_vs_company: n.vessel_vs_company,
+                spacing_only: n.spacing_only,
+                score: n.score,
+            },
+            entry_name_kind: wire(&e.entry_name_kind),
+            name_score: e.name_score,
+            identifiers: e
+                .identifiers
+                .into_iter()
+                .map(|i| IdentifierEvidenceDto {
+                    kind: wire(&i.kind),
+                    agreement: wire(&i.agreement),
+                    query_value: i.query_value,
+                    entry_value: i.entry_value,
+                })
+                .collect(),
+            birth_date: e.birth_date.map(|a| wire(&a)),
+            countries_in_common: e.countries_in_common,
+            kind_mismatch: e.kind_mismatch,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -713,8 +826,7 @@ async fn run_screen(
                 entry_name: c.entry_name,
                 score: c.score,
                 potential_match: c.score >= threshold,
-                explanation: serde_json::to_value(&c.explanation)
-                    .unwrap_or(serde_json::Value::Null),
+                explanation: c.explanation.into(),
             })
             .collect(),
     }))

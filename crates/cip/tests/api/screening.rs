@@ -259,12 +259,24 @@ async fn versions_diffs_and_the_replace_guard(b: Backend) {
     assert_eq!(top["potential_match"], true);
     assert!(top["score"].as_f64().unwrap() >= 0.8);
     assert_eq!(top["explanation"]["birth_date"], "agree", "{top}");
+    let aligned = top["explanation"]["name"]["aligned"].as_array().unwrap();
+    assert!(!aligned.is_empty());
+    // The typed explanation of the OpenAPI document: enums by their snake_case names.
     assert!(
-        !top["explanation"]["name"]["aligned"]
-            .as_array()
-            .unwrap()
-            .is_empty()
+        aligned.iter().all(|a| [
+            "exact",
+            "phonetic",
+            "transliteration",
+            "abbreviation",
+            "initial",
+            "edit",
+            "compound"
+        ]
+        .contains(&a["how"].as_str().unwrap_or(""))),
+        "{top}"
     );
+    assert_eq!(top["explanation"]["entry_name_kind"], "primary", "{top}");
+    assert_eq!(top["explanation"]["kind_mismatch"], false, "{top}");
     assert_eq!(hits["lists"]["own-block"], 2);
 
     let hits: Value = app
