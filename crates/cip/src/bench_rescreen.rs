@@ -483,20 +483,26 @@ pub async fn run(
         .iter()
         .map(|(s, _)| (s * 1000.0).round() / 1000.0)
         .collect();
-    let open = inst
-        .store
-        .list_reviews(
-            &cip_store::ReviewFilter {
-                status: Some("open".into()),
-                customer_id: None,
-            },
-            &cip_store::PageRequest {
-                after: None,
-                limit: 500,
-            },
-        )
-        .await?
-        .len();
+    // Every open item, a page at a time (a million customers open thousands).
+    let mut open = 0;
+    let mut after = None;
+    loop {
+        let page = inst
+            .store
+            .list_reviews(
+                &cip_store::ReviewFilter {
+                    status: Some("open".into()),
+                    customer_id: None,
+                },
+                &cip_store::PageRequest { after, limit: 500 },
+            )
+            .await?;
+        open += page.len();
+        match page.last() {
+            Some(last) if page.len() == 500 => after = Some(last.id),
+            _ => break,
+        }
+    }
     let full_rate = customers as f64 / full_secs;
     let part_rate = customers as f64 / part_secs;
     let per = |secs: f64, n: u64| secs * 1e6 / n.max(1) as f64;
