@@ -101,6 +101,12 @@ fn token_keys(name: &NormalizedName, i: usize, side: Side, out: &mut Vec<u64>) {
     if t.class == TokenClass::Stop {
         return;
     }
+    word_keys(t, side, out);
+}
+
+/// The keys of one token as a word (`token_keys` without the stop-word rule; the threshold
+/// bound posts them for a query's stop words, which align like any token).
+fn word_keys(t: &crate::normalize::Token, side: Side, out: &mut Vec<u64>) {
     if let Some(n) = t.number {
         out.push(key(b'n', &n.to_string()));
         return;

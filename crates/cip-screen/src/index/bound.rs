@@ -95,25 +95,8 @@ fn edit_keys([whole, wild, swap]: [u8; 3], s: &str, out: &mut Vec<u64>) {
 /// The keys `token_keys` posts for a word, for a query's stop word (screening posts none for
 /// it, but it aligns like any token).
 fn stop_keys(t: &Token, out: &mut Vec<u64>) {
-    if t.number.is_some() {
-        return;
-    }
-    out.push(key(b't', &t.text));
-    out.push(key(b'p', &t.phon));
-    if t.skel.len() >= 3 {
-        out.push(key(b's', &t.skel));
-    }
-    if t.askel.len() >= 2 {
-        out.push(key(b'A', &t.askel));
-        if t.origin == Origin::Abjad {
-            out.push(key(b'a', &t.askel));
-        }
-    }
-    if t.text.len() >= 5 && t.origin != Origin::Abjad {
-        out.push(key(b'd', &t.text));
-        for del in super::deletions(&t.text) {
-            out.push(key(b'd', &del));
-        }
+    if t.number.is_none() {
+        super::word_keys(t, Side::Query, out);
     }
 }
 
