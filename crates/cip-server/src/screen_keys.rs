@@ -5,12 +5,15 @@
 //! changed entries and reads only the customers that share one, instead of every customer:
 //! a customer sharing none cannot be a candidate of any changed entry
 //! (`cip_screen::PreparedQuery::screen_keys`, proven in `cip-screen/tests/screen_keys.rs`).
+//! The stored set also holds the alignment keys, from which the change's threshold bound
+//! (`cip_screen::ChangeBound`) skips the sharing customers that cannot reach the threshold
+//! ([`customers_to_read`]).
 //!
 //! Records without keys of the current [`GENERATION`] (written before migration 0012, or
 //! keyed under an earlier derivation) are keyed by [`backfill_run_once`]; until every
 //! customer is keyed, a list change reads every customer as before ([`all_keyed`]).
 
-use cip_screen::{ChangeBound, Index, PreparedQuery, Query};
+use cip_screen::{ChangeBound, PreparedQuery, Query};
 use cip_store::{AuditDraft, ScreenKeys};
 use cip_vault::Keyring;
 use uuid::Uuid;
@@ -48,12 +51,6 @@ pub fn of_queries(keyring: &Keyring, queries: &[Query]) -> ScreenKeys {
     }
 }
 
-/// The blinded keys through which a query can find a candidate in `index` (the changed
-/// entries of a list change).
-pub fn of_index(keyring: &Keyring, index: &Index) -> Vec<i64> {
-    keyring.blind_screen_keys(&index.lookup_keys())
-}
-
 /// Whether every stored customer has keys of the current generation. The keyed count is read
 /// before the customer count: customers are never deleted and a key set exists only for a
 /// stored customer, so equal counts mean every customer that existed at the first read was
@@ -65,23 +62,6 @@ pub async fn all_keyed(state: &AppState) -> Result<bool, String> {
 
 /// Looked up per statement: the keys of a large change go in several lookups.
 const LOOKUP_CHUNK: usize = 20_000;
-
-/// The customers that share a blinded key with `keys`, in id order.
-pub async fn customers_sharing(state: &AppState, keys: &[i64]) -> Result<Vec<Uuid>, String> {
-    let mut ids = Vec::new();
-    for chunk in keys.chunks(LOOKUP_CHUNK) {
-        ids.extend(
-            state
-                .store
-                .customers_with_screen_keys(chunk)
-                .await
-                .map_err(|e| e.to_string())?,
-        );
-    }
-    ids.sort_unstable();
-    ids.dedup();
-    Ok(ids)
-}
 
 /// The customers a change can give a candidate at or above the bound's threshold, in id
 /// order: those
