@@ -9,33 +9,12 @@
 //! of their actual best score and of their name-only score. A kept customer scoring 0.3 is
 //! the bound's slack; change `base` or add an alignment key and rerun to see what it buys
 //! before paying for a million-customer bench. Needs `CIP_SHARED_DATA` or `../shared/data`.
-use cip_screen::parse::Source;
-use cip_screen::parse::ofac_legacy::{OfacFiles, parse as parse_ofac};
-use cip_screen::{EntryKind, Index, ListEntry, ListId, PreparedQuery, Query};
-use std::path::Path;
+#[path = "../tests/common/mod.rs"]
+mod common;
 
-fn read(p: &Path) -> Vec<u8> {
-    std::fs::read(p).unwrap()
-}
-fn sdn2021(dir: &Path) -> Vec<ListEntry> {
-    let d = dir.join("watchlists/ofac_sdn_2021");
-    let (s, a, ad, c) = (
-        read(&d.join("sdn.csv")),
-        read(&d.join("alt.csv")),
-        read(&d.join("add.csv")),
-        read(&d.join("sdn_comments.csv")),
-    );
-    parse_ofac(
-        &ListId::new("ofac-sdn"),
-        &OfacFiles {
-            primary: Source::new("sdn.csv", &s),
-            alt: Some(Source::new("alt.csv", &a)),
-            add: Some(Source::new("add.csv", &ad)),
-            comments: Some(Source::new("sdn_comments.csv", &c)),
-        },
-    )
-    .unwrap()
-}
+use cip_screen::{EntryKind, Index, PreparedQuery, Query};
+use common::sdn2021;
+
 struct Locale {
     share: u32,
     country: String,
@@ -146,10 +125,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let dir =
-        std::path::PathBuf::from(std::env::var("CIP_SHARED_DATA").unwrap_or_else(|_| {
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data").into()
-        }));
+    let Some(dir) = common::data_dir() else {
+        eprintln!("bound_slack: set CIP_SHARED_DATA to the shared data folder and rerun");
+        std::process::exit(2);
+    };
     let entries = sdn2021(&dir);
     let full = Index::build(&entries);
     let ids: Vec<&str> = entries

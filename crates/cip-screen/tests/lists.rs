@@ -3,34 +3,11 @@
 
 mod common;
 
+use common::{read, sdn2021};
+
 use cip_screen::parse::ofac_legacy::{OfacFiles, parse as parse_ofac};
 use cip_screen::parse::{Source, un_xml};
 use cip_screen::{EntryKind, IdentifierKind, Index, ListId, PreparedQuery, Query, QueryIdentifier};
-use std::path::Path;
-
-fn read(p: &Path) -> Vec<u8> {
-    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn sdn2021(dir: &Path) -> Vec<cip_screen::ListEntry> {
-    let d = dir.join("watchlists/ofac_sdn_2021");
-    let (s, a, ad, c) = (
-        read(&d.join("sdn.csv")),
-        read(&d.join("alt.csv")),
-        read(&d.join("add.csv")),
-        read(&d.join("sdn_comments.csv")),
-    );
-    parse_ofac(
-        &ListId::new("ofac-sdn"),
-        &OfacFiles {
-            primary: Source::new("sdn.csv", &s),
-            alt: Some(Source::new("alt.csv", &a)),
-            add: Some(Source::new("add.csv", &ad)),
-            comments: Some(Source::new("sdn_comments.csv", &c)),
-        },
-    )
-    .unwrap()
-}
 
 #[test]
 fn ofac_sdn_2021_parses_completely() {

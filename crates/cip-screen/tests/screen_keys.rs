@@ -10,38 +10,13 @@
 
 mod common;
 
-use cip_screen::parse::Source;
-use cip_screen::parse::ofac_legacy::{OfacFiles, parse as parse_ofac};
+use common::sdn2021;
+
 use cip_screen::{
     EntryKind, Identifier, IdentifierKind, Index, ListEntry, ListId, NameKind, PreparedQuery,
     Query, QueryIdentifier, SCREEN_KEYS_VERSION,
 };
 use proptest::prelude::*;
-use std::path::Path;
-
-fn read(p: &Path) -> Vec<u8> {
-    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn sdn2021(dir: &Path) -> Vec<ListEntry> {
-    let d = dir.join("watchlists/ofac_sdn_2021");
-    let (s, a, ad, c) = (
-        read(&d.join("sdn.csv")),
-        read(&d.join("alt.csv")),
-        read(&d.join("add.csv")),
-        read(&d.join("sdn_comments.csv")),
-    );
-    parse_ofac(
-        &ListId::new("ofac-sdn"),
-        &OfacFiles {
-            primary: Source::new("sdn.csv", &s),
-            alt: Some(Source::new("alt.csv", &a)),
-            add: Some(Source::new("add.csv", &ad)),
-            comments: Some(Source::new("sdn_comments.csv", &c)),
-        },
-    )
-    .unwrap()
-}
 
 /// Whether two sorted key lists share a key.
 fn share(a: &[u64], b: &[u64]) -> bool {
