@@ -12,7 +12,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use cip_screen::{EntryKind, Index, PreparedQuery, Query};
+use cip_screen::{BoundScratch, EntryKind, Index, PreparedQuery, Query, YearSignature};
 use common::sdn2021;
 
 struct Locale {
@@ -138,6 +138,14 @@ fn main() {
         .collect();
     let subset = Index::build_subset(&entries, &ids).with_frequencies_of(&full);
     let bound = subset.change_bound(0.8);
+    // The birth-date factor of the bound, with the server's kind of bucket (a keyed hash of
+    // the year: collisions) and with exact buckets (the most it can give).
+    let hashed = |y: u16| (u64::from(y).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as u8;
+    let exact = |y: u16| (y % 64) as u8;
+    let masks_hashed = bound.year_masks(hashed);
+    let masks_exact = bound.year_masks(exact);
+    let (mut kept_hashed, mut kept_exact) = (0, 0);
+    let mut scratch = BoundScratch::default();
     let (locales, total) = load();
     let (mut sharing, mut kept, mut pairs) = (0, 0, 0usize);
     let mut hist_final = [0usize; 11];
@@ -175,6 +183,14 @@ fn main() {
             continue;
         }
         kept += 1;
+        let sig = YearSignature::of([&pq], hashed);
+        let sig_exact = YearSignature::of([&pq], exact);
+        if bound.may_reach_with(&shared, Some((&masks_hashed, sig)), &mut scratch) {
+            kept_hashed += 1;
+        }
+        if bound.may_reach_with(&shared, Some((&masks_exact, sig_exact)), &mut scratch) {
+            kept_exact += 1;
+        }
         let best = subset.screen(&pq, 1, 0.0).first().map_or(0.0, |c| c.score);
         let qn = Query {
             birth_date: None,
@@ -205,6 +221,11 @@ fn main() {
         "n {n} sharing {sharing} ({:.1}%) kept {kept} ({:.1}%) of which the best name-only candidate has a birth date {kept_dob_entry}",
         sharing as f64 * 100.0 / n as f64,
         kept as f64 * 100.0 / n as f64
+    );
+    eprintln!(
+        "kept with the birth-date factor: {kept_hashed} ({:.1}%) with hashed buckets, {kept_exact} ({:.1}%) with exact ones",
+        kept_hashed as f64 * 100.0 / n as f64,
+        kept_exact as f64 * 100.0 / n as f64
     );
     eprintln!("final hist {hist_final:?}\nname hist {hist_name:?}");
     for s in samples {

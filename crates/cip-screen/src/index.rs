@@ -53,7 +53,7 @@ pub const SCREEN_KEYS_VERSION: u32 = 3;
 const CANDIDATES: usize = 24;
 
 mod bound;
-pub use bound::{BoundScratch, ChangeBound};
+pub use bound::{BoundScratch, ChangeBound, YearMasks, YearSignature};
 const MAX_DF_SHARE: f64 = 0.05;
 const MAX_NAME_CHARS: usize = 1000;
 const MAX_QUERY_NAMES: usize = 32;

@@ -29,6 +29,6 @@ pub mod snapshot;
 
 pub use index::{
     Agreement, BoundScratch, Candidate, ChangeBound, Explanation, IdentifierEvidence, Index,
-    PreparedQuery, Query, QueryIdentifier, SCREEN_KEYS_VERSION, Work,
+    PreparedQuery, Query, QueryIdentifier, SCREEN_KEYS_VERSION, Work, YearMasks, YearSignature,
 };
 pub use snapshot::{ListDiff, ReplacePolicy, Snapshot, diff};

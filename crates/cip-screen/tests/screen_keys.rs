@@ -12,9 +12,10 @@ mod common;
 
 use common::sdn2021;
 
+use cip_screen::model::BirthDate;
 use cip_screen::{
-    EntryKind, Identifier, IdentifierKind, Index, ListEntry, ListId, NameKind, PreparedQuery,
-    Query, QueryIdentifier, SCREEN_KEYS_VERSION,
+    BoundScratch, EntryKind, Identifier, IdentifierKind, Index, ListEntry, ListId, NameKind,
+    PreparedQuery, Query, QueryIdentifier, SCREEN_KEYS_VERSION, YearMasks, YearSignature,
 };
 use proptest::prelude::*;
 
@@ -150,6 +151,16 @@ fn customers(entries: &[ListEntry]) -> Vec<Query> {
             let other = &entries[rng.below(entries.len())];
             q.names.push(other.primary_name().to_owned());
         }
+        // Birth dates agreeing, near (one year off), conflicting, unrelated or absent, for
+        // the bound's birth-date factor.
+        let listed = e.birth_dates.first().map(|d| d.years().0);
+        q.birth_date = match (i % 5, listed) {
+            (0, _) => None,
+            (1, Some(y)) => Some(y.to_string()),
+            (2, Some(y)) => Some((y + 1).to_string()),
+            (3, Some(y)) => Some(format!("{} to {}", y + 2, y + 4)),
+            _ => Some((1930 + rng.below(70)).to_string()),
+        };
         out.push(q);
     }
     // An identifier alone (no usable name), and common tokens.
@@ -438,6 +449,16 @@ fn harder(name: &str, rng: &mut Rng) -> String {
 }
 
 /// The keys a stored customer posts for `q`, as `cip-server`'s `screen_keys::of_queries`.
+/// A year's bucket of its own (years 64 apart aside).
+fn exact_bucket(y: u16) -> u8 {
+    (y % 64) as u8
+}
+
+/// Years in buckets by a hash, colliding as the server's blinded buckets do.
+fn hashed_bucket(y: u16) -> u8 {
+    (u64::from(y).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as u8
+}
+
 fn stored(pq: &PreparedQuery) -> Vec<u64> {
     let mut k = pq.screen_keys();
     k.extend(pq.alignment_keys());
@@ -477,7 +498,9 @@ fn the_threshold_bound_keeps_every_customer_with_a_hit() {
     let full = Index::build(&entries);
     let base: Vec<Query> = customers(&entries);
     let (mut pairs, mut sharing, mut kept, mut hits) = (0usize, 0usize, 0usize, 0usize);
+    let mut kept_dated = 0usize;
     let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    let mut scratch = BoundScratch::default();
     for ids in changes(&entries) {
         let index = Index::build_subset(&entries, &ids).with_frequencies_of(&full);
         let bounds: Vec<(f32, cip_screen::ChangeBound)> = [0.5f32, 0.7, 0.8, 0.9]
@@ -507,12 +530,22 @@ fn the_threshold_bound_keeps_every_customer_with_a_hit() {
                 }
             }
         }
+        // The birth-date factor, with both kinds of bucket (every year its own, and years
+        // sharing buckets as the server's blinded ones do).
+        let masks: Vec<[YearMasks; 2]> = bounds
+            .iter()
+            .map(|(_, b)| [b.year_masks(exact_bucket), b.year_masks(hashed_bucket)])
+            .collect();
         for q in &queries {
             let Ok(pq) = PreparedQuery::new(q) else {
                 continue;
             };
             pairs += 1;
             let keys = stored(&pq);
+            let signatures = [
+                YearSignature::of([&pq], exact_bucket),
+                YearSignature::of([&pq], hashed_bucket),
+            ];
             if bounds
                 .iter()
                 .all(|(_, b)| intersect(&keys, b.keys()).is_empty())
@@ -521,15 +554,27 @@ fn the_threshold_bound_keeps_every_customer_with_a_hit() {
             }
             sharing += 1;
             let best = index.screen(&pq, 1, 0.0).first().map_or(0.0, |c| c.score);
-            for (t, bound) in &bounds {
+            for ((t, bound), masks) in bounds.iter().zip(&masks) {
                 let t = *t;
-                let may = bound.may_reach(&intersect(&keys, bound.keys()));
+                let shared = intersect(&keys, bound.keys());
+                let may = bound.may_reach(&shared);
+                let dated = masks
+                    .iter()
+                    .zip(signatures)
+                    .map(|(m, sig)| bound.may_reach_with(&shared, Some((m, sig)), &mut scratch));
+                let dated: Vec<bool> = dated.collect();
                 kept += usize::from(may && t == 0.8);
+                kept_dated += usize::from(dated.first() == Some(&true) && t == 0.8);
+                assert!(
+                    may || dated.iter().all(|d| !d),
+                    "birth dates only lower the bound"
+                );
                 if best >= t {
                     hits += usize::from(t == 0.8);
                     assert!(
-                        may,
-                        "{q:?} scores {best} against the change but the bound at {t} skips it"
+                        may && dated.iter().all(|d| *d),
+                        "{q:?} scores {best} against the change but the bound at {t} skips it \
+                         (without dates kept: {may}; with exact and hashed year buckets: {dated:?})"
                     );
                 }
             }
@@ -537,11 +582,12 @@ fn the_threshold_bound_keeps_every_customer_with_a_hit() {
     }
     eprintln!(
         "{pairs} customer × change pairs, {sharing} sharing a key, {kept} kept by the bound at \
-         0.8, {hits} with a hit at 0.8"
+         0.8 ({kept_dated} with birth dates), {hits} with a hit at 0.8"
     );
     // Not proved on an empty class, and the bound must prune something to be worth it.
     assert!(hits > 500, "{hits} hits");
     assert!(kept < sharing, "the bound skipped nobody");
+    assert!(kept_dated < kept, "the birth-date factor skipped nobody");
 }
 
 proptest! {
@@ -552,18 +598,27 @@ proptest! {
     /// bound skips a query, screening finds no candidate at that threshold.
     #[test]
     fn the_threshold_bound_never_skips_a_hit(
-        list in prop::collection::vec((name(), prop::option::of(name()), kind()), 1..10),
+        list in prop::collection::vec(
+            (name(), prop::option::of(name()), kind(), prop::option::of(1940u16..1990)),
+            1..10,
+        ),
         made_up in prop::collection::vec((name(), prop::option::of(kind())), 0..4),
         seed in 1u64..u64::MAX,
     ) {
         let entries: Vec<ListEntry> = list
             .iter()
             .enumerate()
-            .map(|(i, (n, alias, k))| {
+            .map(|(i, (n, alias, k, born))| {
                 let mut e = ListEntry::new(ListId::new("p"), i.to_string(), *k);
                 e.push_name(n, NameKind::Primary);
                 if let Some(a) = alias {
                     e.push_name(a, NameKind::Aka);
+                }
+                if let Some(y) = born {
+                    e.birth_dates.push(BirthDate::Year { year: *y });
+                    if i % 2 == 0 {
+                        e.birth_dates.push(BirthDate::Range { from: y + 5, to: y + 7 });
+                    }
                 }
                 e
             })
@@ -574,25 +629,49 @@ proptest! {
             .iter()
             .map(|(n, k)| Query { names: vec![n.clone()], kind: *k, ..Query::default() })
             .collect();
-        for (n, alias, k) in &list {
+        for (n, alias, k, born) in &list {
             for source in std::iter::once(n).chain(alias.iter()) {
                 for _ in 0..3 {
+                    // Born in the listed year, one or two off, in a span, or not given.
+                    let y = born.unwrap_or(1960);
+                    let birth_date = match rng.below(6) {
+                        0 => None,
+                        1 => Some(y.to_string()),
+                        2 => Some((y + 1).to_string()),
+                        3 => Some((y + 2).to_string()),
+                        4 => Some(format!("{} to {}", y - 4, y - 2)),
+                        _ => Some(format!("{}-03-{:02}", y + 6, 1 + rng.below(28))),
+                    };
                     queries.push(Query {
                         names: vec![harder(source, &mut rng)],
                         kind: if rng.below(3) == 0 { None } else { Some(*k) },
+                        birth_date,
                         ..Query::default()
                     });
                 }
             }
         }
+        let mut scratch = BoundScratch::default();
         for t in [0.5f32, 0.8] {
             let bound = index.change_bound(t);
+            let masks = [bound.year_masks(exact_bucket), bound.year_masks(hashed_bucket)];
             for q in &queries {
                 let Ok(pq) = PreparedQuery::new(q) else { continue };
                 let shared = intersect(&stored(&pq), bound.keys());
-                if !bound.may_reach(&shared) {
+                let dated = masks.iter().zip([
+                    YearSignature::of([&pq], exact_bucket),
+                    YearSignature::of([&pq], hashed_bucket),
+                ]);
+                let dated: Vec<bool> = dated
+                    .map(|(m, sig)| bound.may_reach_with(&shared, Some((m, sig)), &mut scratch))
+                    .collect();
+                if !bound.may_reach(&shared) || dated.iter().any(|d| !d) {
                     let found = index.screen(&pq, 10, t);
-                    prop_assert!(found.is_empty(), "{q:?} at {t}: {:?}", found.first().map(|c| c.score));
+                    prop_assert!(
+                        found.is_empty(),
+                        "{q:?} at {t}: {:?} (dated {dated:?})",
+                        found.first().map(|c| c.score)
+                    );
                 }
             }
         }

@@ -13,8 +13,8 @@
 //! keyed under an earlier derivation) are keyed by [`backfill_run_once`]; until every
 //! customer is keyed, a list change reads every customer as before ([`all_keyed`]).
 
-use cip_screen::{ChangeBound, PreparedQuery, Query};
-use cip_store::{AuditDraft, ScreenKeys};
+use cip_screen::{ChangeBound, PreparedQuery, Query, YearSignature};
+use cip_store::{AuditDraft, KeyHolder, ScreenKeys};
 use cip_vault::Keyring;
 use uuid::Uuid;
 
@@ -22,19 +22,39 @@ use crate::jobs::Ran;
 use crate::records::digest;
 use crate::state::AppState;
 
-/// The derivation of the stored keys: the engine's key version and the blinding key's
-/// version. Changing either makes every stored key stale: the backfill re-keys each customer
-/// and, until it is done, list changes re-screen every customer.
-pub const GENERATION: i64 =
-    cip_screen::SCREEN_KEYS_VERSION as i64 * 1000 + cip_vault::SCREEN_KEY_BLIND_VERSION as i64;
+/// The derivation of the stored keys: the engine's key version, the birth-year signature's
+/// ([`SIGNATURE_VERSION`]) and the blinding key's version. Changing any makes every stored
+/// key set stale: the backfill re-keys each customer and, until it is done, list changes
+/// re-screen every customer.
+pub const GENERATION: i64 = cip_screen::SCREEN_KEYS_VERSION as i64 * 1000
+    + SIGNATURE_VERSION * 100
+    + cip_vault::SCREEN_KEY_BLIND_VERSION as i64;
+
+/// Version of the birth-year signature stored with the keys ([`year_bucket`]; 0: none was
+/// stored, before migration 0013).
+const SIGNATURE_VERSION: i64 = 1;
+
+/// The bucket of a birth year in a [`YearSignature`]: the low six bits of the year blinded
+/// like a key, so the stored signature does not hold the year (docs/design/0008, "The
+/// birth-date factor of the bound"). Years share buckets; that only costs pruning.
+fn year_bucket(keyring: &Keyring, year: u16) -> u8 {
+    let plain = (u64::from(b'y') << 56) | u64::from(year);
+    keyring
+        .blind_screen_keys(&[plain])
+        .first()
+        .map_or(0, |b| (*b as u64 % 64) as u8)
+}
 
 /// The blinded screening keys of a record's screening queries (its digest's `queries`: the
 /// customer and each beneficial owner). A query the engine refuses (nothing left of its names
 /// and no identifier) is not screened (`reviews::find_hits`), so it has no keys.
 pub fn of_queries(keyring: &Keyring, queries: &[Query]) -> ScreenKeys {
-    let mut plain: Vec<u64> = queries
+    let prepared: Vec<PreparedQuery> = queries
         .iter()
         .filter_map(|q| PreparedQuery::new(q).ok())
+        .collect();
+    let mut plain: Vec<u64> = prepared
+        .iter()
         // The screening keys, and the alignment keys the threshold bound of a list change
         // reads (`cip_screen::ChangeBound`).
         .flat_map(|q| {
@@ -45,9 +65,11 @@ pub fn of_queries(keyring: &Keyring, queries: &[Query]) -> ScreenKeys {
         .collect();
     plain.sort_unstable();
     plain.dedup();
+    let born = YearSignature::of(&prepared, |y| year_bucket(keyring, y));
     ScreenKeys {
         generation: GENERATION,
         keys: keyring.blind_screen_keys(&plain),
+        born: born.0 as i64,
     }
 }
 
@@ -92,25 +114,39 @@ pub async fn customers_to_read(
         );
     }
     tokio::task::spawn_blocking(move || {
+        // The change's birth-date windows in the stored signatures' buckets.
+        let buckets: std::collections::HashMap<u16, u8> = bound
+            .birth_years()
+            .into_iter()
+            .map(|y| (y, year_bucket(&keyring, y)))
+            .collect();
+        let masks = bound.year_masks(|y| buckets.get(&y).copied().unwrap_or(0));
         // By customer (several chunks each come sorted).
-        holders.sort_unstable_by_key(|(k, c)| (*c, *k));
+        holders.sort_unstable();
         let mut read = Vec::new();
         let mut sharing = 0;
         let mut shared: Vec<u64> = Vec::new();
         let mut scratch = cip_screen::BoundScratch::default();
-        for group in holders.chunk_by(|a, b| a.1 == b.1) {
-            let Some(&(_, customer)) = group.first() else {
+        for group in holders.chunk_by(|a, b| a.customer == b.customer) {
+            let Some(&KeyHolder { customer, .. }) = group.first() else {
                 continue;
             };
             sharing += 1;
             shared.clear();
-            shared.extend(group.iter().filter_map(|(k, _)| {
-                let i = blinded.binary_search_by_key(k, |(b, _)| *b).ok()?;
+            shared.extend(group.iter().filter_map(|h| {
+                let i = blinded.binary_search_by_key(&h.key, |(b, _)| *b).ok()?;
                 blinded.get(i).map(|(_, p)| *p)
             }));
             shared.sort_unstable();
             shared.dedup();
-            if bound.may_reach_with(&shared, &mut scratch) {
+            // One write stores a customer's rows with one signature; rows read by different
+            // statements may straddle a write: unknown (0) then, unless they agree.
+            let born = group
+                .iter()
+                .map(|h| h.born)
+                .reduce(|a, b| if a == b { a } else { 0 });
+            let born = YearSignature(born.unwrap_or(0) as u64);
+            if bound.may_reach_with(&shared, Some((&masks, born)), &mut scratch) {
                 read.push(customer);
             }
         }

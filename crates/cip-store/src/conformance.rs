@@ -2622,8 +2622,11 @@ async fn screen_keys(s: Arc<dyn Store>) -> Check {
         Some(ScreenKeys {
             generation: GEN,
             keys: k.to_vec(),
+            born: 0,
         })
     };
+    // Birth-year signatures: every bit survives, the top one too.
+    let born = [0b1010, 0, i64::MIN | 1];
     let mut ids = Vec::new();
     for i in 0..4i64 {
         let id = Uuid::now_v7();
@@ -2634,7 +2637,11 @@ async fn screen_keys(s: Arc<dyn Store>) -> Check {
             1 => keys(&[-5, 20]),
             2 => keys(&[i64::MIN, 30]),
             _ => None,
-        };
+        }
+        .map(|k| ScreenKeys {
+            born: born.get(i as usize).copied().unwrap_or(0),
+            ..k
+        });
         s.insert_customer(write(row, vec![]))
             .await
             .map_err(e("insert"))?;
@@ -2661,12 +2668,17 @@ async fn screen_keys(s: Arc<dyn Store>) -> Check {
         found(vec![]).await.map_err(e("lookup"))?.is_empty(),
         "no keys, no customers"
     );
+    let holder = |c: usize, key: i64| KeyHolder {
+        customer: ids[c],
+        key,
+        born: born[c],
+    };
     ensure!(
         s.screen_key_holders(&[999, 30, -5, 10])
             .await
             .map_err(e("holders"))?
-            == vec![(-5, ids[0]), (10, ids[0]), (-5, ids[1]), (30, ids[2])],
-        "each key a customer holds, by customer then key"
+            == vec![holder(0, -5), holder(0, 10), holder(1, -5), holder(2, 30)],
+        "each key a customer holds, with its birth-year signature, by customer then key"
     );
     ensure!(
         s.count_screen_keyed(GEN).await.map_err(e("count"))? == 3,
@@ -2686,6 +2698,24 @@ async fn screen_keys(s: Arc<dyn Store>) -> Check {
         found(vec![21]).await.map_err(e("lookup"))? == vec![ids[1]]
             && found(vec![20]).await.map_err(e("lookup"))? == vec![ids[1]],
         "the new version's keys (kept and added) find it"
+    );
+    // The same keys with another birth-year signature: every row carries the new one.
+    let mut row = customer_row(ids[1], 3, "individual", "DE", 1);
+    row.screen_keys = Some(ScreenKeys {
+        generation: GEN,
+        keys: vec![20, 21],
+        born: 0b11,
+    });
+    s.update_customer(write(row, vec![]), 2)
+        .await
+        .map_err(e("update"))?;
+    let held = s
+        .screen_key_holders(&[20, 21])
+        .await
+        .map_err(e("holders"))?;
+    ensure!(
+        held.len() == 2 && held.iter().all(|h| h.customer == ids[1] && h.born == 0b11),
+        "a new signature reaches the kept keys too: {held:?}"
     );
     // An update without keys leaves the customer unkeyed (no stale keys).
     let row = customer_row(ids[2], 2, "individual", "DE", 1);
@@ -2763,6 +2793,7 @@ async fn screen_keys(s: Arc<dyn Store>) -> Check {
                     ScreenKeys {
                         generation: GEN,
                         keys: vec![31],
+                        born: 0,
                     },
                 ),
                 (
@@ -2771,6 +2802,7 @@ async fn screen_keys(s: Arc<dyn Store>) -> Check {
                     ScreenKeys {
                         generation: GEN,
                         keys: vec![40],
+                        born: 0,
                     },
                 ),
             ],
@@ -2797,6 +2829,7 @@ async fn screen_keys(s: Arc<dyn Store>) -> Check {
     row.screen_keys = Some(ScreenKeys {
         generation: GEN + 1,
         keys: vec![10, 11],
+        born: 0,
     });
     s.update_customer(write(row, vec![]), 1)
         .await

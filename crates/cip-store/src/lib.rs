@@ -44,7 +44,7 @@ pub use measures::{
     MeasureActionFilter, MeasureActionRow, MeasureActionWrite, MeasureRow, MeasureStore,
     RefusalRow, TieChange,
 };
-pub use screen_keys::{ScreenKeyStore, ScreenKeys};
+pub use screen_keys::{KeyHolder, ScreenKeyStore, ScreenKeys};
 pub use types::*;
 pub use verification::*;
 

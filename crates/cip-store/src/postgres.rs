@@ -787,7 +787,7 @@ impl crate::ScreenKeyStore for PgStore {
         screen_keys_ops::customers_with_screen_keys(&mut *self.pool.acquire().await?, keys).await
     }
 
-    async fn screen_key_holders(&self, keys: &[i64]) -> Result<Vec<(i64, Uuid)>> {
+    async fn screen_key_holders(&self, keys: &[i64]) -> Result<Vec<KeyHolder>> {
         screen_keys_ops::screen_key_holders(&mut *self.pool.acquire().await?, keys).await
     }
 

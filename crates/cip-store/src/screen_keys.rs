@@ -24,6 +24,18 @@ pub struct ScreenKeys {
     pub generation: i64,
     /// Sorted, without duplicates.
     pub keys: Vec<i64>,
+    /// The birth-year signature of the customer's subjects (`cip_screen::YearSignature`,
+    /// bits of blinded years; 0 when unknown), returned with every key it holds.
+    pub born: i64,
+}
+
+/// One key a customer holds, as a list change's lookup returns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeyHolder {
+    pub customer: Uuid,
+    pub key: i64,
+    /// The customer's birth-year signature ([`ScreenKeys::born`]).
+    pub born: i64,
 }
 
 /// The keyed index's reads and the backfill's write. [`crate::Store`] requires it; the
@@ -32,9 +44,10 @@ pub struct ScreenKeys {
 pub trait ScreenKeyStore: Send + Sync {
     /// The customers having any of these blinded keys, in id order, each once.
     async fn customers_with_screen_keys(&self, keys: &[i64]) -> Result<Vec<Uuid>>;
-    /// Each (key, customer) of these blinded keys, ordered by customer then key: which keys
-    /// each customer shares (the threshold bound of a list change needs them).
-    async fn screen_key_holders(&self, keys: &[i64]) -> Result<Vec<(i64, Uuid)>>;
+    /// Each key of these a customer holds, with the customer's birth-year signature,
+    /// ordered by customer then key: which keys each customer shares (the threshold bound of
+    /// a list change needs them).
+    async fn screen_key_holders(&self, keys: &[i64]) -> Result<Vec<KeyHolder>>;
     /// How many customers have their keys of `generation` stored.
     async fn count_screen_keyed(&self, generation: i64) -> Result<u64>;
     /// Customers after `after` (id order) without keys of `generation`: written before
@@ -71,21 +84,22 @@ pub(crate) fn decode(bytes: &[u8]) -> Vec<i64> {
         .collect()
 }
 
-/// What changes in `customer_screen_keys` when a customer's stored key set `old` (with its
-/// generation) becomes `new`: (keys to delete, keys to insert). Both inputs sorted.
-pub(crate) fn changes(
-    old: Option<(i64, Vec<i64>)>,
-    new: Option<&ScreenKeys>,
-) -> (Vec<i64>, Vec<i64>) {
+/// A customer's stored key set: generation, birth-year signature, keys.
+pub(crate) type StoredKeyset = (i64, i64, Vec<i64>);
+
+/// What changes in `customer_screen_keys` when a customer's stored key set `old` becomes
+/// `new`: (keys to delete, keys to insert). Both inputs sorted.
+pub(crate) fn changes(old: Option<StoredKeyset>, new: Option<&ScreenKeys>) -> (Vec<i64>, Vec<i64>) {
     match (old, new) {
         (None, None) => (Vec::new(), Vec::new()),
         (None, Some(n)) => (Vec::new(), n.keys.clone()),
-        (Some((_, o)), None) => (o, Vec::new()),
-        (Some((g, o)), Some(n)) if g != n.generation => {
-            // Another derivation: nothing carries over, even an equal integer.
+        (Some((_, _, o)), None) => (o, Vec::new()),
+        (Some((g, b, o)), Some(n)) if g != n.generation || b != n.born => {
+            // Another derivation: nothing carries over, even an equal integer. Another
+            // birth-year signature (rare: a birth date changed): every row carries it.
             (o, n.keys.clone())
         }
-        (Some((_, o)), Some(n)) => {
+        (Some((_, _, o)), Some(n)) => {
             let gone = o
                 .iter()
                 .filter(|k| n.keys.binary_search(k).is_err())
@@ -104,10 +118,10 @@ pub(crate) fn changes(
 
 pub(crate) mod sql {
     pub(crate) const GET_KEYSET: &str =
-        "SELECT generation, keys FROM customer_screen_keysets WHERE customer_id = $1";
+        "SELECT generation, born, keys FROM customer_screen_keysets WHERE customer_id = $1";
     pub(crate) const PUT_KEYSET: &str = "INSERT INTO customer_screen_keysets (customer_id, \
-         generation, keys) VALUES ($1, $2, $3) ON CONFLICT (customer_id) DO UPDATE SET \
-         generation = excluded.generation, keys = excluded.keys";
+         generation, keys, born) VALUES ($1, $2, $3, $4) ON CONFLICT (customer_id) DO UPDATE \
+         SET generation = excluded.generation, keys = excluded.keys, born = excluded.born";
     pub(crate) const DELETE_KEYSET: &str =
         "DELETE FROM customer_screen_keysets WHERE customer_id = $1";
     pub(crate) const COUNT_KEYED: &str =
@@ -123,19 +137,22 @@ pub(crate) mod sql {
     );
 
     // SQLite: one row per statement (in process, prepared once).
-    pub(crate) const INSERT_KEY: &str = "INSERT INTO customer_screen_keys (key, customer_id) \
-         VALUES ($1, $2) ON CONFLICT DO NOTHING";
+    pub(crate) const INSERT_KEY: &str = "INSERT INTO customer_screen_keys (key, customer_id, \
+         born) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
     pub(crate) const DELETE_KEY: &str =
         "DELETE FROM customer_screen_keys WHERE key = $1 AND customer_id = $2";
     pub(crate) const CUSTOMERS_WITH_KEY: &str =
         "SELECT customer_id FROM customer_screen_keys WHERE key = $1";
+    pub(crate) const KEY_HOLDERS: &str =
+        "SELECT customer_id, born FROM customer_screen_keys WHERE key = $1";
 
     // PostgreSQL: whole arrays per statement (one round trip).
     pub(crate) const INSERT_KEYS_MANY: &str = "INSERT INTO customer_screen_keys (key, \
-         customer_id) SELECT k, $2 FROM UNNEST($1::bigint[]) AS k ON CONFLICT DO NOTHING";
+         customer_id, born) SELECT k, $2, $3 FROM UNNEST($1::bigint[]) AS k \
+         ON CONFLICT DO NOTHING";
     pub(crate) const DELETE_KEYS_MANY: &str = "DELETE FROM customer_screen_keys \
          WHERE key = ANY($1::bigint[]) AND customer_id = $2";
-    pub(crate) const KEY_HOLDERS_MANY: &str = "SELECT key, customer_id \
+    pub(crate) const KEY_HOLDERS_MANY: &str = "SELECT key, customer_id, born \
          FROM customer_screen_keys WHERE key = ANY($1::bigint[]) ORDER BY customer_id, key";
     pub(crate) const CUSTOMERS_WITH_KEYS_MANY: &str = "SELECT DISTINCT customer_id \
          FROM customer_screen_keys WHERE key = ANY($1::bigint[]) ORDER BY customer_id";
@@ -150,18 +167,24 @@ mod tests {
         let new = ScreenKeys {
             generation: 7,
             keys: vec![1, 3, 5],
+            born: 0b100,
         };
         assert_eq!(changes(None, Some(&new)), (vec![], vec![1, 3, 5]));
         assert_eq!(
-            changes(Some((7, vec![1, 2, 5])), Some(&new)),
+            changes(Some((7, 0b100, vec![1, 2, 5])), Some(&new)),
             (vec![2], vec![3])
         );
         assert_eq!(
-            changes(Some((6, vec![1, 2])), Some(&new)),
+            changes(Some((6, 0b100, vec![1, 2])), Some(&new)),
             (vec![1, 2], vec![1, 3, 5]),
             "another generation is replaced whole"
         );
-        assert_eq!(changes(Some((7, vec![4])), None), (vec![4], vec![]));
+        assert_eq!(
+            changes(Some((7, 0b10, vec![1, 2, 5])), Some(&new)),
+            (vec![1, 2, 5], vec![1, 3, 5]),
+            "another birth-year signature is written on every row"
+        );
+        assert_eq!(changes(Some((7, 0, vec![4])), None), (vec![4], vec![]));
         assert_eq!(decode(&encode(&[-3, 0, i64::MAX])), vec![-3, 0, i64::MAX]);
     }
 }

@@ -970,7 +970,7 @@ impl crate::ScreenKeyStore for SqliteStore {
             .await
     }
 
-    async fn screen_key_holders(&self, keys: &[i64]) -> Result<Vec<(i64, Uuid)>> {
+    async fn screen_key_holders(&self, keys: &[i64]) -> Result<Vec<KeyHolder>> {
         let keys = keys.to_vec();
         self.scan(move |c| crate::sqlite_screen_keys::screen_key_holders(c, &keys))
             .await

@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use crate::screen_keys::{ScreenKeys, changes, decode, encode, sql};
+use crate::screen_keys::{KeyHolder, ScreenKeys, changes, decode, encode, sql};
 use crate::sqlite_ops::{Head, append_audit};
 use crate::writer::{Op, Out};
 use crate::*;
@@ -20,10 +20,14 @@ pub(crate) fn write_screen_keys(
     let old = conn
         .prepare_cached(sql::GET_KEYSET)?
         .query_row([customer_id], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
         })
         .optional()?
-        .map(|(g, k)| (g, decode(&k)));
+        .map(|(g, b, k)| (g, b, decode(&k)));
     if old.is_none() && keys.is_none() {
         return Ok(());
     }
@@ -34,17 +38,18 @@ pub(crate) fn write_screen_keys(
             stmt.execute(params![k, customer_id])?;
         }
     }
-    if !added.is_empty() {
+    if let (false, Some(new)) = (added.is_empty(), keys) {
         let mut stmt = conn.prepare_cached(sql::INSERT_KEY)?;
         for k in added {
-            stmt.execute(params![k, customer_id])?;
+            stmt.execute(params![k, customer_id, new.born])?;
         }
     }
     match keys {
         Some(k) => conn.prepare_cached(sql::PUT_KEYSET)?.execute(params![
             customer_id,
             k.generation,
-            encode(&k.keys)
+            encode(&k.keys),
+            k.born
         ])?,
         None => conn
             .prepare_cached(sql::DELETE_KEYSET)?
@@ -96,16 +101,22 @@ pub(crate) fn customers_with_screen_keys(conn: &Connection, keys: &[i64]) -> Res
     Ok(out)
 }
 
-pub(crate) fn screen_key_holders(conn: &Connection, keys: &[i64]) -> Result<Vec<(i64, Uuid)>> {
-    let mut stmt = conn.prepare_cached(sql::CUSTOMERS_WITH_KEY)?;
+pub(crate) fn screen_key_holders(conn: &Connection, keys: &[i64]) -> Result<Vec<KeyHolder>> {
+    let mut stmt = conn.prepare_cached(sql::KEY_HOLDERS)?;
     let mut out = Vec::new();
-    for k in keys {
-        let rows = stmt.query_map([k], |r| r.get::<_, Uuid>(0))?;
+    for &key in keys {
+        let rows = stmt.query_map([key], |r| {
+            Ok(KeyHolder {
+                customer: r.get(0)?,
+                key,
+                born: r.get(1)?,
+            })
+        })?;
         for r in rows {
-            out.push((*k, r?));
+            out.push(r?);
         }
     }
-    out.sort_unstable_by_key(|(k, c)| (*c, *k));
+    out.sort_unstable();
     out.dedup();
     Ok(out)
 }

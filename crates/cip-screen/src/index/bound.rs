@@ -242,6 +242,13 @@ struct NameBound {
     factor: f32,
     /// What the entry's evidence can add: 0.03 with a birth date, 0.02 with a country.
     lift: f32,
+    /// What a country in common adds (0.02 when the entry has a country): all the evidence
+    /// adds when a birth date conflicts.
+    country_lift: f32,
+    /// The years a query's birth date must touch not to conflict with the entry's
+    /// (`date_agreement`: years more than one apart conflict): each entry date's years
+    /// widened by one on both sides. Empty when the entry has no birth date.
+    windows: Vec<(u16, u16)>,
     /// Whether the entry's kind mismatches a query of another known kind (×0.8 unless a
     /// subject of a matching or unknown kind shares a key: [`Reach::KindOk`]).
     kind_checked: bool,
@@ -269,6 +276,8 @@ pub struct ChangeBound {
 #[derive(Debug)]
 struct Touched {
     candidate: bool,
+    /// The query's birth date conflicts with every birth date of the entry (×0.7).
+    conflict: bool,
     whole: bool,
     kind_ok: bool,
     one_token_query: bool,
@@ -278,6 +287,7 @@ struct Touched {
 impl Touched {
     fn reset(&mut self, nb: &NameBound) {
         self.candidate = false;
+        self.conflict = false;
         self.whole = false;
         self.kind_ok = false;
         self.one_token_query = false;
@@ -288,6 +298,7 @@ impl Touched {
     fn new(nb: &NameBound) -> Self {
         Touched {
             candidate: false,
+            conflict: false,
             whole: false,
             kind_ok: false,
             one_token_query: false,
@@ -323,11 +334,48 @@ impl ChangeBound {
     /// alignment keys) can get a candidate scoring the bound's threshold or more from the
     /// change. `false` is a proof that it cannot; `true` is not a promise that it does.
     pub fn may_reach(&self, shared: &[u64]) -> bool {
-        self.may_reach_with(shared, &mut BoundScratch::default())
+        self.may_reach_with(shared, None, &mut BoundScratch::default())
     }
 
-    /// [`ChangeBound::may_reach`] with buffers reused from one query to the next.
-    pub fn may_reach_with(&self, shared: &[u64], scratch: &mut BoundScratch) -> bool {
+    /// Every year a changed name's birth-date window covers (sorted, no duplicates): the
+    /// years [`ChangeBound::year_masks`] asks the bucket of.
+    pub fn birth_years(&self) -> Vec<u16> {
+        let mut years: Vec<u16> = self
+            .names
+            .iter()
+            .flat_map(|nb| nb.windows.iter().flat_map(|&(a, b)| a..=b))
+            .collect();
+        years.sort_unstable();
+        years.dedup();
+        years
+    }
+
+    /// The birth-date windows of the changed names as [`YearSignature`] masks, with the
+    /// bucket function the stored signatures were made with.
+    pub fn year_masks(&self, bucket: impl Fn(u16) -> u8) -> YearMasks {
+        YearMasks(
+            self.names
+                .iter()
+                .map(|nb| {
+                    nb.windows
+                        .iter()
+                        .flat_map(|&(a, b)| a..=b)
+                        .fold(0u64, |m, y| m | 1u64 << (bucket(y) % 64))
+                })
+                .collect(),
+        )
+    }
+
+    /// [`ChangeBound::may_reach`] with buffers reused from one query to the next and, when
+    /// known, the query's [`YearSignature`] with the change's masks (from the same bucket
+    /// function): a name whose entry has birth dates none of the query's can touch is
+    /// bounded with the ×0.7 of a conflicting birth date.
+    pub fn may_reach_with(
+        &self,
+        shared: &[u64],
+        born: Option<(&YearMasks, YearSignature)>,
+        scratch: &mut BoundScratch,
+    ) -> bool {
         let BoundScratch { slots, used } = scratch;
         *used = 0;
         // (name, slot) of the names the shared keys reach; few per query, searched linearly.
@@ -355,6 +403,11 @@ impl ChangeBound {
                             Some(t) => t.reset(nb),
                             None => slots.push(Touched::new(nb)),
                         }
+                        if let (Some(t), Some((masks, sig))) = (slots.get_mut(slot), born) {
+                            t.conflict = !nb.windows.is_empty()
+                                && sig.0 != 0
+                                && masks.0.get(name as usize).is_some_and(|m| m & sig.0 == 0);
+                        }
                         index.push((name, slot));
                         slot
                     }
@@ -376,6 +429,45 @@ impl ChangeBound {
     }
 }
 
+/// What a customer's stored keys tell of the birth years of its subjects, for the ×0.7 of a
+/// conflicting birth date: one bit per year, in 64 buckets chosen by a function the caller
+/// keeps (the server blinds the year, so the signature does not store it); 0 when unknown —
+/// a subject without a birth date (its score is never lowered by one) or with a span of
+/// years too wide to list. Buckets shared by several years only ever make a conflict look
+/// like an agreement, never the reverse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct YearSignature(pub u64);
+
+/// Widest span of years a birth date may have to be listed in a [`YearSignature`].
+const MAX_SIGNED_SPAN: u16 = 10;
+
+impl YearSignature {
+    /// The signature of the subjects `queries` (a customer and its beneficial owners):
+    /// every year of every subject's birth date, or unknown (0) if any subject has none.
+    pub fn of<'a>(
+        queries: impl IntoIterator<Item = &'a PreparedQuery>,
+        bucket: impl Fn(u16) -> u8,
+    ) -> Self {
+        let mut bits = 0u64;
+        for q in queries {
+            match q.birth_date.as_ref().map(crate::model::BirthDate::years) {
+                Some((a, b)) if b >= a && b - a <= MAX_SIGNED_SPAN => {
+                    for y in a..=b {
+                        bits |= 1u64 << (bucket(y) % 64);
+                    }
+                }
+                _ => return YearSignature(0),
+            }
+        }
+        YearSignature(bits)
+    }
+}
+
+/// The birth-date windows of a change's names as [`YearSignature`] bits
+/// ([`ChangeBound::year_masks`]).
+#[derive(Debug, Clone, Default)]
+pub struct YearMasks(Vec<u64>);
+
 /// Buffers of [`ChangeBound::may_reach_with`], reused across queries.
 #[derive(Debug, Default)]
 pub struct BoundScratch {
@@ -384,16 +476,30 @@ pub struct BoundScratch {
 }
 
 impl NameBound {
-    /// The best final score of the name with what the shared keys say (`t`).
+    /// The best final score of the name with what the shared keys say (`t`): the best name
+    /// score, through the evidence (`Evidence::apply`, non-decreasing in the name score).
     fn score_bound(&self, t: &Touched) -> f32 {
-        if t.whole {
-            return 1.0;
+        let name = if t.whole || self.weights.len() > MAX_BOUNDED_TOKENS {
+            // The whole name may match, or too many tokens to bound: any name score.
+            1.0
+        } else {
+            self.name_bound(t)
+        };
+        let score = if t.conflict {
+            (name * 0.7 + self.country_lift).min(1.0)
+        } else {
+            (name + self.lift).min(1.0)
+        };
+        if self.kind_checked && !t.kind_ok {
+            score * 0.8
+        } else {
+            score
         }
+    }
+
+    /// The best name score of the name with what the shared keys say (`t`).
+    fn name_bound(&self, t: &Touched) -> f32 {
         let u = &t.u;
-        let n = self.weights.len();
-        if n > MAX_BOUNDED_TOKENS {
-            return 1.0;
-        }
         let halves = match self.halves {
             Halving::Always => true,
             Halving::WithOneTokenQuery => t.one_token_query,
@@ -422,13 +528,7 @@ impl NameBound {
                 best = best.max(num / den);
             }
         }
-        let name = (0.75 * best.min(1.0) + 0.25) * self.factor;
-        let score = (name + self.lift).min(1.0);
-        if self.kind_checked && !t.kind_ok {
-            score * 0.8
-        } else {
-            score
-        }
+        (0.75 * best.min(1.0) + 0.25) * self.factor
     }
 }
 
@@ -521,6 +621,17 @@ impl Index {
                     let dob = if e.birth_dates.is_empty() { 0.0 } else { 0.03 };
                     let country = if e.countries.is_empty() { 0.0 } else { 0.02 };
                     dob + country
+                }),
+                country_lift: entry
+                    .map_or(0.02, |e| if e.countries.is_empty() { 0.0 } else { 0.02 }),
+                windows: entry.map_or_else(Vec::new, |e| {
+                    e.birth_dates
+                        .iter()
+                        .map(|d| {
+                            let (a, b) = d.years();
+                            (a.saturating_sub(1), b.saturating_add(1))
+                        })
+                        .collect()
                 }),
                 kind_checked: kind != EntryKind::Unknown,
             };
@@ -628,6 +739,9 @@ impl Index {
                 for (_, r) in local.iter().filter(|(lk, _)| lk == k) {
                     t.apply(*r);
                 }
+                // A query whose birth date conflicts is bounded lower: every candidate
+                // must reach the threshold even then.
+                t.conflict = !nb.windows.is_empty();
                 nb.score_bound(&t) + EPSILON >= threshold
             });
             for (k, r) in local {
@@ -729,5 +843,69 @@ mod tests {
         assert!(score < 0.8 && !bound.may_reach(&s), "{score}");
         let (s, score) = shared("Omar Ali Hasan");
         assert!(score >= 0.8 && bound.may_reach(&s), "{score}");
+    }
+
+    /// A customer's signature lists the years of every subject, and is unknown when any
+    /// subject has no birth date or too wide a span: a conflict is claimed only when every
+    /// subject's birth date conflicts.
+    #[test]
+    fn a_signature_is_unknown_unless_every_subject_is_dated() {
+        let q = |d: Option<&str>| {
+            PreparedQuery::new(&Query {
+                names: vec!["Omar Hassan".into()],
+                birth_date: d.map(str::to_owned),
+                ..Query::default()
+            })
+            .unwrap()
+        };
+        let b = |y: u16| (y % 64) as u8;
+        let (a, c) = (q(Some("1970-05-01")), q(Some("1980 to 1981")));
+        assert_eq!(YearSignature::of([&a], b), YearSignature(1 << (1970 % 64)));
+        assert_eq!(
+            YearSignature::of([&a, &c], b),
+            YearSignature(1 << (1970 % 64) | 1 << (1980 % 64) | 1 << (1981 % 64))
+        );
+        assert_eq!(YearSignature::of([&a, &q(None)], b), YearSignature(0));
+        assert_eq!(
+            YearSignature::of([&q(Some("1900 to 1960"))], b),
+            YearSignature(0)
+        );
+    }
+
+    /// The ×0.7 of a conflicting birth date bounds away a listed person's own name written
+    /// by a customer born a decade apart, and keeps it one year apart (near) or undated.
+    #[test]
+    fn a_conflicting_birth_date_is_bounded_away() {
+        let mut e = ListEntry::new(ListId::new("x"), "1", EntryKind::Person);
+        e.push_name("Omar Ali HASSAN", NameKind::Primary);
+        e.birth_dates
+            .push(crate::model::BirthDate::Year { year: 1970 });
+        let index = Index::build(&[e]);
+        let bound = index.change_bound(0.8);
+        let bucket = |y: u16| (y % 64) as u8;
+        let masks = bound.year_masks(bucket);
+        let kept = |d: Option<&str>| {
+            let q = Query {
+                names: vec!["Omar Ali Hassan".into()],
+                kind: Some(EntryKind::Person),
+                birth_date: d.map(str::to_owned),
+                ..Query::default()
+            };
+            let pq = PreparedQuery::new(&q).unwrap();
+            let s: Vec<u64> = stored(&pq)
+                .into_iter()
+                .filter(|k| bound.keys().binary_search(k).is_ok())
+                .collect();
+            let score = index.screen(&pq, 1, 0.0).first().map_or(0.0, |c| c.score);
+            let sig = YearSignature::of([&pq], bucket);
+            let may = bound.may_reach_with(&s, Some((&masks, sig)), &mut BoundScratch::default());
+            (may, score)
+        };
+        let (may, score) = kept(Some("1980"));
+        assert!(!may && score < 0.8, "{score}");
+        for d in [Some("1971"), None] {
+            let (may, score) = kept(d);
+            assert!(may && score >= 0.8, "{d:?}: {score}");
+        }
     }
 }

@@ -5,7 +5,7 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use super::ops::{Head, append_audit};
-use crate::screen_keys::{ScreenKeys, changes, decode, encode, sql};
+use crate::screen_keys::{KeyHolder, ScreenKeys, changes, decode, encode, sql};
 use crate::writer::{Op, Out};
 use crate::*;
 
@@ -23,6 +23,7 @@ pub(crate) async fn write_screen_keys(
     {
         Some(r) => Some((
             r.try_get::<i64, _>("generation")?,
+            r.try_get::<i64, _>("born")?,
             decode(&r.try_get::<Vec<u8>, _>("keys")?),
         )),
         None => None,
@@ -38,10 +39,11 @@ pub(crate) async fn write_screen_keys(
             .execute(&mut *conn)
             .await?;
     }
-    if !added.is_empty() {
+    if let (false, Some(new)) = (added.is_empty(), keys) {
         sqlx::query(sql::INSERT_KEYS_MANY)
             .bind(added)
             .bind(customer_id)
+            .bind(new.born)
             .execute(&mut *conn)
             .await?;
     }
@@ -51,6 +53,7 @@ pub(crate) async fn write_screen_keys(
                 .bind(customer_id)
                 .bind(k.generation)
                 .bind(encode(&k.keys))
+                .bind(k.born)
                 .execute(&mut *conn)
                 .await?
         }
@@ -113,17 +116,18 @@ pub(crate) async fn customers_with_screen_keys(
 pub(crate) async fn screen_key_holders(
     conn: &mut PgConnection,
     keys: &[i64],
-) -> Result<Vec<(i64, Uuid)>> {
+) -> Result<Vec<KeyHolder>> {
     let rows = sqlx::query(sql::KEY_HOLDERS_MANY)
         .bind(keys.to_vec())
         .fetch_all(&mut *conn)
         .await?;
     rows.iter()
         .map(|r| {
-            Ok((
-                r.try_get::<i64, _>("key")?,
-                r.try_get::<Uuid, _>("customer_id")?,
-            ))
+            Ok(KeyHolder {
+                customer: r.try_get("customer_id")?,
+                key: r.try_get("key")?,
+                born: r.try_get("born")?,
+            })
         })
         .collect()
 }
