@@ -788,6 +788,14 @@ mod tests {
         k
     }
 
+    /// The keys of `pq`'s stored set the bound looks up.
+    fn shared(pq: &PreparedQuery, bound: &ChangeBound) -> Vec<u64> {
+        stored(pq)
+            .into_iter()
+            .filter(|k| bound.keys().binary_search(k).is_ok())
+            .collect()
+    }
+
     /// A candidate's screening key may align its token below 1 (here a shared phonetic key,
     /// 0.95): a name every candidate was assumed to reach the threshold with kept only its
     /// screening keys, and lost the kind key that lifts the ×0.8 of a kind mismatch. Found by
@@ -806,11 +814,7 @@ mod tests {
         let pq = PreparedQuery::new(&q).unwrap();
         let score = index.screen(&pq, 1, 0.0).first().map_or(0.0, |c| c.score);
         assert!(score >= 0.8, "{score}");
-        let shared: Vec<u64> = stored(&pq)
-            .into_iter()
-            .filter(|k| bound.keys().binary_search(k).is_ok())
-            .collect();
-        assert!(bound.may_reach(&shared));
+        assert!(bound.may_reach(&shared(&pq, &bound)));
     }
 
     /// The bound prunes: a person sharing only a first name with a three-token listed name
@@ -822,26 +826,22 @@ mod tests {
         e.push_name("Omar Ali HASSAN", NameKind::Primary);
         let index = Index::build(&[e]);
         let bound = index.change_bound(0.8);
-        let shared = |name: &str| {
+        let keys_and_score = |name: &str| {
             let q = Query {
                 names: vec![name.into()],
                 kind: Some(EntryKind::Person),
                 ..Query::default()
             };
             let pq = PreparedQuery::new(&q).unwrap();
-            let s: Vec<u64> = stored(&pq)
-                .into_iter()
-                .filter(|k| bound.keys().binary_search(k).is_ok())
-                .collect();
             (
-                s,
+                shared(&pq, &bound),
                 index.screen(&pq, 1, 0.0).first().map_or(0.0, |c| c.score),
             )
         };
-        let (s, score) = shared("Omar Hudson");
+        let (s, score) = keys_and_score("Omar Hudson");
         assert!(!s.is_empty(), "shares the first name");
         assert!(score < 0.8 && !bound.may_reach(&s), "{score}");
-        let (s, score) = shared("Omar Ali Hasan");
+        let (s, score) = keys_and_score("Omar Ali Hasan");
         assert!(score >= 0.8 && bound.may_reach(&s), "{score}");
     }
 
@@ -892,10 +892,7 @@ mod tests {
                 ..Query::default()
             };
             let pq = PreparedQuery::new(&q).unwrap();
-            let s: Vec<u64> = stored(&pq)
-                .into_iter()
-                .filter(|k| bound.keys().binary_search(k).is_ok())
-                .collect();
+            let s = shared(&pq, &bound);
             let score = index.screen(&pq, 1, 0.0).first().map_or(0.0, |c| c.score);
             let sig = YearSignature::of([&pq], bucket);
             let may = bound.may_reach_with(&s, Some((&masks, sig)), &mut BoundScratch::default());
