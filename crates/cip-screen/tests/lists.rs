@@ -42,23 +42,16 @@ fn consolidated_and_un_lists_parse() {
     let Some(dir) = common::data_dir() else {
         return;
     };
-    let d = dir.join("watchlists/ofac_consolidated_nonsdn");
-    let (s, a, ad, c) = (
-        read(&d.join("cons_prim.csv")),
-        read(&d.join("cons_alt.csv")),
-        read(&d.join("cons_add.csv")),
-        read(&d.join("cons_comments.csv")),
+    let cons = common::ofac_legacy(
+        &dir.join("watchlists/ofac_consolidated_nonsdn"),
+        "ofac-cons",
+        [
+            "cons_prim.csv",
+            "cons_alt.csv",
+            "cons_add.csv",
+            "cons_comments.csv",
+        ],
     );
-    let cons = parse_ofac(
-        &ListId::new("ofac-cons"),
-        &OfacFiles {
-            primary: Source::new("cons_prim.csv", &s),
-            alt: Some(Source::new("cons_alt.csv", &a)),
-            add: Some(Source::new("cons_add.csv", &ad)),
-            comments: Some(Source::new("cons_comments.csv", &c)),
-        },
-    )
-    .unwrap();
     assert_eq!(cons.len(), 442);
     let un = read(&dir.join("watchlists/un_consolidated/UN_consolidated.xml"));
     let un = un_xml::parse(

@@ -115,12 +115,7 @@ pub async fn customers_to_read(
     }
     tokio::task::spawn_blocking(move || {
         // The change's birth-date windows in the stored signatures' buckets.
-        let buckets: std::collections::HashMap<u16, u8> = bound
-            .birth_years()
-            .into_iter()
-            .map(|y| (y, year_bucket(&keyring, y)))
-            .collect();
-        let masks = bound.year_masks(|y| buckets.get(&y).copied().unwrap_or(0));
+        let masks = bound.year_masks(|y| year_bucket(&keyring, y));
         // By customer (several chunks each come sorted).
         holders.sort_unstable();
         let mut read = Vec::new();

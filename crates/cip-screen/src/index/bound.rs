@@ -337,19 +337,6 @@ impl ChangeBound {
         self.may_reach_with(shared, None, &mut BoundScratch::default())
     }
 
-    /// Every year a changed name's birth-date window covers (sorted, no duplicates): the
-    /// years [`ChangeBound::year_masks`] asks the bucket of.
-    pub fn birth_years(&self) -> Vec<u16> {
-        let mut years: Vec<u16> = self
-            .names
-            .iter()
-            .flat_map(|nb| nb.windows.iter().flat_map(|&(a, b)| a..=b))
-            .collect();
-        years.sort_unstable();
-        years.dedup();
-        years
-    }
-
     /// The birth-date windows of the changed names as [`YearSignature`] masks, with the
     /// bucket function the stored signatures were made with.
     pub fn year_masks(&self, bucket: impl Fn(u16) -> u8) -> YearMasks {

@@ -15,23 +15,27 @@ pub fn read(p: &Path) -> Vec<u8> {
 /// The SDN 2021 list (`watchlists/ofac_sdn_2021` under `dir`), parsed with its aliases,
 /// addresses and comments.
 pub fn sdn2021(dir: &Path) -> Vec<ListEntry> {
-    let d = dir.join("watchlists/ofac_sdn_2021");
-    let (s, a, ad, c) = (
-        read(&d.join("sdn.csv")),
-        read(&d.join("alt.csv")),
-        read(&d.join("add.csv")),
-        read(&d.join("sdn_comments.csv")),
-    );
+    ofac_legacy(
+        &dir.join("watchlists/ofac_sdn_2021"),
+        "ofac-sdn",
+        ["sdn.csv", "alt.csv", "add.csv", "sdn_comments.csv"],
+    )
+}
+
+/// An OFAC list in its legacy CSV files in `d`: primary, aliases, addresses, comments.
+pub fn ofac_legacy(d: &Path, list: &str, [p, a, ad, c]: [&str; 4]) -> Vec<ListEntry> {
+    let bytes = [p, a, ad, c].map(|f| read(&d.join(f)));
+    let [pb, ab, adb, cb] = &bytes;
     parse_ofac(
-        &ListId::new("ofac-sdn"),
+        &ListId::new(list),
         &OfacFiles {
-            primary: Source::new("sdn.csv", &s),
-            alt: Some(Source::new("alt.csv", &a)),
-            add: Some(Source::new("add.csv", &ad)),
-            comments: Some(Source::new("sdn_comments.csv", &c)),
+            primary: Source::new(p, pb),
+            alt: Some(Source::new(a, ab)),
+            add: Some(Source::new(ad, adb)),
+            comments: Some(Source::new(c, cb)),
         },
     )
-    .unwrap_or_else(|e| panic!("SDN 2021 does not parse: {e}"))
+    .unwrap_or_else(|e| panic!("{list} in {} does not parse: {e}", d.display()))
 }
 
 pub fn data_dir() -> Option<PathBuf> {
