@@ -1,0 +1,345 @@
+//! The bytes of a segment's log records, account blocks and address lists (format 2).
+//!
+//! Every number is an unsigned LEB128 varint. Times are microseconds from the segment's
+//! start (never negative: an event lies in its segment). Dictionary ids (account, address,
+//! free text) are the segment's own small integers.
+//!
+//! - event: `t` (absolute in a log record, the difference from the previous event in a
+//!   block), `ip`, `principal`, one byte `action << 4 | flags`, then what the flags announce:
+//!   bit 0 event id (length, UTF-8 bytes), bit 1 user agent, bit 2 session, bit 3 resource.
+//! - log record (one commit): count, then per event its account id and the event.
+//! - block (one account's events of a run, in key order): count, then the events.
+//! - address list (one address's accounts of a run, by account): count, then per account the
+//!   difference from the previous account id, first time, last − first, number of events.
+
+use crate::{AccessError, Result};
+
+/// One stored event, in dictionary ids. Its identity — the key — is (t, ip, principal,
+/// action, event id) within its account; user agent, session and resource ride along.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Ev {
+    pub t: i64,
+    pub ip: i64,
+    pub principal: i64,
+    pub action: u8,
+    pub event_id: Option<Box<str>>,
+    pub user_agent: Option<i64>,
+    pub session: Option<i64>,
+    pub resource: Option<i64>,
+}
+
+pub(crate) type EvKey<'a> = (i64, i64, i64, u8, &'a str);
+
+impl Ev {
+    pub fn key(&self) -> EvKey<'_> {
+        (
+            self.t,
+            self.ip,
+            self.principal,
+            self.action,
+            self.event_id.as_deref().unwrap_or(""),
+        )
+    }
+}
+
+/// An (account, address) pair's use within a run: first and last time, number of events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub first: i64,
+    pub last: i64,
+    pub n: u64,
+}
+
+impl Span {
+    pub fn of(t: i64) -> Span {
+        Span {
+            first: t,
+            last: t,
+            n: 1,
+        }
+    }
+
+    pub fn add(&mut self, other: Span) {
+        self.first = self.first.min(other.first);
+        self.last = self.last.max(other.last);
+        self.n += other.n;
+    }
+}
+
+fn put(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+fn put_i(buf: &mut Vec<u8>, v: i64) -> Result<()> {
+    let v = u64::try_from(v).map_err(|_| corrupt("a negative number to encode"))?;
+    put(buf, v);
+    Ok(())
+}
+
+fn corrupt(what: &str) -> AccessError {
+    AccessError::Storage(format!("access segment data is damaged: {what}"))
+}
+
+/// Reads what [`put`] wrote.
+pub(crate) struct Reader<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(b: &'a [u8]) -> Self {
+        Reader { b, i: 0 }
+    }
+
+    fn u(&mut self) -> Result<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = *self
+                .b
+                .get(self.i)
+                .ok_or_else(|| corrupt("truncated number"))?;
+            self.i += 1;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(corrupt("number longer than 64 bits"))
+    }
+
+    fn i(&mut self) -> Result<i64> {
+        i64::try_from(self.u()?).map_err(|_| corrupt("number out of range"))
+    }
+
+    fn count(&mut self) -> Result<usize> {
+        let n = self.u()?;
+        // Every item takes at least one byte: a larger count cannot be honest.
+        if n > (self.b.len() - self.i) as u64 {
+            return Err(corrupt("count larger than the data"));
+        }
+        Ok(n as usize)
+    }
+
+    fn ev(&mut self, t: i64) -> Result<Ev> {
+        let ip = self.i()?;
+        let principal = self.i()?;
+        let byte = *self
+            .b
+            .get(self.i)
+            .ok_or_else(|| corrupt("truncated event"))?;
+        self.i += 1;
+        let (action, flags) = (byte >> 4, byte & 0x0f);
+        let event_id = if flags & 1 != 0 {
+            let n = self.count()?;
+            let s = self
+                .b
+                .get(self.i..self.i + n)
+                .ok_or_else(|| corrupt("truncated event id"))?;
+            self.i += n;
+            Some(
+                std::str::from_utf8(s)
+                    .map_err(|_| corrupt("event id is not UTF-8"))?
+                    .into(),
+            )
+        } else {
+            None
+        };
+        let mut opt = |bit: u8| -> Result<Option<i64>> {
+            if flags & bit != 0 {
+                Ok(Some(self.i()?))
+            } else {
+                Ok(None)
+            }
+        };
+        let user_agent = opt(2)?;
+        let session = opt(4)?;
+        let resource = opt(8)?;
+        Ok(Ev {
+            t,
+            ip,
+            principal,
+            action,
+            event_id,
+            user_agent,
+            session,
+            resource,
+        })
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.i == self.b.len()
+    }
+}
+
+fn put_ev(buf: &mut Vec<u8>, e: &Ev, t: i64) -> Result<()> {
+    put_i(buf, t)?;
+    put_i(buf, e.ip)?;
+    put_i(buf, e.principal)?;
+    let flags = u8::from(e.event_id.is_some())
+        | u8::from(e.user_agent.is_some()) << 1
+        | u8::from(e.session.is_some()) << 2
+        | u8::from(e.resource.is_some()) << 3;
+    if e.action > 0x0f {
+        return Err(corrupt("action code above 15"));
+    }
+    buf.push(e.action << 4 | flags);
+    if let Some(id) = &e.event_id {
+        put(buf, id.len() as u64);
+        buf.extend_from_slice(id.as_bytes());
+    }
+    for v in [e.user_agent, e.session, e.resource].into_iter().flatten() {
+        put_i(buf, v)?;
+    }
+    Ok(())
+}
+
+/// A commit's new events, each with its account id.
+pub(crate) fn encode_record(events: &[(i64, Ev)]) -> Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(events.len() * 12 + 4);
+    put(&mut buf, events.len() as u64);
+    for (account, e) in events {
+        put_i(&mut buf, *account)?;
+        put_ev(&mut buf, e, e.t)?;
+    }
+    Ok(buf)
+}
+
+pub(crate) fn decode_record(b: &[u8]) -> Result<Vec<(i64, Ev)>> {
+    let mut r = Reader::new(b);
+    let n = r.count()?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let account = r.i()?;
+        let t = r.i()?;
+        out.push((account, r.ev(t)?));
+    }
+    if !r.is_done() {
+        return Err(corrupt("bytes after a log record"));
+    }
+    Ok(out)
+}
+
+/// One account's events, which must be in key order.
+pub(crate) fn encode_block(events: &[Ev]) -> Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(events.len() * 10 + 2);
+    put(&mut buf, events.len() as u64);
+    let mut prev = 0;
+    for e in events {
+        put_ev(&mut buf, e, e.t - prev)?;
+        prev = e.t;
+    }
+    Ok(buf)
+}
+
+pub(crate) fn decode_block(b: &[u8]) -> Result<Vec<Ev>> {
+    let mut r = Reader::new(b);
+    let n = r.count()?;
+    let mut out = Vec::with_capacity(n);
+    let mut t = 0;
+    for _ in 0..n {
+        t += r.i()?;
+        out.push(r.ev(t)?);
+    }
+    if !r.is_done() {
+        return Err(corrupt("bytes after a block"));
+    }
+    Ok(out)
+}
+
+/// One address's accounts in a run, by account id (ascending).
+pub(crate) fn encode_users(users: &[(i64, Span)]) -> Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(users.len() * 12 + 2);
+    put(&mut buf, users.len() as u64);
+    let mut prev = 0;
+    for (account, s) in users {
+        put_i(&mut buf, account - prev)?;
+        prev = *account;
+        put_i(&mut buf, s.first)?;
+        put_i(&mut buf, s.last - s.first)?;
+        put(&mut buf, s.n);
+    }
+    Ok(buf)
+}
+
+pub(crate) fn decode_users(b: &[u8]) -> Result<Vec<(i64, Span)>> {
+    let mut r = Reader::new(b);
+    let n = r.count()?;
+    let mut out = Vec::with_capacity(n);
+    let mut account = 0;
+    for _ in 0..n {
+        account += r.i()?;
+        let first = r.i()?;
+        let last = first + r.i()?;
+        let n = r.u()?;
+        out.push((account, Span { first, last, n }));
+    }
+    if !r.is_done() {
+        return Err(corrupt("bytes after an address list"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(t: i64, ip: i64, id: Option<&str>, ua: Option<i64>) -> Ev {
+        Ev {
+            t,
+            ip,
+            principal: 3,
+            action: 4,
+            event_id: id.map(Into::into),
+            user_agent: ua,
+            session: None,
+            resource: ua.map(|x| x + 1),
+        }
+    }
+
+    #[test]
+    fn records_blocks_and_lists_read_back_what_was_written() {
+        let evs = vec![
+            ev(0, 1, None, None),
+            ev(7_862_400_000_000, 300_000, Some("é-1"), Some(9)),
+            ev(7_862_400_000_001, 2, Some(""), None),
+        ];
+        let block = encode_block(&evs).unwrap();
+        assert_eq!(decode_block(&block).unwrap(), evs);
+        let rec: Vec<(i64, Ev)> = evs
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, e)| (i as i64 * 1000, e))
+            .collect();
+        assert_eq!(decode_record(&encode_record(&rec).unwrap()).unwrap(), rec);
+        let users = vec![
+            (
+                1,
+                Span {
+                    first: 5,
+                    last: 9,
+                    n: 2,
+                },
+            ),
+            (70_000, Span::of(0)),
+        ];
+        assert_eq!(decode_users(&encode_users(&users).unwrap()).unwrap(), users);
+    }
+
+    #[test]
+    fn damaged_bytes_are_an_error_not_a_panic() {
+        let block = encode_block(&[ev(5, 1, Some("abc"), Some(2))]).unwrap();
+        for cut in 0..block.len() {
+            assert!(decode_block(&block[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = block.clone();
+        longer.push(0);
+        assert!(decode_block(&longer).is_err());
+        assert!(decode_users(&[0xff; 11]).is_err());
+        assert!(encode_block(&[ev(-1, 1, None, None)]).is_err());
+    }
+}

@@ -1,0 +1,1343 @@
+//! The embedded engine: one SQLite file per 13-week segment of events under
+//! `<data dir>/access/`, and a small `catalog.db` beside them (import positions, legal holds).
+//!
+//! A segment is log-structured (format 2; docs/design/0007-access-record.md, "The
+//! log-structured segment"):
+//! - **the log**: each commit appends one row to `log`, its new events encoded together
+//!   ([`format`]). Input arrives in time order, so a commit writes at the right edge of one
+//!   small table instead of into every account's part of an account-first index.
+//! - **the tail**: the log's events, held in memory per process ([`Tail`]) by account and by
+//!   address, so queries and the dedupe check see them at once. It is rebuilt from the log
+//!   after a restart, and caught up from it when another process wrote.
+//! - **runs**: when the tail holds `run_events` events, one transaction writes them as a run —
+//!   one `blocks` row per account (its events, in key order) and one `ip_runs` row per
+//!   address (its accounts with first / last / count) — and empties the log. Runs of a level
+//!   are merged in eights into one of the next level, so a segment holds a handful of runs.
+//! - dictionaries (`accounts`, `ips`, `strings`), so events hold small integers.
+//!
+//! An event is stored once: a new event is checked against the tail (memory) and, only when
+//! its time is not after the segment's latest run, against the runs' blocks of its account.
+//! Retention deletes whole files. Writes hold one process-wide lock and run on the caller's
+//! blocking thread; reads use their own connections and never wait for it (WAL).
+
+mod format;
+mod query;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use uuid::Uuid;
+
+use crate::*;
+use format::{Ev, Span};
+
+/// Segment writers kept open (each holds its dictionaries in memory).
+const MAX_OPEN_SEGMENTS: usize = 16;
+const MAX_IDLE_READERS_PER_SEGMENT: usize = 4;
+/// Events of a segment's tail written out as one run (about 100 MB of memory at most).
+pub const RUN_EVENTS: usize = 1_000_000;
+/// Runs of one level merged into one run of the next.
+const MERGE_FAN_IN: usize = 8;
+/// Accounts read at once when runs are merged or verified.
+const ACCOUNT_CHUNK: i64 = 50_000;
+
+const SEGMENT_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS accounts (id INTEGER PRIMARY KEY, uuid BLOB NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS ips (id INTEGER PRIMARY KEY, ip BLOB NOT NULL UNIQUE);
+-- Free text, sealed; `h` is its keyed hash (the dictionary key).
+CREATE TABLE IF NOT EXISTS strings (id INTEGER PRIMARY KEY, h BLOB NOT NULL UNIQUE, sealed BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;
+-- One row per commit of events not yet in a run.
+CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id     INTEGER PRIMARY KEY,
+    level  INTEGER NOT NULL,
+    events INTEGER NOT NULL,
+    first  INTEGER NOT NULL,
+    last   INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS blocks (
+    run     INTEGER NOT NULL,
+    account INTEGER NOT NULL,
+    data    BLOB NOT NULL,
+    PRIMARY KEY (run, account)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ip_runs (
+    run  INTEGER NOT NULL,
+    ip   BLOB NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (run, ip)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO meta (k, v) VALUES ('format', 2), ('flushes', 0);
+";
+
+const CATALOG_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS import_marks (
+    file_key   BLOB PRIMARY KEY,
+    offset     INTEGER NOT NULL,
+    line       INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS legal_holds (
+    account BLOB PRIMARY KEY,
+    set_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+/// How writes reach the disk. `Full` (the default) fsyncs the WAL at every commit, so an
+/// acknowledged batch survives a power cut; `Off` exists only for the benchmark's baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    Full,
+    Off,
+}
+
+/// How the engine is opened. The defaults are the product's; tests make runs tiny so that
+/// every path (runs, merges, the dedupe check against runs) is taken by a few events.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub durability: Durability,
+    /// Events of a tail written out as one run.
+    pub run_events: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            durability: Durability::Full,
+            run_events: RUN_EVENTS,
+        }
+    }
+}
+
+/// The tails of this process, by segment: shared by the writer and the readers.
+#[derive(Default)]
+struct Tails(Mutex<HashMap<i64, Arc<RwLock<Tail>>>>);
+
+impl Tails {
+    fn get(&self, seg: i64) -> Arc<RwLock<Tail>> {
+        lock(&self.0).entry(seg).or_default().clone()
+    }
+
+    fn forget(&self, seg: i64) {
+        lock(&self.0).remove(&seg);
+    }
+}
+
+/// A segment's events still in its log, in memory: by account (each list in key order) and
+/// by address. `flushes` and `seq` say which state of the file it mirrors.
+#[derive(Default)]
+struct Tail {
+    loaded: bool,
+    /// Runs written from the log so far (the file's `meta.flushes`).
+    flushes: i64,
+    /// The last log record absorbed.
+    seq: i64,
+    accounts: HashMap<i64, Vec<Ev>>,
+    /// (address id, account id) pairs of the tail.
+    by_ip: BTreeSet<(i64, i64)>,
+    events: usize,
+    /// The latest event time of any run: a later event cannot be in a run.
+    runs_last: i64,
+}
+
+impl Tail {
+    fn contains(&self, account: i64, e: &Ev) -> bool {
+        self.accounts.get(&account).is_some_and(|v| {
+            let key = e.key();
+            v.binary_search_by(|x| x.key().cmp(&key)).is_ok()
+        })
+    }
+
+    /// Adds an event known not to be here.
+    fn absorb(&mut self, account: i64, e: Ev) {
+        self.by_ip.insert((e.ip, account));
+        let v = self.accounts.entry(account).or_default();
+        // Usually the newest: appended.
+        let pos = if v.last().is_none_or(|l| l.key() < e.key()) {
+            v.len()
+        } else {
+            let key = e.key();
+            v.partition_point(|x| x.key() < key)
+        };
+        v.insert(pos, e);
+        self.events += 1;
+    }
+}
+
+/// What [`sync_tail`] found.
+#[derive(Debug, PartialEq, Eq)]
+enum Sync {
+    /// The tail mirrors the transaction's snapshot (or more of the same log).
+    Current { flushes: i64, seq: i64 },
+    /// The tail is newer than the snapshot (a commit or a run landed after it began).
+    Ahead,
+}
+
+/// The log position of the snapshot of the transaction open on `conn`: runs written from
+/// the log so far, and its last record.
+fn log_position(conn: &Connection) -> Result<(i64, i64)> {
+    let flushes: i64 = conn
+        .prepare_cached("SELECT v FROM meta WHERE k = 'flushes'")?
+        .query_row([], |r| r.get(0))?;
+    let seq: i64 = conn
+        .prepare_cached("SELECT coalesce(max(seq), 0) FROM log")?
+        .query_row([], |r| r.get(0))?;
+    Ok((flushes, seq))
+}
+
+/// Brings a tail up to the snapshot of the transaction open on `conn`: reloads it when a run
+/// was written since, reads the log records it has not absorbed.
+fn sync_tail(conn: &Connection, tail: &mut Tail) -> Result<Sync> {
+    let (flushes, seq) = log_position(conn)?;
+    if tail.loaded && (tail.flushes > flushes || (tail.flushes == flushes && tail.seq > seq)) {
+        return Ok(Sync::Ahead);
+    }
+    if !tail.loaded || tail.flushes < flushes {
+        *tail = Tail {
+            loaded: true,
+            flushes,
+            runs_last: conn
+                .prepare_cached("SELECT coalesce(max(last), -1) FROM runs")?
+                .query_row([], |r| r.get(0))?,
+            ..Tail::default()
+        };
+    }
+    if tail.seq < seq {
+        let mut st = conn.prepare_cached(
+            "SELECT seq, data FROM log WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
+        )?;
+        let mut rows = st.query([tail.seq, seq])?;
+        while let Some(r) = rows.next()? {
+            let data: Vec<u8> = r.get(1)?;
+            for (account, e) in format::decode_record(&data)? {
+                tail.absorb(account, e);
+            }
+            tail.seq = r.get(0)?;
+        }
+    }
+    Ok(Sync::Current {
+        flushes,
+        seq: tail.seq,
+    })
+}
+
+fn read_tail(t: &RwLock<Tail>) -> std::sync::RwLockReadGuard<'_, Tail> {
+    t.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write_tail(t: &RwLock<Tail>) -> std::sync::RwLockWriteGuard<'_, Tail> {
+    t.write().unwrap_or_else(|p| p.into_inner())
+}
+
+pub struct SqliteAccess {
+    dir: PathBuf,
+    options: Options,
+    vault: Arc<dyn TextVault>,
+    writer: Arc<Mutex<Writer>>,
+    /// Batches waiting for the writer: whoever takes the writer next stores them all in one
+    /// transaction per segment (group commit), and answers each.
+    queue: Arc<Mutex<Vec<Pending>>>,
+    readers: Arc<Readers>,
+}
+
+/// One caller's batch, waiting in the group-commit queue.
+struct Pending {
+    events: Vec<AccessEvent>,
+    mark: Option<ImportMark>,
+    done: tokio::sync::oneshot::Sender<Result<IngestOutcome>>,
+}
+
+struct Writer {
+    dir: PathBuf,
+    options: Options,
+    vault: Arc<dyn TextVault>,
+    catalog: Connection,
+    open: HashMap<i64, SegmentWriter>,
+    tails: Arc<Tails>,
+    /// Use order of `open`, for closing the least recently used.
+    tick: u64,
+}
+
+struct SegmentWriter {
+    conn: Connection,
+    accounts: HashMap<Uuid, i64>,
+    ips: HashMap<IpKey, i64>,
+    /// Address by id (ids are the table's dense rowids).
+    ip_of: Vec<Option<IpKey>>,
+    /// Plaintext → id, filled as values are met (the table holds only hashes and sealed text).
+    strings: HashMap<String, i64>,
+    hashes: HashMap<[u8; 16], i64>,
+    used: u64,
+    /// After a failed run write, the tail size at which it is tried again.
+    run_retry_at: usize,
+}
+
+struct Readers {
+    dir: PathBuf,
+    idle: Mutex<HashMap<i64, Vec<Connection>>>,
+    tails: Arc<Tails>,
+}
+
+fn segment_path(dir: &Path, seg: i64) -> PathBuf {
+    dir.join(format!("seg-{seg}.db"))
+}
+
+pub fn segment_of(at: i64) -> i64 {
+    at.div_euclid(SEGMENT_MICROS)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn join_err(e: tokio::task::JoinError) -> AccessError {
+    AccessError::Storage(format!("worker stopped: {e}"))
+}
+
+fn pragmas(conn: &Connection, durability: Durability) -> Result<()> {
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.set_prepared_statement_cache_capacity(32);
+    let sync = match durability {
+        Durability::Full => "FULL",
+        Durability::Off => "OFF",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA temp_store = MEMORY; \
+         PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 4096;"
+    ))?;
+    Ok(())
+}
+
+/// Opens a segment file for writing: its schema, and a format-1 file (account-first `events`
+/// table, before 2026-12-03) converted to one run.
+fn open_segment(path: &Path, durability: Durability) -> Result<Connection> {
+    let mut conn = Connection::open(path)?;
+    pragmas(&conn, durability)?;
+    conn.execute_batch(SEGMENT_SCHEMA)?;
+    let old: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'events'",
+        [],
+        |r| r.get(0),
+    )?;
+    if old {
+        convert_format1(&mut conn)?;
+    }
+    Ok(conn)
+}
+
+impl SqliteAccess {
+    /// Opens (creating) the record in `dir` (normally `<data dir>/access`).
+    pub fn open(dir: &Path, vault: Arc<dyn TextVault>) -> Result<Self> {
+        Self::open_with(dir, vault, Options::default())
+    }
+
+    pub fn open_with(dir: &Path, vault: Arc<dyn TextVault>, options: Options) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let catalog = Connection::open(dir.join("catalog.db"))?;
+        pragmas(&catalog, options.durability)?;
+        catalog.execute_batch(CATALOG_SCHEMA)?;
+        // Older segment files are converted now, before any reader opens them.
+        for seg in list_segments(dir)? {
+            open_segment(&segment_path(dir, seg), options.durability)?;
+        }
+        let tails = Arc::new(Tails::default());
+        Ok(SqliteAccess {
+            dir: dir.to_path_buf(),
+            options,
+            vault: vault.clone(),
+            writer: Arc::new(Mutex::new(Writer {
+                dir: dir.to_path_buf(),
+                options,
+                vault,
+                catalog,
+                open: HashMap::new(),
+                tails: tails.clone(),
+                tick: 0,
+            })),
+            queue: Arc::new(Mutex::new(Vec::new())),
+            readers: Arc::new(Readers {
+                dir: dir.to_path_buf(),
+                idle: Mutex::new(HashMap::new()),
+                tails,
+            }),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn durability(&self) -> Durability {
+        self.options.durability
+    }
+
+    /// Stores a batch on the calling thread (the importer runs it on its own thread).
+    pub fn ingest_blocking(
+        &self,
+        events: Vec<AccessEvent>,
+        mark: Option<ImportMark>,
+    ) -> Result<IngestOutcome> {
+        let mut out = lock(&self.writer)
+            .ingest_many(vec![(events, mark)])
+            .map_err(|e| classify_io(e, &self.dir))?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    /// Packs a segment that no longer receives events: its log written out as a run, all its
+    /// runs merged into one, the file rewritten compactly (`VACUUM`).
+    pub fn compact_segment(&self, seg: i64) -> Result<()> {
+        let mut w = lock(&self.writer);
+        let tails = w.tails.clone();
+        let sw = w.segment(seg)?;
+        sw.write_run(seg, &tails, true)?;
+        w.open.remove(&seg);
+        let conn = Connection::open(segment_path(&self.dir, seg))?;
+        pragmas(&conn, self.options.durability)?;
+        conn.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")?;
+        Ok(())
+    }
+
+    /// Checkpoints every open segment's WAL into its file (for honest size figures).
+    pub fn checkpoint(&self) -> Result<()> {
+        let w = lock(&self.writer);
+        for s in w.open.values() {
+            s.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+        }
+        Ok(())
+    }
+
+    fn segment_ids(&self) -> Result<Vec<i64>> {
+        list_segments(&self.dir)
+    }
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<i64>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(n) = name
+            .strip_prefix("seg-")
+            .and_then(|r| r.strip_suffix(".db"))
+            .and_then(|n| n.parse::<i64>().ok())
+        {
+            out.push(n);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+impl Writer {
+    fn segment(&mut self, seg: i64) -> Result<&mut SegmentWriter> {
+        self.tick += 1;
+        let tick = self.tick;
+        if !self.open.contains_key(&seg) {
+            if self.open.len() >= MAX_OPEN_SEGMENTS
+                && let Some(oldest) = self
+                    .open
+                    .iter()
+                    .min_by_key(|(_, s)| s.used)
+                    .map(|(k, _)| *k)
+                && let Some(mut old) = self.open.remove(&oldest)
+            {
+                // A segment left alone keeps no tail in memory.
+                old.write_run(oldest, &self.tails, false)?;
+                self.tails.forget(oldest);
+            }
+            let sw = SegmentWriter::open(&segment_path(&self.dir, seg), self.options.durability)?;
+            self.open.insert(seg, sw);
+        }
+        let sw = self
+            .open
+            .get_mut(&seg)
+            .ok_or_else(|| AccessError::Storage("segment vanished".into()))?;
+        sw.used = tick;
+        Ok(sw)
+    }
+
+    /// Stores several callers' batches together: one transaction per segment for all of
+    /// them, then their import marks. Returns each batch's outcome, in order. An event sent
+    /// by two batches of the group is stored once (the first met counts it as accepted).
+    fn ingest_many(
+        &mut self,
+        batches: Vec<(Vec<AccessEvent>, Option<ImportMark>)>,
+    ) -> Result<Vec<IngestOutcome>> {
+        let mut outcomes = vec![IngestOutcome::default(); batches.len()];
+        let mut events: Vec<(u32, AccessEvent)> =
+            Vec::with_capacity(batches.iter().map(|b| b.0.len()).sum());
+        let mut marks = Vec::new();
+        for (i, (evs, mark)) in batches.into_iter().enumerate() {
+            events.extend(evs.into_iter().map(|e| (i as u32, e)));
+            marks.extend(mark);
+        }
+        // By segment, then account and time: a batch's duplicates of each other are neighbours.
+        events.sort_by(|(_, a), (_, b)| {
+            (segment_of(a.at), a.account, a.at).cmp(&(segment_of(b.at), b.account, b.at))
+        });
+        let mut start = 0;
+        while start < events.len() {
+            let seg = segment_of(events[start].1.at);
+            let end = start
+                + events[start..]
+                    .iter()
+                    .position(|(_, e)| segment_of(e.at) != seg)
+                    .unwrap_or(events.len() - start);
+            let (vault, tails, run_events) = (
+                self.vault.clone(),
+                self.tails.clone(),
+                self.options.run_events,
+            );
+            let result = self.segment(seg).and_then(|sw| {
+                sw.apply(
+                    seg,
+                    &events[start..end],
+                    vault.as_ref(),
+                    &tails,
+                    &mut outcomes,
+                )
+            });
+            if let Err(e) = result {
+                // Looked at before the connection closes: closing checkpoints and removes
+                // the WAL, the very file that may have reached its limit.
+                let e = classify_io(e, &self.dir);
+                // Its dictionaries may hold ids of the rolled-back transaction; the tail is
+                // reloaded from the file by whoever reads it next.
+                self.open.remove(&seg);
+                self.tails.forget(seg);
+                return Err(e);
+            }
+            // The batch is durable. Writing the run is the engine's own business: a failure
+            // (storage running out) leaves the tail in the log and is tried again later, and
+            // never turns an acknowledged batch into a refused one.
+            let events_in_tail = read_tail(&self.tails.get(seg)).events;
+            if let Some(sw) = self.open.get_mut(&seg)
+                && events_in_tail >= run_events.max(sw.run_retry_at)
+                && let Err(e) = sw.write_run(seg, &self.tails, false)
+            {
+                sw.run_retry_at = events_in_tail + run_events / 8 + 1;
+                tracing::warn!(segment = seg, error = %e, "writing an access run failed; the events stay in the log and it is tried again");
+            }
+            start = end;
+        }
+        for m in marks {
+            // After the events: a crash in between replays the batch, which the dedupe turns
+            // into duplicates, never into a gap.
+            self.catalog
+                .prepare_cached(
+                    "INSERT INTO import_marks (file_key, offset, line, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (file_key) DO UPDATE SET \
+                     offset = excluded.offset, line = excluded.line, updated_at = excluded.updated_at",
+                )?
+                .execute(params![
+                    &m.file_key[..],
+                    m.offset as i64,
+                    m.line as i64,
+                    jiff::Timestamp::now().as_microsecond()
+                ])?;
+        }
+        Ok(outcomes)
+    }
+}
+
+impl SegmentWriter {
+    fn open(path: &Path, durability: Durability) -> Result<Self> {
+        let conn = open_segment(path, durability)?;
+        let mut accounts = HashMap::new();
+        let mut ips = HashMap::new();
+        let mut ip_of = Vec::new();
+        let mut hashes = HashMap::new();
+        {
+            let mut st = conn.prepare("SELECT id, uuid FROM accounts")?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                accounts.insert(r.get::<_, Uuid>(1)?, r.get(0)?);
+            }
+            let mut st = conn.prepare("SELECT id, ip FROM ips")?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                let id: i64 = r.get(0)?;
+                let k = query::key_of(r.get(1)?)?;
+                ips.insert(k, id);
+                remember_ip(&mut ip_of, id, k);
+            }
+            let mut st = conn.prepare("SELECT id, h FROM strings")?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                let h: Vec<u8> = r.get(1)?;
+                if let Ok(h) = <[u8; 16]>::try_from(h.as_slice()) {
+                    hashes.insert(h, r.get(0)?);
+                }
+            }
+        }
+        Ok(SegmentWriter {
+            conn,
+            accounts,
+            ips,
+            ip_of,
+            strings: HashMap::new(),
+            hashes,
+            used: 0,
+            run_retry_at: 0,
+        })
+    }
+
+    /// One transaction: the batch's new events as one log record, then the tail absorbs them.
+    fn apply(
+        &mut self,
+        seg: i64,
+        events: &[(u32, AccessEvent)],
+        vault: &dyn TextVault,
+        tails: &Tails,
+        outcomes: &mut [IngestOutcome],
+    ) -> Result<()> {
+        let base = seg * SEGMENT_MICROS;
+        let tail_lock = tails.get(seg);
+        let SegmentWriter {
+            conn,
+            accounts,
+            ips,
+            ip_of,
+            strings,
+            hashes,
+            ..
+        } = self;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Sync::Current { flushes, seq } = sync_tail(&tx, &mut write_tail(&tail_lock))? else {
+            return Err(AccessError::Storage(
+                "the access tail is ahead of the file it mirrors".into(),
+            ));
+        };
+        let mut new: Vec<(i64, Ev)> = Vec::new();
+        {
+            let tail = read_tail(&tail_lock);
+            let runs = if events.iter().any(|(_, e)| e.at - base <= tail.runs_last) {
+                query::run_spans(&tx)?
+            } else {
+                Vec::new()
+            };
+            // Blocks of the runs, by account, read only for an event not after the latest run.
+            let mut in_runs: HashMap<i64, Vec<Ev>> = HashMap::new();
+            let mut intern = Interner {
+                tx: &tx,
+                vault,
+                hashes,
+            };
+            // Where this account's events begin in `new` (input is sorted by account).
+            let mut account_start = 0;
+            for (batch, e) in events {
+                let out = &mut outcomes[*batch as usize];
+                let a = intern.account(accounts, e.account)?;
+                let ip = intern.ip(ips, ip_of, e.ip)?;
+                let mut text = |s: &Option<String>| {
+                    s.as_deref().map(|s| intern.string(strings, s)).transpose()
+                };
+                let user_agent = text(&e.user_agent)?;
+                let session = text(&e.session)?;
+                let resource = text(&e.resource)?;
+                let principal = intern.string(strings, &e.principal)?;
+                let ev = Ev {
+                    t: e.at - base,
+                    ip,
+                    principal,
+                    action: e.action.code() as u8,
+                    event_id: e.event_id.as_deref().map(Into::into),
+                    user_agent,
+                    session,
+                    resource,
+                };
+                if new.get(account_start).is_none_or(|(x, _)| *x != a) {
+                    account_start = new.len();
+                }
+                let key = ev.key();
+                let dup = new[account_start..]
+                    .iter()
+                    .rev()
+                    .take_while(|(_, x)| x.t == ev.t)
+                    .any(|(_, x)| x.key() == key)
+                    || tail.contains(a, &ev)
+                    || (ev.t <= tail.runs_last && {
+                        if !in_runs.contains_key(&a) {
+                            let got = query::account_run_events(&tx, &runs, a, 0, SEGMENT_MICROS)?;
+                            in_runs.insert(a, got);
+                        }
+                        in_runs[&a].binary_search_by(|x| x.key().cmp(&key)).is_ok()
+                    });
+                if dup {
+                    out.duplicates += 1;
+                } else {
+                    out.accepted += 1;
+                    new.push((a, ev));
+                }
+            }
+        }
+        if new.is_empty() {
+            return Ok(tx.commit()?);
+        }
+        tx.prepare_cached("INSERT INTO log (seq, data) VALUES (?1, ?2)")?
+            .execute(params![seq + 1, format::encode_record(&new)?])?;
+        tx.commit()?;
+        let mut tail = write_tail(&tail_lock);
+        // A reader may have absorbed the record from the file already.
+        if tail.flushes == flushes && tail.seq == seq {
+            for (a, e) in new {
+                tail.absorb(a, e);
+            }
+            tail.seq = seq + 1;
+        }
+        Ok(())
+    }
+
+    /// Writes the tail out as a run (one transaction, which also empties the log), then merges
+    /// full levels; with `all`, merges every run of the segment into one.
+    fn write_run(&mut self, seg: i64, tails: &Tails, all: bool) -> Result<()> {
+        let tail_lock = tails.get(seg);
+        let SegmentWriter { conn, ip_of, .. } = self;
+        let ip_of: &[Option<IpKey>] = ip_of;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Sync::Current { flushes, .. } = sync_tail(&tx, &mut write_tail(&tail_lock))? else {
+            return Err(AccessError::Storage(
+                "the access tail is ahead of the file it mirrors".into(),
+            ));
+        };
+        let (events, last) = {
+            let tail = read_tail(&tail_lock);
+            let mut accounts: Vec<(&i64, &Vec<Ev>)> = tail.accounts.iter().collect();
+            accounts.sort_unstable_by_key(|(a, _)| **a);
+            let mut users: HashMap<i64, Vec<(i64, Span)>> = HashMap::new();
+            let mut range = (i64::MAX, i64::MIN);
+            let run = next_run(&tx)?;
+            {
+                let mut put = tx.prepare_cached(
+                    "INSERT INTO blocks (run, account, data) VALUES (?1, ?2, ?3)",
+                )?;
+                for (a, evs) in &accounts {
+                    put.execute(params![run, **a, format::encode_block(evs)?])?;
+                    add_users(&mut users, **a, evs);
+                    if let (Some(f), Some(l)) = (evs.first(), evs.last()) {
+                        range = (range.0.min(f.t), range.1.max(l.t));
+                    }
+                }
+            }
+            if tail.events > 0 {
+                put_users(&tx, ip_of, run, users)?;
+                tx.prepare_cached(
+                    "INSERT INTO runs (id, level, events, first, last) VALUES (?1, 0, ?2, ?3, ?4)",
+                )?
+                .execute(params![run, tail.events as i64, range.0, range.1])?;
+                tx.execute_batch(
+                    "DELETE FROM log; UPDATE meta SET v = v + 1 WHERE k = 'flushes';",
+                )?;
+            }
+            (tail.events, range.1)
+        };
+        merge(&tx, ip_of, all)?;
+        tx.commit()?;
+        if events > 0 {
+            let mut tail = write_tail(&tail_lock);
+            let runs_last = tail.runs_last.max(last);
+            *tail = Tail {
+                loaded: true,
+                flushes: flushes + 1,
+                runs_last,
+                ..Tail::default()
+            };
+        }
+        Ok(())
+    }
+}
+
+/// One address list per address, in key order.
+fn put_users(
+    tx: &Connection,
+    ip_of: &[Option<IpKey>],
+    run: i64,
+    users: HashMap<i64, Vec<(i64, Span)>>,
+) -> Result<()> {
+    let mut rows = Vec::with_capacity(users.len());
+    for (ip, list) in users {
+        rows.push((ip_bytes(ip_of, tx, ip)?, list));
+    }
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut put = tx.prepare_cached("INSERT INTO ip_runs (run, ip, data) VALUES (?1, ?2, ?3)")?;
+    for (ip, list) in rows {
+        put.execute(params![run, &ip[..], format::encode_users(&list)?])?;
+    }
+    Ok(())
+}
+
+/// Merges the runs of any level holding [`MERGE_FAN_IN`] into one of the next level
+/// (repeatedly); with `all`, every run into one.
+fn merge(tx: &Connection, ip_of: &[Option<IpKey>], all: bool) -> Result<()> {
+    loop {
+        let runs: Vec<(i64, i64)> = tx
+            .prepare_cached("SELECT id, level FROM runs ORDER BY level, id")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<std::result::Result<_, _>>()?;
+        let pick: Vec<i64> = if all {
+            if runs.len() < 2 {
+                return Ok(());
+            }
+            runs.iter().map(|r| r.0).collect()
+        } else {
+            let mut by_level: HashMap<i64, Vec<i64>> = HashMap::new();
+            for (id, level) in &runs {
+                by_level.entry(*level).or_default().push(*id);
+            }
+            match by_level.into_values().find(|v| v.len() >= MERGE_FAN_IN) {
+                Some(v) => v,
+                None => return Ok(()),
+            }
+        };
+        let level = 1 + runs
+            .iter()
+            .filter(|r| pick.contains(&r.0))
+            .map(|r| r.1)
+            .max()
+            .unwrap_or(0);
+        merge_runs(tx, ip_of, &pick, level)?;
+        if all {
+            return Ok(());
+        }
+    }
+}
+
+/// Merges `runs` into one new run of `level`, account by account, a chunk of accounts at a
+/// time.
+fn merge_runs(tx: &Connection, ip_of: &[Option<IpKey>], runs: &[i64], level: i64) -> Result<()> {
+    let run = next_run(tx)?;
+    let max_account: i64 = tx.query_row("SELECT coalesce(max(id), 0) FROM accounts", [], |r| {
+        r.get(0)
+    })?;
+    let mut users: HashMap<i64, Vec<(i64, Span)>> = HashMap::new();
+    let (mut events, mut range) = (0i64, (i64::MAX, i64::MIN));
+    let mut lo = 0;
+    while lo <= max_account {
+        let hi = lo + ACCOUNT_CHUNK;
+        let mut chunk: std::collections::BTreeMap<i64, Vec<Ev>> = Default::default();
+        for r in runs {
+            let mut st = tx.prepare_cached(
+                "SELECT account, data FROM blocks WHERE run = ?1 AND account >= ?2 AND account < ?3",
+            )?;
+            let mut rows = st.query(params![r, lo, hi])?;
+            while let Some(row) = rows.next()? {
+                let data: Vec<u8> = row.get(1)?;
+                chunk
+                    .entry(row.get(0)?)
+                    .or_default()
+                    .extend(format::decode_block(&data)?);
+            }
+        }
+        let mut put =
+            tx.prepare_cached("INSERT INTO blocks (run, account, data) VALUES (?1, ?2, ?3)")?;
+        for (a, mut evs) in chunk {
+            evs.sort_unstable_by(|x, y| x.key().cmp(&y.key()));
+            put.execute(params![run, a, format::encode_block(&evs)?])?;
+            add_users(&mut users, a, &evs);
+            events += evs.len() as i64;
+            if let (Some(f), Some(l)) = (evs.first(), evs.last()) {
+                range = (range.0.min(f.t), range.1.max(l.t));
+            }
+        }
+        lo = hi;
+    }
+    put_users(tx, ip_of, run, users)?;
+    tx.prepare_cached(
+        "INSERT INTO runs (id, level, events, first, last) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![run, level, events, range.0, range.1])?;
+    for r in runs {
+        tx.prepare_cached("DELETE FROM blocks WHERE run = ?1")?
+            .execute([r])?;
+        tx.prepare_cached("DELETE FROM ip_runs WHERE run = ?1")?
+            .execute([r])?;
+        tx.prepare_cached("DELETE FROM runs WHERE id = ?1")?
+            .execute([r])?;
+    }
+    Ok(())
+}
+
+fn ip_bytes(ip_of: &[Option<IpKey>], conn: &Connection, id: i64) -> Result<IpKey> {
+    if let Some(Some(k)) = usize::try_from(id).ok().and_then(|i| ip_of.get(i)) {
+        return Ok(*k);
+    }
+    query::key_of(
+        conn.prepare_cached("SELECT ip FROM ips WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))?,
+    )
+}
+
+fn next_run(conn: &Connection) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("SELECT coalesce(max(id), 0) + 1 FROM runs")?
+        .query_row([], |r| r.get(0))?)
+}
+
+fn remember_ip(ip_of: &mut Vec<Option<IpKey>>, id: i64, k: IpKey) {
+    if let Ok(i) = usize::try_from(id)
+        && i < 1 << 32
+    {
+        if ip_of.len() <= i {
+            ip_of.resize(i + 1, None);
+        }
+        ip_of[i] = Some(k);
+    }
+}
+
+/// Adds an account's events (of one run) to the address lists.
+fn add_users(users: &mut HashMap<i64, Vec<(i64, Span)>>, account: i64, evs: &[Ev]) {
+    let mut mine: HashMap<i64, Span> = HashMap::new();
+    for e in evs {
+        match mine.get_mut(&e.ip) {
+            Some(s) => s.add(Span::of(e.t)),
+            None => {
+                mine.insert(e.ip, Span::of(e.t));
+            }
+        }
+    }
+    for (ip, s) in mine {
+        users.entry(ip).or_default().push((account, s));
+    }
+}
+
+/// Converts a format-1 segment (account-first `events` table with `account_ip` and
+/// `ip_account` summaries) into one run, in one transaction.
+fn convert_format1(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut ip_of = Vec::new();
+    {
+        let mut st = tx.prepare("SELECT id, ip FROM ips")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            remember_ip(&mut ip_of, r.get(0)?, query::key_of(r.get(1)?)?);
+        }
+    }
+    let run = next_run(&tx)?;
+    let mut users: HashMap<i64, Vec<(i64, Span)>> = HashMap::new();
+    let (mut events, mut range) = (0i64, (i64::MAX, i64::MIN));
+    {
+        let mut st = tx.prepare(
+            "SELECT account, t, ip, principal, action, event_id, user_agent, session, resource \
+             FROM events ORDER BY account, t, ip, principal, action, event_id",
+        )?;
+        let mut put = tx.prepare("INSERT INTO blocks (run, account, data) VALUES (?1, ?2, ?3)")?;
+        let mut rows = st.query([])?;
+        let mut current: Option<(i64, Vec<Ev>)> = None;
+        let mut finish = |a: i64, mut evs: Vec<Ev>| -> Result<()> {
+            evs.sort_unstable_by(|x, y| x.key().cmp(&y.key()));
+            put.execute(params![run, a, format::encode_block(&evs)?])?;
+            add_users(&mut users, a, &evs);
+            events += evs.len() as i64;
+            if let (Some(f), Some(l)) = (evs.first(), evs.last()) {
+                range = (range.0.min(f.t), range.1.max(l.t));
+            }
+            Ok(())
+        };
+        while let Some(r) = rows.next()? {
+            let a: i64 = r.get(0)?;
+            let event_id: String = r.get(5)?;
+            let ev = Ev {
+                t: r.get(1)?,
+                ip: r.get(2)?,
+                principal: r.get(3)?,
+                action: r.get::<_, i64>(4)? as u8,
+                event_id: (!event_id.is_empty()).then(|| event_id.into()),
+                user_agent: r.get(6)?,
+                session: r.get(7)?,
+                resource: r.get(8)?,
+            };
+            match &mut current {
+                Some((x, v)) if *x == a => v.push(ev),
+                _ => {
+                    if let Some((x, v)) = current.take() {
+                        finish(x, v)?;
+                    }
+                    current = Some((a, vec![ev]));
+                }
+            }
+        }
+        if let Some((x, v)) = current.take() {
+            finish(x, v)?;
+        }
+    }
+    if events > 0 {
+        put_users(&tx, &ip_of, run, users)?;
+        tx.execute(
+            "INSERT INTO runs (id, level, events, first, last) VALUES (?1, 1, ?2, ?3, ?4)",
+            params![run, events, range.0, range.1],
+        )?;
+    }
+    tx.execute_batch("DROP TABLE events; DROP TABLE account_ip; DROP TABLE ip_account;")?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Dictionary ids, from the cache or the table (another process may have added the value
+/// since this one loaded its cache: the insert is `ON CONFLICT DO NOTHING` then a read, under
+/// the transaction's write lock).
+struct Interner<'a, 'c> {
+    tx: &'a rusqlite::Transaction<'c>,
+    vault: &'a dyn TextVault,
+    hashes: &'a mut HashMap<[u8; 16], i64>,
+}
+
+impl Interner<'_, '_> {
+    fn account(&mut self, cache: &mut HashMap<Uuid, i64>, v: Uuid) -> Result<i64> {
+        if let Some(id) = cache.get(&v) {
+            return Ok(*id);
+        }
+        let id = self.get_or_insert("accounts", "uuid", &v)?;
+        cache.insert(v, id);
+        Ok(id)
+    }
+
+    fn ip(
+        &mut self,
+        cache: &mut HashMap<IpKey, i64>,
+        ip_of: &mut Vec<Option<IpKey>>,
+        v: IpKey,
+    ) -> Result<i64> {
+        if let Some(id) = cache.get(&v) {
+            return Ok(*id);
+        }
+        let id = self.get_or_insert("ips", "ip", &&v[..])?;
+        cache.insert(v, id);
+        remember_ip(ip_of, id, v);
+        Ok(id)
+    }
+
+    fn string(&mut self, cache: &mut HashMap<String, i64>, v: &str) -> Result<i64> {
+        if let Some(id) = cache.get(v) {
+            return Ok(*id);
+        }
+        let h = self.vault.blind(v);
+        let id = match self.hashes.get(&h) {
+            Some(id) => *id,
+            None => {
+                let n = self
+                    .tx
+                    .prepare_cached(
+                        "INSERT INTO strings (h, sealed) VALUES (?1, ?2) ON CONFLICT (h) DO NOTHING",
+                    )?
+                    .execute(params![&h[..], self.vault.seal(v)?])?;
+                let id = if n == 1 {
+                    self.tx.last_insert_rowid()
+                } else {
+                    self.tx
+                        .prepare_cached("SELECT id FROM strings WHERE h = ?1")?
+                        .query_row([&h[..]], |r| r.get(0))?
+                };
+                self.hashes.insert(h, id);
+                id
+            }
+        };
+        cache.insert(v.to_string(), id);
+        Ok(id)
+    }
+
+    fn get_or_insert(&mut self, table: &str, col: &str, v: &dyn rusqlite::ToSql) -> Result<i64> {
+        let n = self
+            .tx
+            .prepare_cached(&format!(
+                "INSERT INTO {table} ({col}) VALUES (?1) ON CONFLICT ({col}) DO NOTHING"
+            ))?
+            .execute([v])?;
+        if n == 1 {
+            return Ok(self.tx.last_insert_rowid());
+        }
+        Ok(self
+            .tx
+            .prepare_cached(&format!("SELECT id FROM {table} WHERE {col} = ?1"))?
+            .query_row([v], |r| r.get(0))?)
+    }
+}
+
+impl Readers {
+    /// Runs `f` on a read snapshot of segment `seg` with its tail as of that snapshot; `None`
+    /// when the segment is gone.
+    fn with<T>(&self, seg: i64, f: impl Fn(&Connection, &Tail) -> Result<T>) -> Result<Option<T>> {
+        let taken = lock(&self.idle).get_mut(&seg).and_then(Vec::pop);
+        let conn = match taken {
+            Some(c) => c,
+            None => {
+                let path = segment_path(&self.dir, seg);
+                if !path.exists() {
+                    return Ok(None);
+                }
+                let c = Connection::open_with_flags(
+                    &path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                c.busy_timeout(Duration::from_secs(10))?;
+                c.set_prepared_statement_cache_capacity(16);
+                c
+            }
+        };
+        let tail_lock = self.tails.get(seg);
+        let result = (|| {
+            // A run written or a commit absorbed between the snapshot and the tail's lock
+            // makes the tail newer than the snapshot: take a new snapshot (it is rare and
+            // the next one matches, since the tail only moves on a commit).
+            for _ in 0..100 {
+                conn.execute_batch("BEGIN")?;
+                let attempt = (|| {
+                    let (flushes, seq) = log_position(&conn)?;
+                    let mirrors = |t: &Tail| t.loaded && t.flushes == flushes && t.seq == seq;
+                    {
+                        // Usually the tail is current: no need to wait for the writer.
+                        let tail = read_tail(&tail_lock);
+                        if mirrors(&tail) {
+                            return f(&conn, &tail).map(Some);
+                        }
+                    }
+                    if sync_tail(&conn, &mut write_tail(&tail_lock))? == Sync::Ahead {
+                        return Ok(None);
+                    }
+                    let tail = read_tail(&tail_lock);
+                    if !mirrors(&tail) {
+                        return Ok(None);
+                    }
+                    f(&conn, &tail).map(Some)
+                })();
+                conn.execute_batch("COMMIT")?;
+                if let Some(v) = attempt? {
+                    return Ok(v);
+                }
+            }
+            Err(AccessError::Storage(
+                "the access segment kept changing under the reader".into(),
+            ))
+        })();
+        if result.is_ok() {
+            let mut idle = lock(&self.idle);
+            let list = idle.entry(seg).or_default();
+            if list.len() < MAX_IDLE_READERS_PER_SEGMENT {
+                list.push(conn);
+            }
+        }
+        result.map(Some)
+    }
+
+    fn forget(&self, seg: i64) {
+        lock(&self.idle).remove(&seg);
+        self.tails.forget(seg);
+    }
+}
+
+#[async_trait]
+impl AccessStore for SqliteAccess {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn ingest(
+        &self,
+        events: Vec<AccessEvent>,
+        mark: Option<ImportMark>,
+    ) -> Result<IngestOutcome> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        lock(&self.queue).push(Pending { events, mark, done });
+        let (writer, queue, dir) = (self.writer.clone(), self.queue.clone(), self.dir.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut w = lock(&writer);
+            // Everything queued while the previous group was being stored, this batch
+            // included unless that group's writer already took it.
+            let group = std::mem::take(&mut *lock(&queue));
+            if group.is_empty() {
+                return;
+            }
+            let (batches, answers): (Vec<_>, Vec<_>) = group
+                .into_iter()
+                .map(|p| ((p.events, p.mark), p.done))
+                .unzip();
+            match w.ingest_many(batches) {
+                Ok(outcomes) => {
+                    for (a, o) in answers.into_iter().zip(outcomes) {
+                        let _ = a.send(Ok(o));
+                    }
+                }
+                Err(e) => {
+                    let e = classify_io(e, &dir);
+                    for a in answers {
+                        let _ = a.send(Err(e.clone()));
+                    }
+                }
+            }
+        })
+        .await
+        .map_err(join_err)?;
+        answer
+            .await
+            .map_err(|_| AccessError::Storage("the access writer stopped".into()))?
+    }
+
+    async fn import_mark(&self, file_key: [u8; 32]) -> Result<Option<ImportMark>> {
+        let w = lock(&self.writer);
+        Ok(w.catalog
+            .prepare_cached("SELECT offset, line FROM import_marks WHERE file_key = ?1")?
+            .query_row([&file_key[..]], |r| {
+                Ok(ImportMark {
+                    file_key,
+                    offset: r.get::<_, i64>(0)? as u64,
+                    line: r.get::<_, i64>(1)? as u64,
+                })
+            })
+            .optional()?)
+    }
+
+    async fn account_events(
+        &self,
+        account: Uuid,
+        from: i64,
+        to: i64,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        let cursor = cursor.map(query::Cursor::decode).transpose()?;
+        let segments = self.segment_ids()?;
+        let readers = self.readers.clone();
+        let vault = self.vault.clone();
+        tokio::task::spawn_blocking(move || {
+            query::account_events(
+                &readers,
+                vault.as_ref(),
+                &segments,
+                account,
+                (from, to),
+                cursor,
+                limit,
+            )
+        })
+        .await
+        .map_err(join_err)?
+    }
+
+    async fn account_ips(&self, account: Uuid, from: i64, to: i64) -> Result<Vec<IpUse>> {
+        let segments = self.segment_ids()?;
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            query::account_ips(&readers, &segments, account, from, to)
+        })
+        .await
+        .map_err(join_err)?
+    }
+
+    async fn ip_accounts(&self, range: IpRange, from: i64, to: i64) -> Result<Vec<AccountUse>> {
+        let segments = self.segment_ids()?;
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            query::ip_accounts(&readers, &segments, range, from, to)
+        })
+        .await
+        .map_err(join_err)?
+    }
+
+    async fn set_legal_hold(&self, account: Uuid, held: bool, at: i64) -> Result<()> {
+        let w = lock(&self.writer);
+        if held {
+            w.catalog.execute(
+                "INSERT INTO legal_holds (account, set_at) VALUES (?1, ?2) \
+                 ON CONFLICT (account) DO NOTHING",
+                params![account, at],
+            )?;
+        } else {
+            w.catalog
+                .execute("DELETE FROM legal_holds WHERE account = ?1", [account])?;
+        }
+        Ok(())
+    }
+
+    async fn legal_holds(&self) -> Result<Vec<Uuid>> {
+        let w = lock(&self.writer);
+        let mut st = w
+            .catalog
+            .prepare_cached("SELECT account FROM legal_holds")?;
+        let rows = st.query_map([], |r| r.get::<_, Uuid>(0))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    async fn segments(&self) -> Result<Vec<Segment>> {
+        let mut out = Vec::new();
+        for seg in self.segment_ids()? {
+            let mut bytes = 0;
+            for suffix in ["", "-wal"] {
+                let p = PathBuf::from(format!(
+                    "{}{suffix}",
+                    segment_path(&self.dir, seg).display()
+                ));
+                bytes += std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+            }
+            out.push(Segment {
+                id: seg,
+                from: seg * SEGMENT_MICROS,
+                to: (seg + 1) * SEGMENT_MICROS,
+                bytes,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn segment_accounts(&self, segment: i64) -> Result<Vec<Uuid>> {
+        let readers = self.readers.clone();
+        let got = tokio::task::spawn_blocking(move || {
+            readers.with(segment, |conn, _| {
+                let mut st = conn.prepare_cached("SELECT uuid FROM accounts ORDER BY uuid")?;
+                let rows = st.query_map([], |r| r.get::<_, Uuid>(0))?;
+                Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+            })
+        })
+        .await
+        .map_err(join_err)??;
+        Ok(got.unwrap_or_default())
+    }
+
+    async fn drop_segment(&self, segment: i64) -> Result<()> {
+        let mut w = lock(&self.writer);
+        w.open.remove(&segment);
+        self.readers.forget(segment);
+        let path = segment_path(&self.dir, segment);
+        for suffix in ["-wal", "-shm", ""] {
+            let p = PathBuf::from(format!("{}{suffix}", path.display()));
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn disk_bytes(&self) -> Result<u64> {
+        let mut total = 0;
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            total += entry.metadata()?.len();
+        }
+        Ok(total)
+    }
+
+    async fn verify(&self) -> Result<Consistency> {
+        let segments = self.segment_ids()?;
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut out = Consistency::default();
+            for seg in segments {
+                let got = readers.with(seg, |conn, tail| query::verify_segment(conn, tail, seg))?;
+                if let Some((events, pairs, problems)) = got {
+                    out.segments += 1;
+                    out.events += events;
+                    out.pairs += pairs;
+                    out.problems.extend(problems);
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(join_err)?
+    }
+}
