@@ -197,15 +197,57 @@ fn put_ev(buf: &mut Vec<u8>, e: &Ev, t: i64) -> Result<()> {
     Ok(())
 }
 
-/// A commit's new events, each with its account id.
-pub(crate) fn encode_record(events: &[(i64, Ev)]) -> Result<Vec<u8>> {
-    let mut buf = Vec::with_capacity(events.len() * 12 + 4);
-    put(&mut buf, events.len() as u64);
-    for (account, e) in events {
-        put_i(&mut buf, *account)?;
-        put_ev(&mut buf, e, e.t)?;
+/// A commit's new events, each with its account id, encoded as they are met.
+pub(crate) struct RecordWriter {
+    count: u64,
+    body: Vec<u8>,
+}
+
+impl RecordWriter {
+    pub fn with_capacity(events: usize) -> Self {
+        RecordWriter {
+            count: 0,
+            body: Vec::with_capacity(events * 12),
+        }
     }
-    Ok(buf)
+
+    pub fn push(&mut self, account: i64, e: &Ev) -> Result<()> {
+        put_i(&mut self.body, account)?;
+        put_ev(&mut self.body, e, e.t)?;
+        self.count += 1;
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Where the record ends now, for [`RecordWriter::truncate`].
+    pub fn position(&self) -> (u64, usize) {
+        (self.count, self.body.len())
+    }
+
+    /// Takes back the events pushed since `position`.
+    pub fn truncate(&mut self, (count, bytes): (u64, usize)) {
+        self.count = count;
+        self.body.truncate(bytes);
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(self.body.len() + 5);
+        put(&mut buf, self.count);
+        buf.extend_from_slice(&self.body);
+        buf
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn encode_record(events: &[(i64, Ev)]) -> Result<Vec<u8>> {
+    let mut w = RecordWriter::with_capacity(events.len());
+    for (account, e) in events {
+        w.push(*account, e)?;
+    }
+    Ok(w.finish())
 }
 
 pub(crate) fn decode_record(b: &[u8]) -> Result<Vec<(i64, Ev)>> {

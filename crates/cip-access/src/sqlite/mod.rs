@@ -23,7 +23,10 @@
 mod format;
 mod query;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
+
+/// Maps met once per event on the write path: seeded foldhash instead of SipHash.
+type FastMap<K, V> = foldhash::HashMap<K, V>;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -137,35 +140,37 @@ struct Tail {
     flushes: i64,
     /// The last log record absorbed.
     seq: i64,
-    accounts: HashMap<i64, Vec<Ev>>,
+    accounts: FastMap<i64, Vec<Ev>>,
+    /// Accounts of each address in the tail, each once.
+    by_ip: FastMap<i64, Vec<i64>>,
     /// (address id, account id) pairs of the tail.
-    by_ip: BTreeSet<(i64, i64)>,
+    pairs: foldhash::HashSet<(i64, i64)>,
     events: usize,
     /// The latest event time of any run: a later event cannot be in a run.
     runs_last: i64,
 }
 
 impl Tail {
-    fn contains(&self, account: i64, e: &Ev) -> bool {
-        self.accounts.get(&account).is_some_and(|v| {
-            let key = e.key();
-            v.binary_search_by(|x| x.key().cmp(&key)).is_ok()
-        })
-    }
-
-    /// Adds an event known not to be here.
-    fn absorb(&mut self, account: i64, e: Ev) {
-        self.by_ip.insert((e.ip, account));
+    /// Adds an event unless the tail holds it already; says whether it was added.
+    fn insert(&mut self, account: i64, e: Ev) -> bool {
         let v = self.accounts.entry(account).or_default();
-        // Usually the newest: appended.
-        let pos = if v.last().is_none_or(|l| l.key() < e.key()) {
-            v.len()
-        } else {
-            let key = e.key();
-            v.partition_point(|x| x.key() < key)
+        // Usually the account's newest event: one comparison, appended.
+        let pos = match v.last() {
+            Some(l) if l.key() >= e.key() => {
+                let key = e.key();
+                match v.binary_search_by(|x| x.key().cmp(&key)) {
+                    Ok(_) => return false,
+                    Err(pos) => pos,
+                }
+            }
+            _ => v.len(),
         };
+        if self.pairs.insert((e.ip, account)) {
+            self.by_ip.entry(e.ip).or_default().push(account);
+        }
         v.insert(pos, e);
         self.events += 1;
+        true
     }
 }
 
@@ -215,7 +220,7 @@ fn sync_tail(conn: &Connection, tail: &mut Tail) -> Result<Sync> {
         while let Some(r) = rows.next()? {
             let data: Vec<u8> = r.get(1)?;
             for (account, e) in format::decode_record(&data)? {
-                tail.absorb(account, e);
+                tail.insert(account, e);
             }
             tail.seq = r.get(0)?;
         }
@@ -265,13 +270,13 @@ struct Writer {
 
 struct SegmentWriter {
     conn: Connection,
-    accounts: HashMap<Uuid, i64>,
-    ips: HashMap<IpKey, i64>,
+    accounts: FastMap<Uuid, i64>,
+    ips: FastMap<IpKey, i64>,
     /// Address by id (ids are the table's dense rowids).
     ip_of: Vec<Option<IpKey>>,
     /// Plaintext → id, filled as values are met (the table holds only hashes and sealed text).
-    strings: HashMap<String, i64>,
-    hashes: HashMap<[u8; 16], i64>,
+    strings: FastMap<String, i64>,
+    hashes: FastMap<[u8; 16], i64>,
     used: u64,
     /// After a failed run write, the tail size at which it is tried again.
     run_retry_at: usize,
@@ -476,10 +481,14 @@ impl Writer {
             events.extend(evs.into_iter().map(|e| (i as u32, e)));
             marks.extend(mark);
         }
-        // By segment, then account and time: a batch's duplicates of each other are neighbours.
-        events.sort_by(|(_, a), (_, b)| {
-            (segment_of(a.at), a.account, a.at).cmp(&(segment_of(b.at), b.account, b.at))
-        });
+        // By segment (stable, so each batch's own order is kept); input in time order is
+        // almost always one segment already, and then nothing moves.
+        if events
+            .windows(2)
+            .any(|w| segment_of(w[0].1.at) != segment_of(w[1].1.at))
+        {
+            events.sort_by_key(|(_, e)| segment_of(e.at));
+        }
         let mut start = 0;
         while start < events.len() {
             let seg = segment_of(events[start].1.at);
@@ -548,10 +557,10 @@ impl Writer {
 impl SegmentWriter {
     fn open(path: &Path, durability: Durability) -> Result<Self> {
         let conn = open_segment(path, durability)?;
-        let mut accounts = HashMap::new();
-        let mut ips = HashMap::new();
+        let mut accounts = FastMap::default();
+        let mut ips = FastMap::default();
         let mut ip_of = Vec::new();
-        let mut hashes = HashMap::new();
+        let mut hashes = FastMap::default();
         {
             let mut st = conn.prepare("SELECT id, uuid FROM accounts")?;
             let mut rows = st.query([])?;
@@ -580,14 +589,17 @@ impl SegmentWriter {
             accounts,
             ips,
             ip_of,
-            strings: HashMap::new(),
+            strings: FastMap::default(),
             hashes,
             used: 0,
             run_retry_at: 0,
         })
     }
 
-    /// One transaction: the batch's new events as one log record, then the tail absorbs them.
+    /// One transaction: the batch's new events as one log record. The tail absorbs each new
+    /// event as it is met (so a batch's duplicates of each other are found there too), under
+    /// its write lock until the commit: readers never see an uncommitted event, and a failure
+    /// empties the tail, to be reloaded from the file.
     fn apply(
         &mut self,
         seg: i64,
@@ -596,8 +608,24 @@ impl SegmentWriter {
         tails: &Tails,
         outcomes: &mut [IngestOutcome],
     ) -> Result<()> {
-        let base = seg * SEGMENT_MICROS;
         let tail_lock = tails.get(seg);
+        let mut tail = write_tail(&tail_lock);
+        let result = self.apply_locked(seg, events, vault, &mut tail, outcomes);
+        if result.is_err() {
+            *tail = Tail::default();
+        }
+        result
+    }
+
+    fn apply_locked(
+        &mut self,
+        seg: i64,
+        events: &[(u32, AccessEvent)],
+        vault: &dyn TextVault,
+        tail: &mut Tail,
+        outcomes: &mut [IngestOutcome],
+    ) -> Result<()> {
+        let base = seg * SEGMENT_MICROS;
         let SegmentWriter {
             conn,
             accounts,
@@ -608,88 +636,74 @@ impl SegmentWriter {
             ..
         } = self;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let Sync::Current { flushes, seq } = sync_tail(&tx, &mut write_tail(&tail_lock))? else {
+        let Sync::Current { seq, .. } = sync_tail(&tx, tail)? else {
             return Err(AccessError::Storage(
                 "the access tail is ahead of the file it mirrors".into(),
             ));
         };
-        let mut new: Vec<(i64, Ev)> = Vec::new();
-        {
-            let tail = read_tail(&tail_lock);
-            let runs = if events.iter().any(|(_, e)| e.at - base <= tail.runs_last) {
-                query::run_spans(&tx)?
-            } else {
-                Vec::new()
+        let runs = if events.iter().any(|(_, e)| e.at - base <= tail.runs_last) {
+            query::run_spans(&tx)?
+        } else {
+            Vec::new()
+        };
+        // Blocks of the runs, by account, read only for an event not after the latest run.
+        let mut in_runs: HashMap<i64, Vec<Ev>> = HashMap::new();
+        let mut intern = Interner {
+            tx: &tx,
+            vault,
+            hashes,
+        };
+        let mut record = format::RecordWriter::with_capacity(events.len());
+        for (batch, e) in events {
+            let out = &mut outcomes[*batch as usize];
+            let a = intern.account(accounts, e.account)?;
+            let ip = intern.ip(ips, ip_of, e.ip)?;
+            let mut text =
+                |s: &Option<String>| s.as_deref().map(|s| intern.string(strings, s)).transpose();
+            let user_agent = text(&e.user_agent)?;
+            let session = text(&e.session)?;
+            let resource = text(&e.resource)?;
+            let principal = intern.string(strings, &e.principal)?;
+            let ev = Ev {
+                t: e.at - base,
+                ip,
+                principal,
+                action: e.action.code() as u8,
+                event_id: e.event_id.as_deref().map(Into::into),
+                user_agent,
+                session,
+                resource,
             };
-            // Blocks of the runs, by account, read only for an event not after the latest run.
-            let mut in_runs: HashMap<i64, Vec<Ev>> = HashMap::new();
-            let mut intern = Interner {
-                tx: &tx,
-                vault,
-                hashes,
-            };
-            // Where this account's events begin in `new` (input is sorted by account).
-            let mut account_start = 0;
-            for (batch, e) in events {
-                let out = &mut outcomes[*batch as usize];
-                let a = intern.account(accounts, e.account)?;
-                let ip = intern.ip(ips, ip_of, e.ip)?;
-                let mut text = |s: &Option<String>| {
-                    s.as_deref().map(|s| intern.string(strings, s)).transpose()
+            let in_a_run = ev.t <= tail.runs_last && {
+                let stored = match in_runs.entry(a) {
+                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(query::account_run_events(&tx, &runs, a, 0, SEGMENT_MICROS)?)
+                    }
                 };
-                let user_agent = text(&e.user_agent)?;
-                let session = text(&e.session)?;
-                let resource = text(&e.resource)?;
-                let principal = intern.string(strings, &e.principal)?;
-                let ev = Ev {
-                    t: e.at - base,
-                    ip,
-                    principal,
-                    action: e.action.code() as u8,
-                    event_id: e.event_id.as_deref().map(Into::into),
-                    user_agent,
-                    session,
-                    resource,
-                };
-                if new.get(account_start).is_none_or(|(x, _)| *x != a) {
-                    account_start = new.len();
-                }
                 let key = ev.key();
-                let dup = new[account_start..]
-                    .iter()
-                    .rev()
-                    .take_while(|(_, x)| x.t == ev.t)
-                    .any(|(_, x)| x.key() == key)
-                    || tail.contains(a, &ev)
-                    || (ev.t <= tail.runs_last && {
-                        if !in_runs.contains_key(&a) {
-                            let got = query::account_run_events(&tx, &runs, a, 0, SEGMENT_MICROS)?;
-                            in_runs.insert(a, got);
-                        }
-                        in_runs[&a].binary_search_by(|x| x.key().cmp(&key)).is_ok()
-                    });
-                if dup {
-                    out.duplicates += 1;
-                } else {
-                    out.accepted += 1;
-                    new.push((a, ev));
-                }
+                stored.binary_search_by(|x| x.key().cmp(&key)).is_ok()
+            };
+            if in_a_run {
+                out.duplicates += 1;
+                continue;
+            }
+            let undo = record.position();
+            record.push(a, &ev)?;
+            if tail.insert(a, ev) {
+                out.accepted += 1;
+            } else {
+                record.truncate(undo);
+                out.duplicates += 1;
             }
         }
-        if new.is_empty() {
+        if record.is_empty() {
             return Ok(tx.commit()?);
         }
         tx.prepare_cached("INSERT INTO log (seq, data) VALUES (?1, ?2)")?
-            .execute(params![seq + 1, format::encode_record(&new)?])?;
+            .execute(params![seq + 1, record.finish()])?;
         tx.commit()?;
-        let mut tail = write_tail(&tail_lock);
-        // A reader may have absorbed the record from the file already.
-        if tail.flushes == flushes && tail.seq == seq {
-            for (a, e) in new {
-                tail.absorb(a, e);
-            }
-            tail.seq = seq + 1;
-        }
+        tail.seq = seq + 1;
         Ok(())
     }
 
@@ -763,7 +777,7 @@ fn put_users(
     for (ip, list) in users {
         rows.push((ip_bytes(ip_of, tx, ip)?, list));
     }
-    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    rows.sort_unstable_by_key(|r| r.0);
     let mut put = tx.prepare_cached("INSERT INTO ip_runs (run, ip, data) VALUES (?1, ?2, ?3)")?;
     for (ip, list) in rows {
         put.execute(params![run, &ip[..], format::encode_users(&list)?])?;
@@ -983,11 +997,11 @@ fn convert_format1(conn: &mut Connection) -> Result<()> {
 struct Interner<'a, 'c> {
     tx: &'a rusqlite::Transaction<'c>,
     vault: &'a dyn TextVault,
-    hashes: &'a mut HashMap<[u8; 16], i64>,
+    hashes: &'a mut FastMap<[u8; 16], i64>,
 }
 
 impl Interner<'_, '_> {
-    fn account(&mut self, cache: &mut HashMap<Uuid, i64>, v: Uuid) -> Result<i64> {
+    fn account(&mut self, cache: &mut FastMap<Uuid, i64>, v: Uuid) -> Result<i64> {
         if let Some(id) = cache.get(&v) {
             return Ok(*id);
         }
@@ -998,7 +1012,7 @@ impl Interner<'_, '_> {
 
     fn ip(
         &mut self,
-        cache: &mut HashMap<IpKey, i64>,
+        cache: &mut FastMap<IpKey, i64>,
         ip_of: &mut Vec<Option<IpKey>>,
         v: IpKey,
     ) -> Result<i64> {
@@ -1011,7 +1025,7 @@ impl Interner<'_, '_> {
         Ok(id)
     }
 
-    fn string(&mut self, cache: &mut HashMap<String, i64>, v: &str) -> Result<i64> {
+    fn string(&mut self, cache: &mut FastMap<String, i64>, v: &str) -> Result<i64> {
         if let Some(id) = cache.get(v) {
             return Ok(*id);
         }

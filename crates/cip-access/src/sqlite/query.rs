@@ -377,7 +377,7 @@ pub(super) fn ip_accounts(
                 let mut rows = st.query(params![&range.first[..], &range.last[..]])?;
                 while let Some(r) = rows.next()? {
                     let (id, ip): (i64, IpKey) = (r.get(0)?, key_of(r.get(1)?)?);
-                    for (_, a) in tail.by_ip.range((id, i64::MIN)..=(id, i64::MAX)) {
+                    for a in tail.by_ip.get(&id).into_iter().flatten() {
                         for e in tail.accounts.get(a).into_iter().flatten() {
                             if e.ip == id && lo <= e.t && e.t < hi {
                                 add((*a, ip), Span::of(e.t));
