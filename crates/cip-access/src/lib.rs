@@ -13,10 +13,12 @@
 //! - An ingest call returns only after its events are durable (SQLite `synchronous = FULL`,
 //!   PostgreSQL commit).
 //! - An event is stored once: its identity (account, time, ip, principal, action, event id)
-//!   is the primary key, so a re-sent batch or a resumed import adds nothing twice, and the
-//!   summaries count only events that were new.
+//!   is checked before it is stored (PostgreSQL: the primary key; SQLite: the segment's tail
+//!   and runs), so a re-sent batch or a resumed import adds nothing twice, and the summaries
+//!   count only events that were new.
 //! - The summaries (account → IPs, IP → accounts) change in the same transaction as the
-//!   events they summarise.
+//!   events they summarise (SQLite: a run's address lists are written with its blocks, in the
+//!   transaction that takes the same events out of the log).
 
 pub mod conformance;
 pub mod parse;

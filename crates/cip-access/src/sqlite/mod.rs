@@ -20,6 +20,7 @@
 //! Retention deletes whole files. Writes hold one process-wide lock and run on the caller's
 //! blocking thread; reads use their own connections and never wait for it (WAL).
 
+mod dictionary;
 mod format;
 mod query;
 
@@ -36,13 +37,18 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use uuid::Uuid;
 
 use crate::*;
+use dictionary::{Dictionary, ip_bytes, remember_ip};
 use format::{Ev, Span};
 
-/// Segment writers kept open (each holds its dictionaries in memory).
-const MAX_OPEN_SEGMENTS: usize = 16;
+/// Segment writers kept open (each holds its dictionaries and its tail in memory). Input in
+/// time order writes one segment at a time; a few more take late events.
+const MAX_OPEN_SEGMENTS: usize = 4;
+/// A segment writer unused this long, while a newer segment is written, is closed: its tail
+/// written out as a run, its memory returned.
+const IDLE_SEGMENT: Duration = Duration::from_secs(60);
 const MAX_IDLE_READERS_PER_SEGMENT: usize = 4;
-/// Events of a segment's tail written out as one run (about 100 MB of memory at most).
-pub const RUN_EVENTS: usize = 1_000_000;
+/// Events of a segment's tail written out as one run (a few hundred MB of memory at most).
+pub const RUN_EVENTS: usize = 2_000_000;
 /// Runs of one level merged into one run of the next.
 const MERGE_FAN_IN: usize = 8;
 /// Accounts read at once when runs are merged or verified.
@@ -270,14 +276,9 @@ struct Writer {
 
 struct SegmentWriter {
     conn: Connection,
-    accounts: FastMap<Uuid, i64>,
-    ips: FastMap<IpKey, i64>,
-    /// Address by id (ids are the table's dense rowids).
-    ip_of: Vec<Option<IpKey>>,
-    /// Plaintext → id, filled as values are met (the table holds only hashes and sealed text).
-    strings: FastMap<String, i64>,
-    hashes: FastMap<[u8; 16], i64>,
+    dict: Dictionary,
     used: u64,
+    last_used: std::time::Instant,
     /// After a failed run write, the tail size at which it is tried again.
     run_retry_at: usize,
 }
@@ -449,11 +450,8 @@ impl Writer {
                     .iter()
                     .min_by_key(|(_, s)| s.used)
                     .map(|(k, _)| *k)
-                && let Some(mut old) = self.open.remove(&oldest)
             {
-                // A segment left alone keeps no tail in memory.
-                old.write_run(oldest, &self.tails, false)?;
-                self.tails.forget(oldest);
+                self.close(oldest);
             }
             let sw = SegmentWriter::open(&segment_path(&self.dir, seg), self.options.durability)?;
             self.open.insert(seg, sw);
@@ -463,7 +461,33 @@ impl Writer {
             .get_mut(&seg)
             .ok_or_else(|| AccessError::Storage("segment vanished".into()))?;
         sw.used = tick;
+        sw.last_used = std::time::Instant::now();
         Ok(sw)
+    }
+
+    /// Closes a segment writer: its tail written out as a run (a failure leaves the events in
+    /// the log, where whoever opens the segment next finds them), its memory returned.
+    fn close(&mut self, seg: i64) {
+        if let Some(mut old) = self.open.remove(&seg) {
+            if let Err(e) = old.write_run(seg, &self.tails, false) {
+                tracing::warn!(segment = seg, error = %e, "writing an access run failed; the events stay in the log");
+            }
+            self.tails.forget(seg);
+        }
+    }
+
+    /// Closes the writers of older segments that have received nothing for [`IDLE_SEGMENT`].
+    fn close_idle(&mut self) {
+        let newest = self.open.keys().copied().max();
+        let idle: Vec<i64> = self
+            .open
+            .iter()
+            .filter(|(s, w)| Some(**s) != newest && w.last_used.elapsed() >= IDLE_SEGMENT)
+            .map(|(s, _)| *s)
+            .collect();
+        for seg in idle {
+            self.close(seg);
+        }
     }
 
     /// Stores several callers' batches together: one transaction per segment for all of
@@ -534,6 +558,7 @@ impl Writer {
             }
             start = end;
         }
+        self.close_idle();
         for m in marks {
             // After the events: a crash in between replays the batch, which the dedupe turns
             // into duplicates, never into a gap.
@@ -557,41 +582,12 @@ impl Writer {
 impl SegmentWriter {
     fn open(path: &Path, durability: Durability) -> Result<Self> {
         let conn = open_segment(path, durability)?;
-        let mut accounts = FastMap::default();
-        let mut ips = FastMap::default();
-        let mut ip_of = Vec::new();
-        let mut hashes = FastMap::default();
-        {
-            let mut st = conn.prepare("SELECT id, uuid FROM accounts")?;
-            let mut rows = st.query([])?;
-            while let Some(r) = rows.next()? {
-                accounts.insert(r.get::<_, Uuid>(1)?, r.get(0)?);
-            }
-            let mut st = conn.prepare("SELECT id, ip FROM ips")?;
-            let mut rows = st.query([])?;
-            while let Some(r) = rows.next()? {
-                let id: i64 = r.get(0)?;
-                let k = query::key_of(r.get(1)?)?;
-                ips.insert(k, id);
-                remember_ip(&mut ip_of, id, k);
-            }
-            let mut st = conn.prepare("SELECT id, h FROM strings")?;
-            let mut rows = st.query([])?;
-            while let Some(r) = rows.next()? {
-                let h: Vec<u8> = r.get(1)?;
-                if let Ok(h) = <[u8; 16]>::try_from(h.as_slice()) {
-                    hashes.insert(h, r.get(0)?);
-                }
-            }
-        }
+        let dict = Dictionary::load(&conn)?;
         Ok(SegmentWriter {
             conn,
-            accounts,
-            ips,
-            ip_of,
-            strings: FastMap::default(),
-            hashes,
+            dict,
             used: 0,
+            last_used: std::time::Instant::now(),
             run_retry_at: 0,
         })
     }
@@ -626,16 +622,9 @@ impl SegmentWriter {
         outcomes: &mut [IngestOutcome],
     ) -> Result<()> {
         let base = seg * SEGMENT_MICROS;
-        let SegmentWriter {
-            conn,
-            accounts,
-            ips,
-            ip_of,
-            strings,
-            hashes,
-            ..
-        } = self;
+        let SegmentWriter { conn, dict, .. } = self;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        dict.catch_up(&tx)?;
         let Sync::Current { seq, .. } = sync_tail(&tx, tail)? else {
             return Err(AccessError::Storage(
                 "the access tail is ahead of the file it mirrors".into(),
@@ -648,22 +637,17 @@ impl SegmentWriter {
         };
         // Blocks of the runs, by account, read only for an event not after the latest run.
         let mut in_runs: HashMap<i64, Vec<Ev>> = HashMap::new();
-        let mut intern = Interner {
-            tx: &tx,
-            vault,
-            hashes,
-        };
         let mut record = format::RecordWriter::with_capacity(events.len());
         for (batch, e) in events {
             let out = &mut outcomes[*batch as usize];
-            let a = intern.account(accounts, e.account)?;
-            let ip = intern.ip(ips, ip_of, e.ip)?;
+            let a = dict.account(e.account);
+            let ip = dict.ip(e.ip);
             let mut text =
-                |s: &Option<String>| s.as_deref().map(|s| intern.string(strings, s)).transpose();
+                |s: &Option<String>| s.as_deref().map(|s| dict.string(vault, s)).transpose();
             let user_agent = text(&e.user_agent)?;
             let session = text(&e.session)?;
             let resource = text(&e.resource)?;
-            let principal = intern.string(strings, &e.principal)?;
+            let principal = dict.string(vault, &e.principal)?;
             let ev = Ev {
                 t: e.at - base,
                 ip,
@@ -697,6 +681,7 @@ impl SegmentWriter {
                 out.duplicates += 1;
             }
         }
+        dict.write_new(&tx)?;
         if record.is_empty() {
             return Ok(tx.commit()?);
         }
@@ -711,8 +696,8 @@ impl SegmentWriter {
     /// full levels; with `all`, merges every run of the segment into one.
     fn write_run(&mut self, seg: i64, tails: &Tails, all: bool) -> Result<()> {
         let tail_lock = tails.get(seg);
-        let SegmentWriter { conn, ip_of, .. } = self;
-        let ip_of: &[Option<IpKey>] = ip_of;
+        let SegmentWriter { conn, dict, .. } = self;
+        let ip_of = dict.ip_of();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let Sync::Current { flushes, .. } = sync_tail(&tx, &mut write_tail(&tail_lock))? else {
             return Err(AccessError::Storage(
@@ -723,7 +708,7 @@ impl SegmentWriter {
             let tail = read_tail(&tail_lock);
             let mut accounts: Vec<(&i64, &Vec<Ev>)> = tail.accounts.iter().collect();
             accounts.sort_unstable_by_key(|(a, _)| **a);
-            let mut users: HashMap<i64, Vec<(i64, Span)>> = HashMap::new();
+            let mut users: Users = Users::default();
             let mut range = (i64::MAX, i64::MIN);
             let run = next_run(&tx)?;
             {
@@ -767,12 +752,7 @@ impl SegmentWriter {
 }
 
 /// One address list per address, in key order.
-fn put_users(
-    tx: &Connection,
-    ip_of: &[Option<IpKey>],
-    run: i64,
-    users: HashMap<i64, Vec<(i64, Span)>>,
-) -> Result<()> {
+fn put_users(tx: &Connection, ip_of: &[Option<IpKey>], run: i64, users: Users) -> Result<()> {
     let mut rows = Vec::with_capacity(users.len());
     for (ip, list) in users {
         rows.push((ip_bytes(ip_of, tx, ip)?, list));
@@ -828,7 +808,7 @@ fn merge_runs(tx: &Connection, ip_of: &[Option<IpKey>], runs: &[i64], level: i64
     let max_account: i64 = tx.query_row("SELECT coalesce(max(id), 0) FROM accounts", [], |r| {
         r.get(0)
     })?;
-    let mut users: HashMap<i64, Vec<(i64, Span)>> = HashMap::new();
+    let mut users: Users = Users::default();
     let (mut events, mut range) = (0i64, (i64::MAX, i64::MIN));
     let mut lo = 0;
     while lo <= max_account {
@@ -876,46 +856,32 @@ fn merge_runs(tx: &Connection, ip_of: &[Option<IpKey>], runs: &[i64], level: i64
     Ok(())
 }
 
-fn ip_bytes(ip_of: &[Option<IpKey>], conn: &Connection, id: i64) -> Result<IpKey> {
-    if let Some(Some(k)) = usize::try_from(id).ok().and_then(|i| ip_of.get(i)) {
-        return Ok(*k);
-    }
-    query::key_of(
-        conn.prepare_cached("SELECT ip FROM ips WHERE id = ?1")?
-            .query_row([id], |r| r.get(0))?,
-    )
-}
-
 fn next_run(conn: &Connection) -> Result<i64> {
     Ok(conn
         .prepare_cached("SELECT coalesce(max(id), 0) + 1 FROM runs")?
         .query_row([], |r| r.get(0))?)
 }
 
-fn remember_ip(ip_of: &mut Vec<Option<IpKey>>, id: i64, k: IpKey) {
-    if let Ok(i) = usize::try_from(id)
-        && i < 1 << 32
-    {
-        if ip_of.len() <= i {
-            ip_of.resize(i + 1, None);
-        }
-        ip_of[i] = Some(k);
-    }
-}
-
 /// Adds an account's events (of one run) to the address lists.
-fn add_users(users: &mut HashMap<i64, Vec<(i64, Span)>>, account: i64, evs: &[Ev]) {
-    let mut mine: HashMap<i64, Span> = HashMap::new();
-    for e in evs {
-        match mine.get_mut(&e.ip) {
-            Some(s) => s.add(Span::of(e.t)),
-            None => {
-                mine.insert(e.ip, Span::of(e.t));
-            }
-        }
-    }
-    for (ip, s) in mine {
-        users.entry(ip).or_default().push((account, s));
+/// A run's address lists being built: address id → (account id, use), by account.
+type Users = FastMap<i64, Vec<(i64, Span)>>;
+
+/// Adds an account's events (of one run) to the address lists: its (address, time) pairs
+/// sorted, then grouped (no map per account).
+fn add_users(users: &mut Users, account: i64, evs: &[Ev]) {
+    let mut uses: Vec<(i64, i64)> = evs.iter().map(|e| (e.ip, e.t)).collect();
+    uses.sort_unstable();
+    for group in uses.chunk_by(|a, b| a.0 == b.0) {
+        let (ip, first) = group[0];
+        let last = group[group.len() - 1].1;
+        users.entry(ip).or_default().push((
+            account,
+            Span {
+                first,
+                last,
+                n: group.len() as u64,
+            },
+        ));
     }
 }
 
@@ -932,7 +898,7 @@ fn convert_format1(conn: &mut Connection) -> Result<()> {
         }
     }
     let run = next_run(&tx)?;
-    let mut users: HashMap<i64, Vec<(i64, Span)>> = HashMap::new();
+    let mut users: Users = Users::default();
     let (mut events, mut range) = (0i64, (i64::MAX, i64::MIN));
     {
         let mut st = tx.prepare(
@@ -989,86 +955,6 @@ fn convert_format1(conn: &mut Connection) -> Result<()> {
     tx.execute_batch("DROP TABLE events; DROP TABLE account_ip; DROP TABLE ip_account;")?;
     tx.commit()?;
     Ok(())
-}
-
-/// Dictionary ids, from the cache or the table (another process may have added the value
-/// since this one loaded its cache: the insert is `ON CONFLICT DO NOTHING` then a read, under
-/// the transaction's write lock).
-struct Interner<'a, 'c> {
-    tx: &'a rusqlite::Transaction<'c>,
-    vault: &'a dyn TextVault,
-    hashes: &'a mut FastMap<[u8; 16], i64>,
-}
-
-impl Interner<'_, '_> {
-    fn account(&mut self, cache: &mut FastMap<Uuid, i64>, v: Uuid) -> Result<i64> {
-        if let Some(id) = cache.get(&v) {
-            return Ok(*id);
-        }
-        let id = self.get_or_insert("accounts", "uuid", &v)?;
-        cache.insert(v, id);
-        Ok(id)
-    }
-
-    fn ip(
-        &mut self,
-        cache: &mut FastMap<IpKey, i64>,
-        ip_of: &mut Vec<Option<IpKey>>,
-        v: IpKey,
-    ) -> Result<i64> {
-        if let Some(id) = cache.get(&v) {
-            return Ok(*id);
-        }
-        let id = self.get_or_insert("ips", "ip", &&v[..])?;
-        cache.insert(v, id);
-        remember_ip(ip_of, id, v);
-        Ok(id)
-    }
-
-    fn string(&mut self, cache: &mut FastMap<String, i64>, v: &str) -> Result<i64> {
-        if let Some(id) = cache.get(v) {
-            return Ok(*id);
-        }
-        let h = self.vault.blind(v);
-        let id = match self.hashes.get(&h) {
-            Some(id) => *id,
-            None => {
-                let n = self
-                    .tx
-                    .prepare_cached(
-                        "INSERT INTO strings (h, sealed) VALUES (?1, ?2) ON CONFLICT (h) DO NOTHING",
-                    )?
-                    .execute(params![&h[..], self.vault.seal(v)?])?;
-                let id = if n == 1 {
-                    self.tx.last_insert_rowid()
-                } else {
-                    self.tx
-                        .prepare_cached("SELECT id FROM strings WHERE h = ?1")?
-                        .query_row([&h[..]], |r| r.get(0))?
-                };
-                self.hashes.insert(h, id);
-                id
-            }
-        };
-        cache.insert(v.to_string(), id);
-        Ok(id)
-    }
-
-    fn get_or_insert(&mut self, table: &str, col: &str, v: &dyn rusqlite::ToSql) -> Result<i64> {
-        let n = self
-            .tx
-            .prepare_cached(&format!(
-                "INSERT INTO {table} ({col}) VALUES (?1) ON CONFLICT ({col}) DO NOTHING"
-            ))?
-            .execute([v])?;
-        if n == 1 {
-            return Ok(self.tx.last_insert_rowid());
-        }
-        Ok(self
-            .tx
-            .prepare_cached(&format!("SELECT id FROM {table} WHERE {col} = ?1"))?
-            .query_row([v], |r| r.get(0))?)
-    }
 }
 
 impl Readers {
