@@ -320,6 +320,71 @@ pub enum Backend {
     Postgres,
 }
 
+/// Lower-case hex of bytes (cursor text).
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The bytes of [`hex`] text; `None` when it is not.
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// A stored address: exactly 16 bytes.
+pub(crate) fn stored_ip(v: Vec<u8>) -> Result<IpKey> {
+    IpKey::try_from(v.as_slice())
+        .map_err(|_| AccessError::Storage("stored ip is not 16 bytes".into()))
+}
+
+/// The use of an address (by an account) found in several places — segments, partitions,
+/// runs — kept once: the earliest first time, the latest last time, the counts added.
+pub(crate) trait Widen {
+    /// The key the uses are merged under.
+    type Key: Ord;
+    fn key(&self) -> Self::Key;
+    fn widen(&mut self, other: &Self);
+}
+
+impl Widen for IpUse {
+    type Key = IpKey;
+    fn key(&self) -> IpKey {
+        self.ip
+    }
+    fn widen(&mut self, o: &IpUse) {
+        self.first_seen = self.first_seen.min(o.first_seen);
+        self.last_seen = self.last_seen.max(o.last_seen);
+        self.count += o.count;
+    }
+}
+
+impl Widen for AccountUse {
+    type Key = (Uuid, IpKey);
+    fn key(&self) -> (Uuid, IpKey) {
+        (self.account, self.ip)
+    }
+    fn widen(&mut self, o: &AccountUse) {
+        self.first_seen = self.first_seen.min(o.first_seen);
+        self.last_seen = self.last_seen.max(o.last_seen);
+        self.count += o.count;
+    }
+}
+
+/// Adds a use to `merged`, widening the one already there.
+pub(crate) fn merge_use<U: Widen>(merged: &mut std::collections::BTreeMap<U::Key, U>, u: U) {
+    match merged.get_mut(&u.key()) {
+        Some(e) => e.widen(&u),
+        None => {
+            merged.insert(u.key(), u);
+        }
+    }
+}
+
 /// The access record, behind which each engine sits. Reads answer in time order; ranges are
 /// `[from, to)` in Unix microseconds.
 #[async_trait]

@@ -212,25 +212,6 @@ fn copy_rows(events: &[AccessEvent], vault: &dyn TextVault) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-fn ip_of(v: Vec<u8>) -> Result<IpKey> {
-    IpKey::try_from(v.as_slice())
-        .map_err(|_| AccessError::Storage("stored ip is not 16 bytes".into()))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 /// `t.ip.principal_h.action.event_id`, binary parts in hex.
 fn encode_cursor(t: i64, ip: &[u8], principal_h: &[u8], action: i16, event_id: &str) -> String {
     format!(
@@ -421,7 +402,7 @@ impl AccessStore for PgAccess {
                 event: AccessEvent {
                     account,
                     principal,
-                    ip: ip_of(ip)?,
+                    ip: stored_ip(ip)?,
                     at: t,
                     action: Action::from_code(i64::from(action)).ok_or_else(|| {
                         AccessError::Storage(format!("unknown action code {action}"))
@@ -440,16 +421,7 @@ impl AccessStore for PgAccess {
     async fn account_ips(&self, account: Uuid, from: i64, to: i64) -> Result<Vec<IpUse>> {
         let (whole, edges) = split_range(from, to);
         let mut merged: BTreeMap<IpKey, IpUse> = BTreeMap::new();
-        let mut add = |u: IpUse| match merged.get_mut(&u.ip) {
-            Some(e) => {
-                e.first_seen = e.first_seen.min(u.first_seen);
-                e.last_seen = e.last_seen.max(u.last_seen);
-                e.count += u.count;
-            }
-            None => {
-                merged.insert(u.ip, u);
-            }
-        };
+        let mut add = |u: IpUse| merge_use(&mut merged, u);
         if let Some((a, b)) = whole {
             let rows = sqlx::query(
                 "SELECT ip, min(first), max(last), sum(n)::BIGINT FROM access_account_ip \
@@ -462,7 +434,7 @@ impl AccessStore for PgAccess {
             .await?;
             for r in rows {
                 add(IpUse {
-                    ip: ip_of(r.try_get(0)?)?,
+                    ip: stored_ip(r.try_get(0)?)?,
                     first_seen: r.try_get(1)?,
                     last_seen: r.try_get(2)?,
                     count: r.try_get::<i64, _>(3)? as u64,
@@ -481,7 +453,7 @@ impl AccessStore for PgAccess {
             .await?;
             for r in rows {
                 add(IpUse {
-                    ip: ip_of(r.try_get(0)?)?,
+                    ip: stored_ip(r.try_get(0)?)?,
                     first_seen: r.try_get(1)?,
                     last_seen: r.try_get(2)?,
                     count: r.try_get::<i64, _>(3)? as u64,
@@ -511,7 +483,7 @@ impl AccessStore for PgAccess {
             let (first, last): (i64, i64) = (r.try_get(3)?, r.try_get(4)?);
             let mut u = AccountUse {
                 account,
-                ip: ip_of(ip_bytes.clone())?,
+                ip: stored_ip(ip_bytes.clone())?,
                 first_seen: first,
                 last_seen: last,
                 count: r.try_get::<i64, _>(5)? as u64,
@@ -541,16 +513,7 @@ impl AccessStore for PgAccess {
                 u.last_seen = l;
                 u.count = c.try_get::<i64, _>(2)? as u64;
             }
-            match merged.get_mut(&(u.account, u.ip)) {
-                Some(e) => {
-                    e.first_seen = e.first_seen.min(u.first_seen);
-                    e.last_seen = e.last_seen.max(u.last_seen);
-                    e.count += u.count;
-                }
-                None => {
-                    merged.insert((u.account, u.ip), u);
-                }
-            }
+            merge_use(&mut merged, u);
         }
         Ok(merged.into_values().collect())
     }

@@ -12,7 +12,7 @@
 use rusqlite::{Connection, params};
 use uuid::Uuid;
 
-use super::{FastMap, query};
+use super::FastMap;
 use crate::{IpKey, Result, TextVault};
 
 #[derive(Default)]
@@ -55,7 +55,7 @@ impl Dictionary {
             let mut rows = st.query([self.max_ip])?;
             while let Some(r) = rows.next()? {
                 let id: i64 = r.get(0)?;
-                let k = query::key_of(r.get(1)?)?;
+                let k = crate::stored_ip(r.get(1)?)?;
                 self.ips.insert(k, id);
                 remember_ip(&mut self.ip_of, id, k);
                 self.max_ip = self.max_ip.max(id);
@@ -157,7 +157,7 @@ pub(super) fn ip_bytes(ip_of: &[Option<IpKey>], conn: &Connection, id: i64) -> R
     if let Some(Some(k)) = usize::try_from(id).ok().and_then(|i| ip_of.get(i)) {
         return Ok(*k);
     }
-    query::key_of(
+    crate::stored_ip(
         conn.prepare_cached("SELECT ip FROM ips WHERE id = ?1")?
             .query_row([id], |r| r.get(0))?,
     )

@@ -894,7 +894,7 @@ fn convert_format1(conn: &mut Connection) -> Result<()> {
         let mut st = tx.prepare("SELECT id, ip FROM ips")?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
-            remember_ip(&mut ip_of, r.get(0)?, query::key_of(r.get(1)?)?);
+            remember_ip(&mut ip_of, r.get(0)?, crate::stored_ip(r.get(1)?)?);
         }
     }
     let run = next_run(&tx)?;

@@ -10,11 +10,6 @@ use super::format::{self, Ev, Span};
 use super::{Readers, Tail};
 use crate::*;
 
-pub(super) fn key_of(v: Vec<u8>) -> Result<IpKey> {
-    IpKey::try_from(v.as_slice())
-        .map_err(|_| AccessError::Storage("stored ip is not 16 bytes".into()))
-}
-
 /// A segment's runs: (id, first, last) event times.
 pub(super) fn run_spans(conn: &Connection) -> Result<Vec<(i64, i64, i64)>> {
     Ok(conn
@@ -83,7 +78,7 @@ impl Addresses {
         if let Some(k) = self.0.get(&id) {
             return Ok(*k);
         }
-        let k = key_of(
+        let k = stored_ip(
             conn.prepare_cached("SELECT ip FROM ips WHERE id = ?1")?
                 .query_row([id], |r| r.get(0))?,
         )?;
@@ -126,7 +121,7 @@ impl Cursor {
             self.ip,
             self.principal,
             self.action,
-            hex_encode(self.event_id.as_bytes())
+            hex(self.event_id.as_bytes())
         )
     }
 
@@ -142,24 +137,10 @@ impl Cursor {
             ip: n(ip)?,
             principal: n(principal)?,
             action: n(action)?,
-            event_id: String::from_utf8(hex_decode(eid).ok_or(AccessError::BadCursor)?)
+            event_id: String::from_utf8(unhex(eid).ok_or(AccessError::BadCursor)?)
                 .map_err(|_| AccessError::BadCursor)?,
         })
     }
-}
-
-fn hex_encode(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// Opens sealed dictionary text, each id once per query.
@@ -293,16 +274,7 @@ pub(super) fn account_ips(
             Ok(v)
         })?;
         for u in got.unwrap_or_default() {
-            match merged.get_mut(&u.ip) {
-                Some(e) => {
-                    e.first_seen = e.first_seen.min(u.first_seen);
-                    e.last_seen = e.last_seen.max(u.last_seen);
-                    e.count += u.count;
-                }
-                None => {
-                    merged.insert(u.ip, u);
-                }
-            }
+            merge_use(&mut merged, u);
         }
     }
     Ok(merged.into_values().collect())
@@ -335,7 +307,7 @@ pub(super) fn ip_accounts(
                 )?;
                 let mut rows = st.query(params![run, &range.first[..], &range.last[..]])?;
                 while let Some(r) = rows.next()? {
-                    let ip = key_of(r.get(0)?)?;
+                    let ip = stored_ip(r.get(0)?)?;
                     let data: Vec<u8> = r.get(1)?;
                     for (a, s) in format::decode_users(&data)? {
                         if s.last < lo || s.first >= hi {
@@ -376,7 +348,7 @@ pub(super) fn ip_accounts(
                     conn.prepare_cached("SELECT id, ip FROM ips WHERE ip BETWEEN ?1 AND ?2")?;
                 let mut rows = st.query(params![&range.first[..], &range.last[..]])?;
                 while let Some(r) = rows.next()? {
-                    let (id, ip): (i64, IpKey) = (r.get(0)?, key_of(r.get(1)?)?);
+                    let (id, ip): (i64, IpKey) = (r.get(0)?, stored_ip(r.get(1)?)?);
                     for a in tail.by_ip.get(&id).into_iter().flatten() {
                         for e in tail.accounts.get(a).into_iter().flatten() {
                             if e.ip == id && lo <= e.t && e.t < hi {
@@ -410,16 +382,7 @@ pub(super) fn ip_accounts(
             Ok(v)
         })?;
         for u in got.unwrap_or_default() {
-            match merged.get_mut(&(u.account, u.ip)) {
-                Some(e) => {
-                    e.first_seen = e.first_seen.min(u.first_seen);
-                    e.last_seen = e.last_seen.max(u.last_seen);
-                    e.count += u.count;
-                }
-                None => {
-                    merged.insert((u.account, u.ip), u);
-                }
-            }
+            merge_use(&mut merged, u);
         }
     }
     Ok(merged.into_values().collect())
@@ -449,7 +412,7 @@ pub(super) fn verify_segment(
         let mut st = conn.prepare("SELECT id, ip FROM ips")?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
-            ips.insert(r.get(0)?, key_of(r.get(1)?)?);
+            ips.insert(r.get(0)?, stored_ip(r.get(1)?)?);
         }
     }
     let mut problems: BTreeMap<&str, u64> = BTreeMap::new();
@@ -538,7 +501,7 @@ pub(super) fn verify_segment(
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
             let run: i64 = r.get(0)?;
-            let ip = key_of(r.get(1)?)?;
+            let ip = stored_ip(r.get(1)?)?;
             let data: Vec<u8> = r.get(2)?;
             for (a, s) in format::decode_users(&data)? {
                 match uses.remove(&(run, ip, a)) {
