@@ -420,6 +420,18 @@ impl SqliteAccess {
     fn segment_ids(&self) -> Result<Vec<i64>> {
         list_segments(&self.dir)
     }
+
+    /// Runs a read on the blocking pool, with the readers and the segments as they are now.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Readers, Vec<i64>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let segments = self.segment_ids()?;
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || f(&readers, segments))
+            .await
+            .map_err(join_err)?
+    }
 }
 
 fn list_segments(dir: &Path) -> Result<Vec<i64>> {
@@ -1099,12 +1111,10 @@ impl AccessStore for SqliteAccess {
         limit: u32,
     ) -> Result<Vec<StoredEvent>> {
         let cursor = cursor.map(query::Cursor::decode).transpose()?;
-        let segments = self.segment_ids()?;
-        let readers = self.readers.clone();
         let vault = self.vault.clone();
-        tokio::task::spawn_blocking(move || {
+        self.read(move |readers, segments| {
             query::account_events(
-                &readers,
+                readers,
                 vault.as_ref(),
                 &segments,
                 account,
@@ -1114,27 +1124,18 @@ impl AccessStore for SqliteAccess {
             )
         })
         .await
-        .map_err(join_err)?
     }
 
     async fn account_ips(&self, account: Uuid, from: i64, to: i64) -> Result<Vec<IpUse>> {
-        let segments = self.segment_ids()?;
-        let readers = self.readers.clone();
-        tokio::task::spawn_blocking(move || {
-            query::account_ips(&readers, &segments, account, from, to)
+        self.read(move |readers, segments| {
+            query::account_ips(readers, &segments, account, from, to)
         })
         .await
-        .map_err(join_err)?
     }
 
     async fn ip_accounts(&self, range: IpRange, from: i64, to: i64) -> Result<Vec<AccountUse>> {
-        let segments = self.segment_ids()?;
-        let readers = self.readers.clone();
-        tokio::task::spawn_blocking(move || {
-            query::ip_accounts(&readers, &segments, range, from, to)
-        })
-        .await
-        .map_err(join_err)?
+        self.read(move |readers, segments| query::ip_accounts(readers, &segments, range, from, to))
+            .await
     }
 
     async fn set_legal_hold(&self, account: Uuid, held: bool, at: i64) -> Result<()> {
@@ -1222,9 +1223,7 @@ impl AccessStore for SqliteAccess {
     }
 
     async fn verify(&self) -> Result<Consistency> {
-        let segments = self.segment_ids()?;
-        let readers = self.readers.clone();
-        tokio::task::spawn_blocking(move || {
+        self.read(move |readers, segments| {
             let mut out = Consistency::default();
             for seg in segments {
                 let got = readers.with(seg, |conn, tail| query::verify_segment(conn, tail, seg))?;
@@ -1238,6 +1237,5 @@ impl AccessStore for SqliteAccess {
             Ok(out)
         })
         .await
-        .map_err(join_err)?
     }
 }
