@@ -4,10 +4,12 @@
 //! Under the write lock (`BEGIN IMMEDIATE`) the maps are made complete for the file — caught
 //! up from the rows past the highest id they know, which another process may have added — so
 //! a value not in them is new: it gets the next id in memory, and its row is inserted at the
-//! end of the commit with the other new values, in key order. The rows of a commit then walk
-//! each `UNIQUE` index once, left to right, instead of landing at random places in it (2.5
-//! million new dictionary values a segment at the sizes). A failed transaction drops
-//! the whole writer, and with it ids that were never committed.
+//! end of the commit with the other new values. Addresses, the dictionary with the most new
+//! values (2.5 million a segment at the sizes), have no index but their id: their rows
+//! append at the table's right edge. Accounts and free text keep a `UNIQUE` index (the
+//! account query looks an account up by uuid); their rows go in key order, so a commit walks
+//! each index once, left to right, instead of landing at random places in it. A failed
+//! transaction drops the whole writer, and with it ids that were never committed.
 
 use rusqlite::{Connection, params};
 use uuid::Uuid;
@@ -120,14 +122,14 @@ impl Dictionary {
         &self.ip_of
     }
 
-    /// Inserts the commit's new values, each table in key order.
+    /// Inserts the commit's new values: addresses by id, the others in key order.
     pub fn write_new(&mut self, conn: &Connection) -> Result<()> {
         self.new_accounts.sort_unstable();
         let mut st = conn.prepare_cached("INSERT INTO accounts (id, uuid) VALUES (?1, ?2)")?;
         for (uuid, id) in self.new_accounts.drain(..) {
             st.execute(params![id, uuid])?;
         }
-        self.new_ips.sort_unstable();
+        // In id order (as they were met): appended, no index to walk.
         let mut st = conn.prepare_cached("INSERT INTO ips (id, ip) VALUES (?1, ?2)")?;
         for (ip, id) in self.new_ips.drain(..) {
             st.execute(params![id, &ip[..]])?;

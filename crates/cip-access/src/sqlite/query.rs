@@ -69,12 +69,12 @@ fn events_of(conn: &Connection, tail: &Tail, account: i64, lo: i64, hi: i64) -> 
     Ok(out)
 }
 
-/// Addresses by id, each read once per query.
+/// Addresses by id, each read once (per query, or per tail).
 #[derive(Default)]
-struct Addresses(HashMap<i64, IpKey>);
+pub(super) struct Addresses(HashMap<i64, IpKey>);
 
 impl Addresses {
-    fn get(&mut self, conn: &Connection, id: i64) -> Result<IpKey> {
+    pub(super) fn get(&mut self, conn: &Connection, id: i64) -> Result<IpKey> {
         if let Some(k) = self.0.get(&id) {
             return Ok(*k);
         }
@@ -296,7 +296,7 @@ pub(super) fn ip_accounts(
             let mut add = |k: (i64, IpKey), s: Span| {
                 found.entry(k).and_modify(|x| x.add(s)).or_insert(s);
             };
-            let mut ip_ids: HashMap<IpKey, i64> = HashMap::new();
+            let mut addresses = Addresses::default();
             let runs = run_spans(conn)?;
             for (run, first, last) in &runs {
                 if *last < lo || *first >= hi {
@@ -319,19 +319,12 @@ pub(super) fn ip_accounts(
                         }
                         // The pair's span crosses the range's edge: count its events inside,
                         // from the account's block of this run.
-                        let id = match ip_ids.get(&ip) {
-                            Some(id) => *id,
-                            None => {
-                                let id: i64 = conn
-                                    .prepare_cached("SELECT id FROM ips WHERE ip = ?1")?
-                                    .query_row([&ip[..]], |r| r.get(0))?;
-                                ip_ids.insert(ip, id);
-                                id
-                            }
-                        };
                         let evs = account_run_events(conn, &[(*run, *first, *last)], a, lo, hi)?;
                         let mut inside: Option<Span> = None;
-                        for e in evs.iter().filter(|e| e.ip == id) {
+                        for e in &evs {
+                            if addresses.get(conn, e.ip)? != ip {
+                                continue;
+                            }
                             match &mut inside {
                                 Some(x) => x.add(Span::of(e.t)),
                                 None => inside = Some(Span::of(e.t)),
@@ -343,17 +336,14 @@ pub(super) fn ip_accounts(
                     }
                 }
             }
-            if !tail.by_ip.is_empty() {
-                let mut st =
-                    conn.prepare_cached("SELECT id, ip FROM ips WHERE ip BETWEEN ?1 AND ?2")?;
-                let mut rows = st.query(params![&range.first[..], &range.last[..]])?;
-                while let Some(r) = rows.next()? {
-                    let (id, ip): (i64, IpKey) = (r.get(0)?, stored_ip(r.get(1)?)?);
-                    for a in tail.by_ip.get(&id).into_iter().flatten() {
-                        for e in tail.accounts.get(a).into_iter().flatten() {
-                            if e.ip == id && lo <= e.t && e.t < hi {
-                                add((*a, ip), Span::of(e.t));
-                            }
+            for (ip, accounts) in tail.in_range(range.first, range.last) {
+                for a in accounts {
+                    for e in tail.accounts.get(a).into_iter().flatten() {
+                        if lo <= e.t
+                            && e.t < hi
+                            && addresses.get(conn, e.ip)? == ip
+                        {
+                            add((*a, ip), Span::of(e.t));
                         }
                     }
                 }
@@ -408,14 +398,22 @@ pub(super) fn verify_segment(
         ids("SELECT id FROM strings")?,
     );
     let mut ips: HashMap<i64, IpKey> = HashMap::new();
+    // The table has no UNIQUE index (the writer keeps the map): an address twice is a fault.
+    let mut twice = 0;
     {
+        let mut seen: HashSet<IpKey> = HashSet::new();
         let mut st = conn.prepare("SELECT id, ip FROM ips")?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
-            ips.insert(r.get(0)?, stored_ip(r.get(1)?)?);
+            let k = stored_ip(r.get(1)?)?;
+            twice += u64::from(!seen.insert(k));
+            ips.insert(r.get(0)?, k);
         }
     }
     let mut problems: BTreeMap<&str, u64> = BTreeMap::new();
+    if twice > 0 {
+        problems.insert("an address twice in the dictionary", twice);
+    }
     let mut problem = |what: &'static str| *problems.entry(what).or_default() += 1;
     let runs = run_spans(conn)?;
     let mut counted: HashMap<i64, (i64, i64, i64)> = HashMap::new();
