@@ -305,9 +305,13 @@ async fn retention(s: &dyn AccessStore) -> Result<Vec<String>> {
     let mut f = Vec::new();
     let old = T0 - 6 * RETENTION_MICROS;
     let (closed, held, active) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    // Its last_accessed_at lags (says long ago) but the record holds a recent event of it.
+    let lagging = Uuid::now_v7();
     s.ingest(
         vec![
             event(closed, "192.0.2.50", old, Action::Login),
+            event(lagging, "192.0.2.53", old + 6 * SEGMENT_MICROS, Action::Login),
+            event(lagging, "192.0.2.53", T0 - DAY, Action::Login),
             event(held, "192.0.2.51", old + 3 * SEGMENT_MICROS, Action::Login),
             event(
                 active,
@@ -322,7 +326,7 @@ async fn retention(s: &dyn AccessStore) -> Result<Vec<String>> {
     s.set_legal_hold(held, true, T0).await?;
     let now = T0;
     let clock = |acct: Uuid| async move {
-        Ok(Some(if acct == closed || acct == held {
+        Ok(Some(if acct == closed || acct == held || acct == lagging {
             AccountClock {
                 closed_at: Some(old + DAY),
                 last_accessed_at: Some(old + DAY),
@@ -356,6 +360,12 @@ async fn retention(s: &dyn AccessStore) -> Result<Vec<String>> {
         f,
         s.account_events(active, 0, now, None, 10).await?.len() == 1,
         "events of the active account are kept"
+    );
+    ensure!(
+        f,
+        s.account_events(lagging, 0, now, None, 10).await?.len() == 2,
+        "an account's old events are kept while the record holds a recent one, whatever its \
+         last_accessed_at says"
     );
     // Recent segments (of the other checks) are younger than two years: kept.
     ensure!(

@@ -480,6 +480,11 @@ pub fn account_expired(clock: Option<AccountClock>, held: bool, now: i64) -> boo
 /// Which segments may be dropped at `now`: those whose every account is expired
 /// ([`account_expired`]). The simplest honest rule: a segment holding one account still under
 /// retention or hold is kept whole (documented in docs/design/0007-access-record.md).
+///
+/// An account's last access is taken as the later of its `last_accessed_at` and the start of
+/// the newest segment holding one of its events: the access record itself is the evidence, so
+/// a `last_accessed_at` that lags behind stored events (it is advanced after they are durable,
+/// and a crash can lose an advance) never shortens retention.
 pub async fn expired_segments<F, Fut>(
     store: &dyn AccessStore,
     now: i64,
@@ -490,22 +495,50 @@ where
     Fut: std::future::Future<Output = Result<Option<AccountClock>>>,
 {
     let holds: std::collections::HashSet<Uuid> = store.legal_holds().await?.into_iter().collect();
-    let mut out = Vec::new();
-    for seg in store.segments().await? {
-        // A segment cannot expire before its own last event is two years old.
-        if now < seg.to.saturating_add(RETENTION_MICROS) {
-            continue;
+    let segments = store.segments().await?;
+    // A segment cannot expire before its own last event is two years old.
+    let candidates: Vec<&Segment> = segments
+        .iter()
+        .filter(|s| now >= s.to.saturating_add(RETENTION_MICROS))
+        .collect();
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut accounts: Vec<(i64, Vec<Uuid>)> = Vec::with_capacity(candidates.len());
+    // Accounts of the candidates → the start of the newest segment holding them.
+    let mut seen_in: std::collections::HashMap<Uuid, i64> = std::collections::HashMap::new();
+    for seg in &candidates {
+        let list = store.segment_accounts(seg.id).await?;
+        for a in &list {
+            let t = seen_in.entry(*a).or_insert(seg.from);
+            *t = (*t).max(seg.from);
         }
+        accounts.push((seg.id, list));
+    }
+    for seg in segments.iter().filter(|s| !candidates.iter().any(|c| c.id == s.id)) {
+        for a in store.segment_accounts(seg.id).await? {
+            if let Some(t) = seen_in.get_mut(&a) {
+                *t = (*t).max(seg.from);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (seg, list) in accounts {
         let mut all = true;
-        for account in store.segment_accounts(seg.id).await? {
-            let c = clock(account).await?;
+        for account in list {
+            let stored = clock(account).await?;
+            let evidence = seen_in.get(&account).copied();
+            let c = stored.map(|c| AccountClock {
+                last_accessed_at: c.last_accessed_at.max(evidence),
+                ..c
+            });
             if !account_expired(c, holds.contains(&account), now) {
                 all = false;
                 break;
             }
         }
         if all {
-            out.push(seg.id);
+            out.push(seg);
         }
     }
     Ok(out)

@@ -213,6 +213,7 @@ impl AccessStream {
         let stored = crate::access::ingest(
             state.store.as_ref(),
             state.access.as_ref(),
+            &state.last_access,
             &mut resolver,
             good,
             &mut bad,

@@ -221,6 +221,10 @@ pub fn spawn_jobs(
     cancel: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut handles = Vec::new();
+    handles.push(tokio::spawn(state.last_access.clone().run(
+        state.store.clone(),
+        cancel.clone(),
+    )));
     {
         let state = state.clone();
         let cancel = cancel.clone();
@@ -544,6 +548,10 @@ pub async fn serve_prepared(
     for j in jobs {
         let _ = j.await;
     }
+    // Requests have drained: the advances they queued are written before the process ends.
+    if let Err(e) = state.last_access.flush(state.store.as_ref()).await {
+        tracing::warn!(error = %e, "final last_accessed_at advance failed");
+    }
     // Seal what was written in this run.
     if let Err(e) = crate::audit::checkpoint(state.store.as_ref(), &state.checkpoint_key).await {
         tracing::warn!(error = %e, "final audit checkpoint failed");
@@ -571,6 +579,7 @@ pub fn state_from(inst: &crate::install::Installation, config: &crate::config::C
             &config.data_dir,
         )),
         access_accounts: Default::default(),
+        last_access: Default::default(),
     }
 }
 

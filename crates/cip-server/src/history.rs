@@ -208,6 +208,13 @@ pub async fn access_run_once(state: &AppState, holder: &str, limit: u32) -> Resu
 
 async fn access_step(state: &AppState, limit: u32) -> Result<Ran, String> {
     let store = state.store.as_ref();
+    // This instance's queued last_accessed_at advances first (docs/design/0016); another
+    // instance's reach the store within two seconds and the next step.
+    state
+        .last_access
+        .flush(store)
+        .await
+        .map_err(|e| e.to_string())?;
     let (at, id) = store
         .get_meta(CURSOR)
         .await

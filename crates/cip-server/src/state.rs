@@ -31,6 +31,9 @@ pub struct AppState {
     /// Cip ids of accounts met by access-event ingestion (HTTP, the stream), shared by every
     /// request so a batch does not look each account up again.
     pub access_accounts: crate::access::KnownAccounts,
+    /// `last_accessed_at` advances of ingested events, written within two seconds by a job
+    /// (and read through by the account views meanwhile).
+    pub last_access: Arc<crate::access::LastAccess>,
 }
 
 impl AppState {

@@ -120,6 +120,7 @@ pub async fn ingest_access_events(
     let outcome = crate::access::ingest(
         state.store.as_ref(),
         state.access.as_ref(),
+        &state.last_access,
         &mut resolver,
         good,
         &mut bad,

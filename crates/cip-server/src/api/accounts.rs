@@ -37,7 +37,10 @@ fn audit(
     )
 }
 
-pub fn to_dto(r: AccountRow) -> Account {
+/// The account as the API shows it; `last_accessed_at` includes an advance still queued
+/// (`crate::access::LastAccess`), so a read right after ingestion sees it.
+pub fn to_dto(r: AccountRow, last_access: &crate::access::LastAccess) -> Account {
+    let last_accessed_at = r.last_accessed_at.max(last_access.pending(r.id));
     Account {
         id: r.id,
         customer_id: r.customer_id,
@@ -47,7 +50,7 @@ pub fn to_dto(r: AccountRow) -> Account {
         status: r.status,
         opened_at: r.opened_at.map(to_rfc3339),
         closed_at: r.closed_at.map(to_rfc3339),
-        last_accessed_at: r.last_accessed_at.map(to_rfc3339),
+        last_accessed_at: last_accessed_at.map(to_rfc3339),
         version: r.version,
         created_at: to_rfc3339(r.created_at),
         updated_at: to_rfc3339(r.updated_at),
@@ -403,7 +406,7 @@ pub async fn create_account(
             })).collect::<Vec<_>>(),
         }),
     );
-    let mut dto = to_dto(row.clone());
+    let mut dto = to_dto(row.clone(), &state.last_access);
     dto.special_measures = Some(attached_dtos);
     let response = serde_json::to_vec(&dto).map_err(|e| ApiError::Internal(e.to_string()))?;
     let write = AccountWrite {
@@ -474,7 +477,7 @@ pub async fn get_account(
         .await?
         .ok_or(ApiError::NotFound("account"))?;
     let version = row.version;
-    let mut dto = to_dto(row);
+    let mut dto = to_dto(row, &state.last_access);
     dto.special_measures = Some(crate::measures::account_measures(&state, id, now_micros()).await?);
     Ok(([(header::ETAG, etag(version))], Json(dto)).into_response())
 }
@@ -603,7 +606,7 @@ pub async fn update_account(
             expected,
         )
         .await?;
-    Ok(([(header::ETAG, etag(row.version))], Json(to_dto(row))).into_response())
+    Ok(([(header::ETAG, etag(row.version))], Json(to_dto(row, &state.last_access))).into_response())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -656,7 +659,10 @@ pub async fn list_accounts(
         .await?;
     let next_cursor = super::next_cursor(&rows, limit, |r| r.id.to_string());
     Ok(Json(AccountPage {
-        items: rows.into_iter().map(to_dto).collect(),
+        items: rows
+            .into_iter()
+            .map(|r| to_dto(r, &state.last_access))
+            .collect(),
         next_cursor,
     }))
 }

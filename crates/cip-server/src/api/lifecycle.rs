@@ -293,7 +293,7 @@ pub async fn transition_account(
         .await?;
     Ok((
         [(header::ETAG, etag(row.version))],
-        Json(super::accounts::to_dto(row)),
+        Json(super::accounts::to_dto(row, &state.last_access)),
     )
         .into_response())
 }

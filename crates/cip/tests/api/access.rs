@@ -145,6 +145,20 @@ async fn ingest_query_export_and_roles(b: Backend) {
         .await
         .unwrap();
     assert_eq!(acc["last_accessed_at"], "2026-01-09T00:00:00Z");
+    // That advance may still be queued (read through above); written, it is the store's own,
+    // the later time of the two batches that named the account, and no longer queued.
+    let id: uuid::Uuid = a.parse().unwrap();
+    app.state
+        .last_access
+        .flush(app.state.store.as_ref())
+        .await
+        .unwrap();
+    assert_eq!(app.state.last_access.pending(id), None);
+    let row = app.state.store.get_account(id).await.unwrap().unwrap();
+    assert_eq!(
+        row.last_accessed_at.map(cip_server::time::to_rfc3339),
+        Some("2026-01-09T00:00:00Z".to_string())
+    );
 
     // Reads, each audited.
     let head = app.audit_head().await;
