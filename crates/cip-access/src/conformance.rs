@@ -310,7 +310,12 @@ async fn retention(s: &dyn AccessStore) -> Result<Vec<String>> {
     s.ingest(
         vec![
             event(closed, "192.0.2.50", old, Action::Login),
-            event(lagging, "192.0.2.53", old + 6 * SEGMENT_MICROS, Action::Login),
+            event(
+                lagging,
+                "192.0.2.53",
+                old + 6 * SEGMENT_MICROS,
+                Action::Login,
+            ),
             event(lagging, "192.0.2.53", T0 - DAY, Action::Login),
             event(held, "192.0.2.51", old + 3 * SEGMENT_MICROS, Action::Login),
             event(

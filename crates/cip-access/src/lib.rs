@@ -515,7 +515,10 @@ where
         }
         accounts.push((seg.id, list));
     }
-    for seg in segments.iter().filter(|s| !candidates.iter().any(|c| c.id == s.id)) {
+    for seg in segments
+        .iter()
+        .filter(|s| !candidates.iter().any(|c| c.id == s.id))
+    {
         for a in store.segment_accounts(seg.id).await? {
             if let Some(t) = seen_in.get_mut(&a) {
                 *t = (*t).max(seg.from);

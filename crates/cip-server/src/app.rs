@@ -221,10 +221,12 @@ pub fn spawn_jobs(
     cancel: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut handles = Vec::new();
-    handles.push(tokio::spawn(state.last_access.clone().run(
-        state.store.clone(),
-        cancel.clone(),
-    )));
+    handles.push(tokio::spawn(
+        state
+            .last_access
+            .clone()
+            .run(state.store.clone(), cancel.clone()),
+    ));
     {
         let state = state.clone();
         let cancel = cancel.clone();

@@ -339,10 +339,7 @@ pub(super) fn ip_accounts(
             for (ip, accounts) in tail.in_range(range.first, range.last) {
                 for a in accounts {
                     for e in tail.accounts.get(a).into_iter().flatten() {
-                        if lo <= e.t
-                            && e.t < hi
-                            && addresses.get(conn, e.ip)? == ip
-                        {
+                        if lo <= e.t && e.t < hi && addresses.get(conn, e.ip)? == ip {
                             add((*a, ip), Span::of(e.t));
                         }
                     }

@@ -606,7 +606,11 @@ pub async fn update_account(
             expected,
         )
         .await?;
-    Ok(([(header::ETAG, etag(row.version))], Json(to_dto(row, &state.last_access))).into_response())
+    Ok((
+        [(header::ETAG, etag(row.version))],
+        Json(to_dto(row, &state.last_access)),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
