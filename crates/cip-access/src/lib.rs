@@ -517,7 +517,7 @@ where
     }
     for seg in segments
         .iter()
-        .filter(|s| !candidates.iter().any(|c| c.id == s.id))
+        .filter(|s| now < s.to.saturating_add(RETENTION_MICROS))
     {
         for a in store.segment_accounts(seg.id).await? {
             if let Some(t) = seen_in.get_mut(&a) {

@@ -210,15 +210,6 @@ impl LastAccess {
         self.lock().get(&id).copied()
     }
 
-    /// Advances queued.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Writes every queued advance in one call; on failure they are queued again.
     pub async fn flush(&self, store: &dyn Store) -> Result<(), cip_store::StoreError> {
         let mut batch: Vec<(Uuid, i64)> = std::mem::take(&mut *self.lock()).into_iter().collect();
@@ -257,8 +248,8 @@ impl LastAccess {
 }
 
 /// [`ingest`] up to the durable store: returns, beside the outcome, the `last_accessed_at`
-/// times the caller must advance next (`Store::touch_last_accessed`). The importer advances
-/// them while its next batch is being stored instead of between batches.
+/// times the caller must queue next ([`LastAccess::add`]; the importer keeps its own queue and
+/// writes it on its own pace).
 pub async fn ingest_then_touch(
     store: &dyn Store,
     access: &dyn AccessStore,

@@ -150,9 +150,10 @@ struct Tail {
     /// The last log record absorbed.
     seq: i64,
     accounts: FastMap<i64, Vec<Ev>>,
-    /// Accounts of each address in the tail, each once ([`Tail::in_range`] for CIDR ranges;
-    /// a hash map: a B-tree here was a sixth of the import's storing time at 500,000 accounts).
-    by_ip: FastMap<IpKey, Vec<i64>>,
+    /// Each address of the tail: its id and its accounts, each once ([`Tail::in_range`] for
+    /// CIDR ranges; a hash map: a B-tree here was a sixth of the import's storing time at
+    /// 500,000 accounts).
+    by_ip: FastMap<IpKey, (i64, Vec<i64>)>,
     /// Addresses of the ids met in the log, when the tail was read from the file.
     ip_keys: query::Addresses,
     /// (address id, account id) pairs of the tail.
@@ -165,7 +166,7 @@ struct Tail {
 impl Tail {
     /// The tail's addresses in `[first, last]` with their accounts: each address of the range
     /// looked up when the range holds fewer addresses than the tail, else the tail scanned.
-    fn in_range(&self, first: IpKey, last: IpKey) -> Vec<(IpKey, &[i64])> {
+    fn in_range(&self, first: IpKey, last: IpKey) -> Vec<(IpKey, i64, &[i64])> {
         let (lo, hi) = (u128::from_be_bytes(first), u128::from_be_bytes(last));
         if hi < lo {
             return Vec::new();
@@ -174,14 +175,14 @@ impl Tail {
             (lo..=hi)
                 .filter_map(|k| {
                     let k = k.to_be_bytes();
-                    self.by_ip.get(&k).map(|a| (k, a.as_slice()))
+                    self.by_ip.get(&k).map(|(id, a)| (k, *id, a.as_slice()))
                 })
                 .collect()
         } else {
             self.by_ip
                 .iter()
                 .filter(|(k, _)| first <= **k && **k <= last)
-                .map(|(k, a)| (*k, a.as_slice()))
+                .map(|(k, (id, a))| (*k, *id, a.as_slice()))
                 .collect()
         }
     }
@@ -201,7 +202,11 @@ impl Tail {
             _ => v.len(),
         };
         if self.pairs.insert((e.ip, account)) {
-            self.by_ip.entry(ip).or_default().push(account);
+            self.by_ip
+                .entry(ip)
+                .or_insert_with(|| (e.ip, Vec::new()))
+                .1
+                .push(account);
         }
         v.insert(pos, e);
         self.events += 1;
@@ -1342,7 +1347,7 @@ mod tests {
             let mut v: Vec<(IpKey, Vec<i64>)> = tail
                 .in_range(key(lo), key(hi))
                 .into_iter()
-                .map(|(k, a)| (k, a.to_vec()))
+                .map(|(k, _, a)| (k, a.to_vec()))
                 .collect();
             v.sort();
             v

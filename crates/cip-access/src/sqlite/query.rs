@@ -336,10 +336,10 @@ pub(super) fn ip_accounts(
                     }
                 }
             }
-            for (ip, accounts) in tail.in_range(range.first, range.last) {
+            for (ip, id, accounts) in tail.in_range(range.first, range.last) {
                 for a in accounts {
                     for e in tail.accounts.get(a).into_iter().flatten() {
-                        if lo <= e.t && e.t < hi && addresses.get(conn, e.ip)? == ip {
+                        if e.ip == id && lo <= e.t && e.t < hi {
                             add((*a, ip), Span::of(e.t));
                         }
                     }
