@@ -258,6 +258,19 @@ pub async fn ingest_then_touch(
     rejected: &mut Vec<Rejected>,
     mark: Option<ImportMark>,
 ) -> Result<(IngestOutcome, Vec<(Uuid, i64)>), IngestError> {
+    let events = resolve_events(store, resolver, parsed, rejected).await?;
+    store_events(access, events, mark).await
+}
+
+/// The first half of [`ingest_then_touch`]: each event's account reference resolved to its cip
+/// id; lines naming an unknown account join `rejected`. The importer resolves the next batch
+/// while the previous one is being stored.
+pub async fn resolve_events(
+    store: &dyn Store,
+    resolver: &mut Resolver,
+    parsed: Vec<(u64, ParsedEvent)>,
+    rejected: &mut Vec<Rejected>,
+) -> Result<Vec<AccessEvent>, IngestError> {
     let mut events = Vec::with_capacity(parsed.len());
     for (line, p) in parsed {
         match resolver.resolve(store, &p.account).await? {
@@ -278,6 +291,16 @@ pub async fn ingest_then_touch(
             }),
         }
     }
+    Ok(events)
+}
+
+/// The second half of [`ingest_then_touch`]: resolved events stored durably; returns the
+/// outcome and the `last_accessed_at` times to queue.
+pub async fn store_events(
+    access: &dyn AccessStore,
+    events: Vec<AccessEvent>,
+    mark: Option<ImportMark>,
+) -> Result<(IngestOutcome, Vec<(Uuid, i64)>), IngestError> {
     let last = cip_access::last_access_by_account(&events);
     let outcome = access.ingest(events, mark).await?;
     metrics::counter!("cip_access_events_accepted_total").increment(outcome.accepted);

@@ -111,6 +111,18 @@ const TOUCH_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 type Touching = tokio::task::JoinHandle<Result<(), cip_store::StoreError>>;
 
+/// A batch handed to the store, with what its report needs once it is acknowledged.
+struct InFlight {
+    task: tokio::task::JoinHandle<
+        Result<
+            (cip_access::IngestOutcome, Vec<(uuid::Uuid, i64)>),
+            cip_server::access::IngestError,
+        >,
+    >,
+    bad: Vec<Rejected>,
+    end: Start,
+}
+
 async fn finish_touch(t: Option<Touching>) -> Result<()> {
     if let Some(t) = t {
         t.await
@@ -216,78 +228,109 @@ async fn import_file(inst: &Installation, path: &Path, opts: &ImportOptions) -> 
     let last_access = Arc::new(cip_server::access::LastAccess::default());
     let mut touching: Option<Touching> = None;
     let mut touched_at = std::time::Instant::now();
-    // Where the time goes (debug log): waiting for the parser vs storing.
+    // Where the time goes (debug log): waiting for the parser vs the rest.
     let (mut waited, mut storing) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+    // The batch being stored while the next one is resolved (one at a time, in order: a
+    // batch is handed to the store only after the previous one is acknowledged, so the
+    // import marks advance in file order).
+    let mut in_flight: Option<InFlight> = None;
     let stored = async {
         loop {
             let t = std::time::Instant::now();
-            let Some(batch) = rx.recv().await else { break };
+            let next = rx.recv().await;
             waited += t.elapsed();
             let t = std::time::Instant::now();
-            let Batch { good, mut bad, end } =
-                batch.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            let (outcome, last) = cip_server::access::ingest_then_touch(
-                inst.store.as_ref(),
-                inst.access.as_ref(),
-                &mut resolver,
-                good,
-                &mut bad,
-                Some(ImportMark {
-                    file_key,
-                    offset: end.offset,
-                    line: end.line,
-                }),
-            )
-            .await
-            .with_context(|| {
-                format!(
-                    "storing events of {} (nothing after line {} is acknowledged)",
-                    path.display(),
-                    report.lines
-                )
-            })?;
-            last_access.add(last);
-            if touching.as_ref().is_none_or(|t| t.is_finished())
-                && touched_at.elapsed() >= TOUCH_EVERY
-            {
-                finish_touch(touching.take()).await?;
-                let (store, queued) = (inst.store.clone(), last_access.clone());
-                touching = Some(tokio::spawn(
-                    async move { queued.flush(store.as_ref()).await },
-                ));
-                touched_at = std::time::Instant::now();
+            let resolved = match next {
+                None => None,
+                Some(batch) => Some(
+                    async {
+                        let Batch { good, mut bad, end } =
+                            batch.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                        let events = cip_server::access::resolve_events(
+                            inst.store.as_ref(),
+                            &mut resolver,
+                            good,
+                            &mut bad,
+                        )
+                        .await
+                        .with_context(|| format!("resolving the accounts of {}", path.display()))?;
+                        anyhow::Ok((events, bad, end))
+                    }
+                    .await,
+                ),
+            };
+            // The previous batch settled before anything else happens, also when resolving
+            // this one failed: its events are acknowledged, so its report and its
+            // last_accessed_at advances must not be lost.
+            if let Some(InFlight { task, mut bad, end }) = in_flight.take() {
+                let (outcome, last) = task
+                    .await
+                    .context("the storing task stopped")?
+                    .with_context(|| {
+                        format!(
+                            "storing events of {} (nothing after line {} is acknowledged)",
+                            path.display(),
+                            report.lines
+                        )
+                    })?;
+                last_access.add(last);
+                if touching.as_ref().is_none_or(|t| t.is_finished())
+                    && touched_at.elapsed() >= TOUCH_EVERY
+                {
+                    finish_touch(touching.take()).await?;
+                    let (store, queued) = (inst.store.clone(), last_access.clone());
+                    touching = Some(tokio::spawn(
+                        async move { queued.flush(store.as_ref()).await },
+                    ));
+                    touched_at = std::time::Instant::now();
+                }
+                tracing::info!(
+                    line = end.line,
+                    accepted = outcome.accepted,
+                    duplicates = outcome.duplicates,
+                    "access import batch stored"
+                );
+                report.accepted += outcome.accepted;
+                report.duplicates += outcome.duplicates;
+                report.rejected += bad.len() as u64;
+                report.lines = end.line;
+                bad.sort_by_key(|r| r.line);
+                for r in bad {
+                    if !opts.json {
+                        bar.suspend(|| eprintln!("{}:{}: {}", path.display(), r.line, r.reason));
+                    }
+                    if report.listed.len() < MAX_LISTED {
+                        report.listed.push(r);
+                    }
+                }
+                if gz {
+                    bar.set_message(format!("line {}", end.line));
+                    bar.tick();
+                } else {
+                    bar.set_position(end.offset);
+                }
             }
+            let Some(resolved) = resolved else { break };
+            let (events, bad, end) = resolved?;
+            let access = inst.access.clone();
+            let mark = ImportMark {
+                file_key,
+                offset: end.offset,
+                line: end.line,
+            };
+            in_flight = Some(InFlight {
+                task: tokio::spawn(async move {
+                    cip_server::access::store_events(access.as_ref(), events, Some(mark)).await
+                }),
+                bad,
+                end,
+            });
             storing += t.elapsed();
             tracing::debug!(
                 waited_ms = waited.as_millis() as u64,
                 storing_ms = storing.as_millis() as u64,
                 "access import timing"
             );
-            tracing::info!(
-                line = end.line,
-                accepted = outcome.accepted,
-                duplicates = outcome.duplicates,
-                "access import batch stored"
-            );
-            report.accepted += outcome.accepted;
-            report.duplicates += outcome.duplicates;
-            report.rejected += bad.len() as u64;
-            report.lines = end.line;
-            bad.sort_by_key(|r| r.line);
-            for r in bad {
-                if !opts.json {
-                    bar.suspend(|| eprintln!("{}:{}: {}", path.display(), r.line, r.reason));
-                }
-                if report.listed.len() < MAX_LISTED {
-                    report.listed.push(r);
-                }
-            }
-            if gz {
-                bar.set_message(format!("line {}", end.line));
-                bar.tick();
-            } else {
-                bar.set_position(end.offset);
-            }
         }
         anyhow::Ok(())
     }

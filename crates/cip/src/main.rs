@@ -28,6 +28,13 @@ use clap::{Args, Parser, Subcommand};
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc instead of the system allocator: the access import allocates and frees millions
+/// of small values a second on two threads (parsed events, the writer's in-memory tail), and
+/// glibc's malloc/free took a third of the parsing thread and a tenth of the storing one
+/// (docs/design/0007, "Third pass").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "cip",
