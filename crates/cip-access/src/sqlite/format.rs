@@ -11,8 +11,11 @@
 //! - block (one account's events of a run, in key order): count, then the events.
 //! - address list (one address's accounts of a run, by account): count, then per account the
 //!   difference from the previous account id, first time, last − first, number of events.
+//! - address bucket (format 3: up to [`BUCKET_ADDRESSES`] consecutive addresses of a run in
+//!   one row, keyed by its first address): count, then per address its difference from the
+//!   previous address (from the row's key for the first; a 128-bit varint) and its list.
 
-use crate::{AccessError, Result};
+use crate::{AccessError, IpKey, Result};
 
 /// One stored event, in dictionary ids. Its identity — the key — is (t, ip, principal,
 /// action, event id) within its account; user agent, session and resource ride along.
@@ -80,6 +83,14 @@ fn put_i(buf: &mut Vec<u8>, v: i64) -> Result<()> {
     Ok(())
 }
 
+fn put_u128(buf: &mut Vec<u8>, mut v: u128) {
+    while v >= 0x80 {
+        buf.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
 fn corrupt(what: &str) -> AccessError {
     AccessError::Storage(format!("access segment data is damaged: {what}"))
 }
@@ -109,6 +120,22 @@ impl<'a> Reader<'a> {
             }
         }
         Err(corrupt("number longer than 64 bits"))
+    }
+
+    fn u128(&mut self) -> Result<u128> {
+        let mut v = 0u128;
+        for shift in (0..128).step_by(7) {
+            let byte = *self
+                .b
+                .get(self.i)
+                .ok_or_else(|| corrupt("truncated number"))?;
+            self.i += 1;
+            v |= u128::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(corrupt("number longer than 128 bits"))
     }
 
     fn i(&mut self) -> Result<i64> {
@@ -293,34 +320,126 @@ pub(crate) fn decode_block(b: &[u8]) -> Result<Vec<Ev>> {
 }
 
 /// One address's accounts in a run, by account id (ascending).
+#[cfg(test)]
 pub(crate) fn encode_users(users: &[(i64, Span)]) -> Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(users.len() * 12 + 2);
-    put(&mut buf, users.len() as u64);
+    put_users(&mut buf, users)?;
+    Ok(buf)
+}
+
+fn put_users(buf: &mut Vec<u8>, users: &[(i64, Span)]) -> Result<()> {
+    put(buf, users.len() as u64);
     let mut prev = 0;
     for (account, s) in users {
-        put_i(&mut buf, account - prev)?;
+        put_i(buf, account - prev)?;
         prev = *account;
-        put_i(&mut buf, s.first)?;
-        put_i(&mut buf, s.last - s.first)?;
-        put(&mut buf, s.n);
+        put_i(buf, s.first)?;
+        put_i(buf, s.last - s.first)?;
+        put(buf, s.n);
     }
-    Ok(buf)
+    Ok(())
+}
+
+impl Reader<'_> {
+    fn users(&mut self) -> Result<Vec<(i64, Span)>> {
+        let n = self.count()?;
+        let mut out = Vec::with_capacity(n);
+        let mut account = 0;
+        for _ in 0..n {
+            account += self.i()?;
+            let first = self.i()?;
+            let last = first + self.i()?;
+            let n = self.u()?;
+            out.push((account, Span { first, last, n }));
+        }
+        Ok(out)
+    }
 }
 
 pub(crate) fn decode_users(b: &[u8]) -> Result<Vec<(i64, Span)>> {
     let mut r = Reader::new(b);
-    let n = r.count()?;
-    let mut out = Vec::with_capacity(n);
-    let mut account = 0;
-    for _ in 0..n {
-        account += r.i()?;
-        let first = r.i()?;
-        let last = first + r.i()?;
-        let n = r.u()?;
-        out.push((account, Span { first, last, n }));
-    }
+    let out = r.users()?;
     if !r.is_done() {
         return Err(corrupt("bytes after an address list"));
+    }
+    Ok(out)
+}
+
+/// Addresses a bucket row holds at most. A row per address was the largest cost of writing
+/// a run at 500,000 accounts (a B-tree insert per address, about one per event); 64 to a row
+/// keep a row near SQLite's in-page payload (~1,000 bytes) at the benchmark's density, and a
+/// lookup decodes at most 64 lists.
+pub(crate) const BUCKET_ADDRESSES: usize = 64;
+/// Bytes after which a bucket is closed early (addresses shared by many accounts).
+pub(crate) const BUCKET_BYTES: usize = 900;
+
+/// Builds one bucket row of a run's address lists; addresses pushed in ascending order.
+pub(crate) struct BucketWriter {
+    key: IpKey,
+    prev: u128,
+    n: usize,
+    buf: Vec<u8>,
+}
+
+impl BucketWriter {
+    pub fn new(first: IpKey) -> Self {
+        BucketWriter {
+            key: first,
+            prev: u128::from_be_bytes(first),
+            n: 0,
+            buf: Vec::with_capacity(BUCKET_BYTES + 64),
+        }
+    }
+
+    /// Adds an address's list. Addresses must ascend, from the bucket's key.
+    pub fn push(&mut self, ip: IpKey, users: &[(i64, Span)]) -> Result<()> {
+        let v = u128::from_be_bytes(ip);
+        if v < self.prev || (self.n > 0 && v == self.prev) {
+            return Err(corrupt("address lists out of order"));
+        }
+        put_u128(&mut self.buf, v - self.prev);
+        self.prev = v;
+        self.n += 1;
+        put_users(&mut self.buf, users)
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.n >= BUCKET_ADDRESSES || self.buf.len() >= BUCKET_BYTES
+    }
+
+    pub fn key(&self) -> IpKey {
+        self.key
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.buf.len() + 2);
+        put(&mut out, self.n as u64);
+        out.extend_from_slice(&self.buf);
+        out
+    }
+}
+
+/// Reads a bucket row: its addresses, ascending, each with its list.
+pub(crate) fn decode_bucket(key: IpKey, b: &[u8]) -> Result<Vec<(IpKey, Vec<(i64, Span)>)>> {
+    let mut r = Reader::new(b);
+    let n = r.count()?;
+    let mut out = Vec::with_capacity(n);
+    let mut ip = u128::from_be_bytes(key);
+    for _ in 0..n {
+        let d = r.u128()?;
+        if !out.is_empty() && d == 0 {
+            return Err(corrupt("an address twice in a bucket"));
+        }
+        ip = ip
+            .checked_add(d)
+            .ok_or_else(|| corrupt("address out of range"))?;
+        out.push((ip.to_be_bytes(), r.users()?));
+    }
+    if out.is_empty() {
+        return Err(corrupt("an empty address bucket"));
+    }
+    if !r.is_done() {
+        return Err(corrupt("bytes after an address bucket"));
     }
     Ok(out)
 }
@@ -370,6 +489,17 @@ mod tests {
             (70_000, Span::of(0)),
         ];
         assert_eq!(decode_users(&encode_users(&users).unwrap()).unwrap(), users);
+        let first = [0u8; 16];
+        let mut last = [0xffu8; 16];
+        last[0] = 0x20;
+        let mut b = BucketWriter::new(first);
+        b.push(first, &users).unwrap();
+        b.push(last, &users[1..]).unwrap();
+        assert!(b.push(last, &users).is_err(), "an address twice");
+        assert_eq!(
+            decode_bucket(first, &b.finish()).unwrap(),
+            vec![(first, users.clone()), (last, users[1..].to_vec())]
+        );
     }
 
     #[test]
@@ -382,6 +512,21 @@ mod tests {
         longer.push(0);
         assert!(decode_block(&longer).is_err());
         assert!(decode_users(&[0xff; 11]).is_err());
+        let mut b = BucketWriter::new([1; 16]);
+        b.push([1; 16], &[(3, Span::of(4))]).unwrap();
+        b.push([2; 16], &[(3, Span::of(4)), (9, Span::of(1))])
+            .unwrap();
+        let bucket = b.finish();
+        for cut in 0..bucket.len() {
+            assert!(
+                decode_bucket([1; 16], &bucket[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        assert!(
+            decode_bucket([0xff; 16], &bucket).is_err(),
+            "past the last address"
+        );
         assert!(encode_block(&[ev(-1, 1, None, None)]).is_err());
     }
 }

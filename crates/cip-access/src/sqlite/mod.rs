@@ -78,13 +78,15 @@ CREATE TABLE IF NOT EXISTS blocks (
     data    BLOB NOT NULL,
     PRIMARY KEY (run, account)
 ) WITHOUT ROWID;
+-- A run's address lists, up to 64 consecutive addresses a row, keyed by the first
+-- (format 3; the address bucket of format.rs).
 CREATE TABLE IF NOT EXISTS ip_runs (
     run  INTEGER NOT NULL,
     ip   BLOB NOT NULL,
     data BLOB NOT NULL,
     PRIMARY KEY (run, ip)
 ) WITHOUT ROWID;
-INSERT OR IGNORE INTO meta (k, v) VALUES ('format', 2), ('flushes', 0);
+INSERT OR IGNORE INTO meta (k, v) VALUES ('format', 3), ('flushes', 0);
 ";
 
 const CATALOG_SCHEMA: &str = "
@@ -376,6 +378,18 @@ fn open_segment(path: &Path, durability: Durability) -> Result<Connection> {
     )?;
     if old {
         convert_format1(&mut conn)?;
+    }
+    let format: i64 = conn.query_row("SELECT v FROM meta WHERE k = 'format'", [], |r| r.get(0))?;
+    match format {
+        2 => convert_format2(&mut conn)?,
+        3 => {}
+        n => {
+            return Err(AccessError::Storage(format!(
+                "{} is an access segment of format {n}, which this version of cip does not \
+                 read; upgrade cip",
+                path.display()
+            )));
+        }
     }
     Ok(conn)
 }
@@ -815,18 +829,102 @@ impl SegmentWriter {
     }
 }
 
-/// One address list per address, in key order: the (address, account) uses sorted, then
-/// grouped — one sort of flat tuples instead of a list per address (a tenth of the storing
-/// time at 500,000 accounts went to those lists).
+/// A run's address lists, in address order, up to [`format::BUCKET_ADDRESSES`] to a row:
+/// the (address, account) uses sorted, then grouped — one sort of flat tuples instead of a
+/// list per address (a tenth of the storing time at 500,000 accounts went to those lists).
 fn put_users(tx: &Connection, run: i64, mut uses: Uses) -> Result<()> {
     uses.0.sort_unstable_by_key(|u| (u.0, u.1));
-    let mut put = tx.prepare_cached("INSERT INTO ip_runs (run, ip, data) VALUES (?1, ?2, ?3)")?;
+    let mut buckets = Buckets::new(tx, run)?;
     let mut list: Vec<(i64, Span)> = Vec::new();
     for by_ip in uses.0.chunk_by(|a, b| a.0 == b.0) {
         list.clear();
         list.extend(by_ip.iter().map(|u| (u.1, u.2)));
-        put.execute(params![run, &by_ip[0].0[..], format::encode_users(&list)?])?;
+        buckets.push(by_ip[0].0, &list)?;
     }
+    buckets.finish()
+}
+
+/// Writes a run's address lists as bucket rows, addresses given in ascending order.
+struct Buckets<'c> {
+    put: rusqlite::CachedStatement<'c>,
+    run: i64,
+    open: Option<format::BucketWriter>,
+}
+
+impl<'c> Buckets<'c> {
+    fn new(conn: &'c Connection, run: i64) -> Result<Self> {
+        Self::into_table(conn, "ip_runs", run)
+    }
+
+    fn into_table(conn: &'c Connection, table: &str, run: i64) -> Result<Self> {
+        Ok(Buckets {
+            put: conn.prepare_cached(&format!(
+                "INSERT INTO {table} (run, ip, data) VALUES (?1, ?2, ?3)"
+            ))?,
+            run,
+            open: None,
+        })
+    }
+
+    fn push(&mut self, ip: IpKey, users: &[(i64, Span)]) -> Result<()> {
+        let b = self
+            .open
+            .get_or_insert_with(|| format::BucketWriter::new(ip));
+        b.push(ip, users)?;
+        if b.is_full() {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if let Some(b) = self.open.take() {
+            let key = b.key();
+            self.put.execute(params![self.run, &key[..], b.finish()])?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<()> {
+        self.flush()
+    }
+}
+
+/// Converts a format-2 segment (one `ip_runs` row per address) to format 3 (buckets), in one
+/// transaction. Blocks, log and dictionaries are the same in both.
+fn convert_format2(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE ip_runs3 (run INTEGER NOT NULL, ip BLOB NOT NULL, data BLOB NOT NULL, \
+         PRIMARY KEY (run, ip)) WITHOUT ROWID;",
+    )?;
+    {
+        let mut st = tx.prepare("SELECT run, ip, data FROM ip_runs ORDER BY run, ip")?;
+        let mut rows = st.query([])?;
+        let mut current: Option<(i64, Buckets)> = None;
+        while let Some(r) = rows.next()? {
+            let run: i64 = r.get(0)?;
+            let ip = stored_ip(r.get(1)?)?;
+            let data: Vec<u8> = r.get(2)?;
+            if current.as_ref().is_none_or(|c| c.0 != run) {
+                if let Some((_, b)) = current.take() {
+                    b.finish()?;
+                }
+                current = Some((run, Buckets::into_table(&tx, "ip_runs3", run)?));
+            }
+            if let Some((_, b)) = current.as_mut() {
+                b.push(ip, &format::decode_users(&data)?)?;
+            }
+        }
+        if let Some((_, b)) = current.take() {
+            b.finish()?;
+        }
+    }
+    tx.execute_batch(
+        "DROP TABLE ip_runs; ALTER TABLE ip_runs3 RENAME TO ip_runs; \
+         UPDATE meta SET v = 3 WHERE k = 'format';",
+    )?;
+    tx.commit()?;
     Ok(())
 }
 
@@ -1364,5 +1462,126 @@ mod tests {
         // Reversed: nothing.
         assert_eq!(got(200, 100), vec![]);
         assert_eq!(tail.events, 50);
+    }
+
+    type Found = Vec<(IpKey, Uuid, i64, i64, u64)>;
+
+    async fn answers(store: &dyn AccessStore, ranges: &[IpRange], t0: i64) -> Vec<Found> {
+        let mut all = Vec::new();
+        for r in ranges {
+            let mut v = store.ip_accounts(*r, t0, t0 + 10_000).await.unwrap();
+            v.sort_by_key(|u| (u.ip, u.account));
+            all.push(
+                v.into_iter()
+                    .map(|u| (u.ip, u.account, u.first_seen, u.last_seen, u.count))
+                    .collect(),
+            );
+        }
+        all
+    }
+
+    /// Address lists in buckets: a range starting inside a bucket, or spanning two, finds
+    /// what it finds address by address; and a format-2 segment (one row per address) is
+    /// converted when the record opens, answering the same.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn buckets_answer_like_single_addresses_and_format_2_converts() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = crate::conformance::T0;
+        let seg = segment_of(t0);
+        let accounts: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+        let addr = |i: u32| format!("192.0.2.{i}");
+        let open = || {
+            let options = Options {
+                run_events: 5,
+                ..Options::default()
+            };
+            SqliteAccess::open_with(dir.path(), Arc::new(ClearText), options).unwrap()
+        };
+        let store = open();
+        // 150 addresses (three buckets once packed into one run), each used by one or two
+        // accounts, several times.
+        let mut events = Vec::new();
+        for i in 0..150u32 {
+            for k in 0..=(i % 2) as usize {
+                for n in 0..2 {
+                    events.push(crate::conformance::event(
+                        accounts[(i as usize + k) % 3],
+                        &addr(i % 256),
+                        t0 + i64::from(i) * 10 + n,
+                        Action::Login,
+                    ));
+                }
+            }
+        }
+        store.ingest_blocking(events, None).unwrap();
+        store.compact_segment(seg).unwrap();
+        let ranges: Vec<IpRange> = [
+            "192.0.2.0/24",
+            "192.0.2.70/31",
+            "192.0.2.32/27",
+            "192.0.2.149",
+        ]
+        .iter()
+        .map(|r| IpRange::parse(r).unwrap())
+        .chain((0..150).map(|i| IpRange::single(crate::conformance::ip(&addr(i)))))
+        .collect();
+        let before = answers(&store, &ranges, t0).await;
+        // The whole /24: every address, by one account or two.
+        assert_eq!(before[0].len(), 225);
+        // Address by address agrees with the ranges that cover them.
+        let singles: Vec<_> = before[4..].iter().flatten().cloned().collect();
+        assert_eq!(before[0], singles);
+        assert_eq!(before[1], before[4 + 70..4 + 72].concat());
+        assert_eq!(before[2], before[4 + 32..4 + 64].concat());
+        assert!(store.verify().await.unwrap().ok());
+        drop(store);
+
+        // Back to format 2: one address list per row.
+        let path = segment_path(dir.path(), seg);
+        {
+            let c = Connection::open(&path).unwrap();
+            let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = c
+                .prepare("SELECT run, ip, data FROM ip_runs")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .collect::<std::result::Result<_, _>>()
+                .unwrap();
+            assert!(
+                rows.len() >= 3 && rows.len() < 150,
+                "{} bucket rows",
+                rows.len()
+            );
+            c.execute_batch("DELETE FROM ip_runs; UPDATE meta SET v = 2 WHERE k = 'format';")
+                .unwrap();
+            for (run, key, data) in rows {
+                let key = crate::stored_ip(key).unwrap();
+                for (ip, users) in format::decode_bucket(key, &data).unwrap() {
+                    c.execute(
+                        "INSERT INTO ip_runs (run, ip, data) VALUES (?1, ?2, ?3)",
+                        params![run, &ip[..], format::encode_users(&users).unwrap()],
+                    )
+                    .unwrap();
+                }
+            }
+            let n: i64 = c
+                .query_row("SELECT count(*) FROM ip_runs", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(n, 150);
+        }
+        let store = open();
+        assert_eq!(answers(&store, &ranges, t0).await, before);
+        let v = store.verify().await.unwrap();
+        assert!(v.ok(), "{:?}", v.problems);
+        let c = Connection::open(&path).unwrap();
+        let (format, rows): (i64, i64) = c
+            .query_row(
+                "SELECT (SELECT v FROM meta WHERE k = 'format'), (SELECT count(*) FROM ip_runs)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(format, 3);
+        assert!(rows < 150, "{rows} rows after the conversion");
     }
 }

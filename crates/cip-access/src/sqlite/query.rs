@@ -302,14 +302,31 @@ pub(super) fn ip_accounts(
                 if *last < lo || *first >= hi {
                     continue;
                 }
+                // The range's first address may sit in a bucket keyed by an earlier one.
+                let from: Vec<u8> = conn
+                    .prepare_cached(
+                        "SELECT ip FROM ip_runs WHERE run = ?1 AND ip <= ?2 \
+                         ORDER BY ip DESC LIMIT 1",
+                    )?
+                    .query_row(params![run, &range.first[..]], |r| r.get(0))
+                    .optional()?
+                    .unwrap_or_else(|| range.first.to_vec());
                 let mut st = conn.prepare_cached(
                     "SELECT ip, data FROM ip_runs WHERE run = ?1 AND ip BETWEEN ?2 AND ?3",
                 )?;
-                let mut rows = st.query(params![run, &range.first[..], &range.last[..]])?;
+                let mut rows = st.query(params![run, from, &range.last[..]])?;
+                let mut lists = Vec::new();
                 while let Some(r) = rows.next()? {
-                    let ip = stored_ip(r.get(0)?)?;
+                    let key = stored_ip(r.get(0)?)?;
                     let data: Vec<u8> = r.get(1)?;
-                    for (a, s) in format::decode_users(&data)? {
+                    lists.extend(
+                        format::decode_bucket(key, &data)?
+                            .into_iter()
+                            .filter(|(ip, _)| range.first <= *ip && *ip <= range.last),
+                    );
+                }
+                for (ip, users) in lists {
+                    for (a, s) in users {
                         if s.last < lo || s.first >= hi {
                             continue;
                         }
@@ -492,17 +509,28 @@ pub(super) fn verify_segment(
         }
     }
     {
-        let mut st = conn.prepare("SELECT run, ip, data FROM ip_runs")?;
+        // In key order: within a run, every bucket's addresses must come after the previous
+        // bucket's (the IP query starts from the bucket keyed at or before its address).
+        let mut st = conn.prepare("SELECT run, ip, data FROM ip_runs ORDER BY run, ip")?;
         let mut rows = st.query([])?;
+        let mut previous: Option<(i64, IpKey)> = None;
         while let Some(r) = rows.next()? {
             let run: i64 = r.get(0)?;
-            let ip = stored_ip(r.get(1)?)?;
+            let key = stored_ip(r.get(1)?)?;
             let data: Vec<u8> = r.get(2)?;
-            for (a, s) in format::decode_users(&data)? {
-                match uses.remove(&(run, ip, a)) {
-                    Some(x) if x == s => {}
-                    Some(_) => problem("address lists counting a pair differently from the blocks"),
-                    None => problem("address list entries the blocks do not support"),
+            for (ip, users) in format::decode_bucket(key, &data)? {
+                if previous.is_some_and(|(r, p)| r == run && p >= ip) {
+                    problem("address lists out of order");
+                }
+                previous = Some((run, ip));
+                for (a, s) in users {
+                    match uses.remove(&(run, ip, a)) {
+                        Some(x) if x == s => {}
+                        Some(_) => {
+                            problem("address lists counting a pair differently from the blocks")
+                        }
+                        None => problem("address list entries the blocks do not support"),
+                    }
                 }
             }
         }
