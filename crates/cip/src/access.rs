@@ -111,14 +111,13 @@ const TOUCH_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 type Touching = tokio::task::JoinHandle<Result<(), cip_store::StoreError>>;
 
+/// What storing a batch answers: its outcome and the `last_accessed_at` advances to queue.
+type Stored =
+    Result<(cip_access::IngestOutcome, Vec<(uuid::Uuid, i64)>), cip_server::access::IngestError>;
+
 /// A batch handed to the store, with what its report needs once it is acknowledged.
 struct InFlight {
-    task: tokio::task::JoinHandle<
-        Result<
-            (cip_access::IngestOutcome, Vec<(uuid::Uuid, i64)>),
-            cip_server::access::IngestError,
-        >,
-    >,
+    task: tokio::task::JoinHandle<Stored>,
     bad: Vec<Rejected>,
     end: Start,
 }

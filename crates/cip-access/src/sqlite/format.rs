@@ -9,6 +9,9 @@
 //!   bit 0 event id (length, UTF-8 bytes), bit 1 user agent, bit 2 session, bit 3 resource.
 //! - log record (one commit): count, then per event its account id and the event.
 //! - block (one account's events of a run, in key order): count, then the events.
+//! - block bucket (format 4: consecutive accounts' blocks of a run in one row, keyed by its
+//!   first account): count, then per account its difference from the previous account (from
+//!   the row's key for the first), the length of its block and the block.
 //! - address list (one address's accounts of a run, by account): count, then per account the
 //!   difference from the previous account id, first time, last − first, number of events.
 //! - address bucket (format 3: up to [`BUCKET_ADDRESSES`] consecutive addresses of a run in
@@ -293,15 +296,108 @@ pub(crate) fn decode_record(b: &[u8]) -> Result<Vec<(i64, Ev)>> {
 }
 
 /// One account's events, which must be in key order.
+#[cfg(test)]
 pub(crate) fn encode_block(events: &[Ev]) -> Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(events.len() * 10 + 2);
-    put(&mut buf, events.len() as u64);
+    put_block(&mut buf, events)?;
+    Ok(buf)
+}
+
+fn put_block(buf: &mut Vec<u8>, events: &[Ev]) -> Result<()> {
+    put(buf, events.len() as u64);
     let mut prev = 0;
     for e in events {
-        put_ev(&mut buf, e, e.t - prev)?;
+        put_ev(buf, e, e.t - prev)?;
         prev = e.t;
     }
-    Ok(buf)
+    Ok(())
+}
+
+/// Accounts a block bucket holds at most. A row per account was, after the address lists,
+/// the largest cost of writing a run at 500,000 accounts (about a row per four events).
+pub(crate) const BLOCK_BUCKET_ACCOUNTS: usize = 64;
+/// Bytes after which a block bucket is closed (SQLite keeps ~1,000 bytes of a row in its page).
+pub(crate) const BLOCK_BUCKET_BYTES: usize = 900;
+
+/// Builds one block-bucket row of a run; accounts pushed in ascending order.
+pub(crate) struct BlockBucketWriter {
+    key: i64,
+    prev: i64,
+    n: usize,
+    buf: Vec<u8>,
+    block: Vec<u8>,
+}
+
+impl BlockBucketWriter {
+    pub fn new(first: i64) -> Self {
+        BlockBucketWriter {
+            key: first,
+            prev: first,
+            n: 0,
+            buf: Vec::with_capacity(BLOCK_BUCKET_BYTES + 64),
+            block: Vec::new(),
+        }
+    }
+
+    /// Adds an account's block (its events in key order). Accounts must ascend, from the key.
+    pub fn push(&mut self, account: i64, events: &[Ev]) -> Result<()> {
+        if account < self.prev || (self.n > 0 && account == self.prev) {
+            return Err(corrupt("blocks out of order"));
+        }
+        put_i(&mut self.buf, account - self.prev)?;
+        self.prev = account;
+        self.n += 1;
+        self.block.clear();
+        put_block(&mut self.block, events)?;
+        put(&mut self.buf, self.block.len() as u64);
+        self.buf.extend_from_slice(&self.block);
+        Ok(())
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.n >= BLOCK_BUCKET_ACCOUNTS || self.buf.len() >= BLOCK_BUCKET_BYTES
+    }
+
+    pub fn key(&self) -> i64 {
+        self.key
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.buf.len() + 2);
+        put(&mut out, self.n as u64);
+        out.extend_from_slice(&self.buf);
+        out
+    }
+}
+
+/// A block bucket's accounts, ascending, each with its block's bytes (for [`decode_block`]).
+pub(crate) fn split_block_bucket(key: i64, b: &[u8]) -> Result<Vec<(i64, &[u8])>> {
+    let mut r = Reader::new(b);
+    let n = r.count()?;
+    let mut out = Vec::with_capacity(n);
+    let mut account = key;
+    for _ in 0..n {
+        let d = r.i()?;
+        if !out.is_empty() && d == 0 {
+            return Err(corrupt("an account twice in a block bucket"));
+        }
+        account = account
+            .checked_add(d)
+            .ok_or_else(|| corrupt("account out of range"))?;
+        let len = r.count()?;
+        let block =
+            r.b.get(r.i..r.i + len)
+                .ok_or_else(|| corrupt("truncated block"))?;
+        r.i += len;
+        out.push((account, block));
+    }
+    if out.is_empty() {
+        return Err(corrupt("an empty block bucket"));
+    }
+    if !r.is_done() {
+        return Err(corrupt("bytes after a block bucket"));
+    }
+    Ok(out)
 }
 
 pub(crate) fn decode_block(b: &[u8]) -> Result<Vec<Ev>> {
@@ -420,7 +516,10 @@ impl BucketWriter {
 }
 
 /// Reads a bucket row: its addresses, ascending, each with its list.
-pub(crate) fn decode_bucket(key: IpKey, b: &[u8]) -> Result<Vec<(IpKey, Vec<(i64, Span)>)>> {
+/// An address's accounts in a run, by account id, each with its use.
+pub(crate) type Users = Vec<(i64, Span)>;
+
+pub(crate) fn decode_bucket(key: IpKey, b: &[u8]) -> Result<Vec<(IpKey, Users)>> {
     let mut r = Reader::new(b);
     let n = r.count()?;
     let mut out = Vec::with_capacity(n);
@@ -489,6 +588,23 @@ mod tests {
             (70_000, Span::of(0)),
         ];
         assert_eq!(decode_users(&encode_users(&users).unwrap()).unwrap(), users);
+        let mut bb = BlockBucketWriter::new(7);
+        bb.push(7, &evs).unwrap();
+        bb.push(300_000, &evs[1..]).unwrap();
+        assert!(bb.push(300_000, &evs).is_err(), "an account twice");
+        let bucket = bb.finish();
+        let split: Vec<(i64, Vec<Ev>)> = split_block_bucket(7, &bucket)
+            .unwrap()
+            .into_iter()
+            .map(|(a, b)| (a, decode_block(b).unwrap()))
+            .collect();
+        assert_eq!(split, vec![(7, evs.clone()), (300_000, evs[1..].to_vec())]);
+        for cut in 0..bucket.len() {
+            assert!(
+                split_block_bucket(7, &bucket[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
         let first = [0u8; 16];
         let mut last = [0xffu8; 16];
         last[0] = 0x20;

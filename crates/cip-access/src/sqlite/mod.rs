@@ -10,8 +10,9 @@
 //!   address, so queries and the dedupe check see them at once. It is rebuilt from the log
 //!   after a restart, and caught up from it when another process wrote.
 //! - **runs**: when the tail holds `run_events` events, one transaction writes them as a run —
-//!   one `blocks` row per account (its events, in key order) and one `ip_runs` row per
-//!   address (its accounts with first / last / count) — and empties the log. Runs of a level
+//!   `blocks` (each account's events, in key order) and `ip_runs` (each address's accounts
+//!   with first / last / count), up to 64 accounts or addresses to a row (format 4) — and
+//!   empties the log. Runs of a level
 //!   are merged in eights into one of the next level, so a segment holds a handful of runs.
 //! - dictionaries (`accounts`, `ips`, `strings`), so events hold small integers.
 //!
@@ -72,6 +73,8 @@ CREATE TABLE IF NOT EXISTS runs (
     first  INTEGER NOT NULL,
     last   INTEGER NOT NULL
 );
+-- A run's blocks (each account's events), up to 64 consecutive accounts a row, keyed by the
+-- first (format 4; the block bucket of format.rs).
 CREATE TABLE IF NOT EXISTS blocks (
     run     INTEGER NOT NULL,
     account INTEGER NOT NULL,
@@ -86,7 +89,7 @@ CREATE TABLE IF NOT EXISTS ip_runs (
     data BLOB NOT NULL,
     PRIMARY KEY (run, ip)
 ) WITHOUT ROWID;
-INSERT OR IGNORE INTO meta (k, v) VALUES ('format', 3), ('flushes', 0);
+INSERT OR IGNORE INTO meta (k, v) VALUES ('format', 4), ('flushes', 0);
 ";
 
 const CATALOG_SCHEMA: &str = "
@@ -381,8 +384,8 @@ fn open_segment(path: &Path, durability: Durability) -> Result<Connection> {
     }
     let format: i64 = conn.query_row("SELECT v FROM meta WHERE k = 'format'", [], |r| r.get(0))?;
     match format {
-        2 => convert_format2(&mut conn)?,
-        3 => {}
+        2 | 3 => upgrade_to_buckets(&mut conn, format)?,
+        4 => {}
         n => {
             return Err(AccessError::Storage(format!(
                 "{} is an access segment of format {n}, which this version of cip does not \
@@ -787,16 +790,15 @@ impl SegmentWriter {
             let mut range = (i64::MAX, i64::MIN);
             let run = next_run(&tx)?;
             {
-                let mut put = tx.prepare_cached(
-                    "INSERT INTO blocks (run, account, data) VALUES (?1, ?2, ?3)",
-                )?;
+                let mut blocks = BlockRows::into_table(&tx, "blocks", run)?;
                 for (a, evs) in &accounts {
-                    put.execute(params![run, **a, format::encode_block(evs)?])?;
+                    blocks.push(**a, evs)?;
                     uses.add(ip_of, &tx, **a, evs)?;
                     if let (Some(f), Some(l)) = (evs.first(), evs.last()) {
                         range = (range.0.min(f.t), range.1.max(l.t));
                     }
                 }
+                blocks.finish()?;
             }
             if tail.events > 0 {
                 put_users(&tx, run, uses)?;
@@ -834,7 +836,7 @@ impl SegmentWriter {
 /// list per address (a tenth of the storing time at 500,000 accounts went to those lists).
 fn put_users(tx: &Connection, run: i64, mut uses: Uses) -> Result<()> {
     uses.0.sort_unstable_by_key(|u| (u.0, u.1));
-    let mut buckets = Buckets::new(tx, run)?;
+    let mut buckets = AddressRows::into_table(tx, "ip_runs", run)?;
     let mut list: Vec<(i64, Span)> = Vec::new();
     for by_ip in uses.0.chunk_by(|a, b| a.0 == b.0) {
         list.clear();
@@ -844,34 +846,89 @@ fn put_users(tx: &Connection, run: i64, mut uses: Uses) -> Result<()> {
     buckets.finish()
 }
 
-/// Writes a run's address lists as bucket rows, addresses given in ascending order.
-struct Buckets<'c> {
-    put: rusqlite::CachedStatement<'c>,
-    run: i64,
-    open: Option<format::BucketWriter>,
+/// One kind of bucket row: a run's address lists (keyed by address) or its blocks (keyed by
+/// account).
+trait Bucket: Sized {
+    type Key: Copy + rusqlite::ToSql;
+    type Item: ?Sized;
+    fn start(first: Self::Key) -> Self;
+    fn add(&mut self, key: Self::Key, item: &Self::Item) -> Result<()>;
+    fn full(&self) -> bool;
+    fn first(&self) -> Self::Key;
+    fn bytes(self) -> Vec<u8>;
 }
 
-impl<'c> Buckets<'c> {
-    fn new(conn: &'c Connection, run: i64) -> Result<Self> {
-        Self::into_table(conn, "ip_runs", run)
+impl Bucket for format::BucketWriter {
+    type Key = IpKey;
+    type Item = [(i64, Span)];
+    fn start(first: IpKey) -> Self {
+        Self::new(first)
     }
+    fn add(&mut self, key: IpKey, item: &[(i64, Span)]) -> Result<()> {
+        self.push(key, item)
+    }
+    fn full(&self) -> bool {
+        self.is_full()
+    }
+    fn first(&self) -> IpKey {
+        self.key()
+    }
+    fn bytes(self) -> Vec<u8> {
+        self.finish()
+    }
+}
 
+impl Bucket for format::BlockBucketWriter {
+    type Key = i64;
+    type Item = [Ev];
+    fn start(first: i64) -> Self {
+        Self::new(first)
+    }
+    fn add(&mut self, key: i64, item: &[Ev]) -> Result<()> {
+        self.push(key, item)
+    }
+    fn full(&self) -> bool {
+        self.is_full()
+    }
+    fn first(&self) -> i64 {
+        self.key()
+    }
+    fn bytes(self) -> Vec<u8> {
+        self.finish()
+    }
+}
+
+/// Writes a run's rows of one kind, keys given in ascending order, several to a row.
+struct Rows<'c, B: Bucket> {
+    put: rusqlite::CachedStatement<'c>,
+    run: i64,
+    open: Option<B>,
+}
+
+type AddressRows<'c> = Rows<'c, format::BucketWriter>;
+type BlockRows<'c> = Rows<'c, format::BlockBucketWriter>;
+
+impl<'c, B: Bucket> Rows<'c, B> {
+    /// `table` is `ip_runs` or `blocks` (or a table being built to replace one).
     fn into_table(conn: &'c Connection, table: &str, run: i64) -> Result<Self> {
-        Ok(Buckets {
+        let key = if table.starts_with("ip_runs") {
+            "ip"
+        } else {
+            "account"
+        };
+        Ok(Rows {
             put: conn.prepare_cached(&format!(
-                "INSERT INTO {table} (run, ip, data) VALUES (?1, ?2, ?3)"
+                "INSERT INTO {table} (run, {key}, data) VALUES (?1, ?2, ?3)"
             ))?,
             run,
             open: None,
         })
     }
 
-    fn push(&mut self, ip: IpKey, users: &[(i64, Span)]) -> Result<()> {
-        let b = self
-            .open
-            .get_or_insert_with(|| format::BucketWriter::new(ip));
-        b.push(ip, users)?;
-        if b.is_full() {
+    fn push(&mut self, key: B::Key, item: &B::Item) -> Result<()> {
+        let b = self.open.get_or_insert_with(|| B::start(key));
+        b.add(key, item)?;
+        if b.full() {
             self.flush()?;
         }
         Ok(())
@@ -879,8 +936,8 @@ impl<'c> Buckets<'c> {
 
     fn flush(&mut self) -> Result<()> {
         if let Some(b) = self.open.take() {
-            let key = b.key();
-            self.put.execute(params![self.run, &key[..], b.finish()])?;
+            let key = b.first();
+            self.put.execute(params![self.run, key, b.bytes()])?;
         }
         Ok(())
     }
@@ -890,41 +947,65 @@ impl<'c> Buckets<'c> {
     }
 }
 
-/// Converts a format-2 segment (one `ip_runs` row per address) to format 3 (buckets), in one
-/// transaction. Blocks, log and dictionaries are the same in both.
-fn convert_format2(conn: &mut Connection) -> Result<()> {
+/// Converts a format-2 segment (one `ip_runs` row per address, one `blocks` row per account)
+/// or a format-3 one (blocks still one per account) to format 4, in one transaction. Log and
+/// dictionaries are the same in all three.
+fn upgrade_to_buckets(conn: &mut Connection, from: i64) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute_batch(
-        "CREATE TABLE ip_runs3 (run INTEGER NOT NULL, ip BLOB NOT NULL, data BLOB NOT NULL, \
-         PRIMARY KEY (run, ip)) WITHOUT ROWID;",
-    )?;
+    if from == 2 {
+        rebucket::<format::BucketWriter, _>(&tx, "ip_runs", "ip BLOB", |r| {
+            let data: Vec<u8> = r.get(2)?;
+            Ok((stored_ip(r.get(1)?)?, format::decode_users(&data)?))
+        })?;
+    }
+    rebucket::<format::BlockBucketWriter, _>(&tx, "blocks", "account INTEGER", |r| {
+        let data: Vec<u8> = r.get(2)?;
+        Ok((r.get(1)?, format::decode_block(&data)?))
+    })?;
+    tx.execute("UPDATE meta SET v = 4 WHERE k = 'format'", [])?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Rewrites `table` (one row per key) as bucket rows: a new table filled run by run in key
+/// order, then put in the old one's place.
+fn rebucket<B: Bucket, T: std::borrow::Borrow<B::Item>>(
+    tx: &Connection,
+    table: &str,
+    key_column: &str,
+    read: impl Fn(&rusqlite::Row) -> Result<(B::Key, T)>,
+) -> Result<()> {
+    let key = key_column.split(' ').next().unwrap_or_default();
+    tx.execute_batch(&format!(
+        "CREATE TABLE {table}_new (run INTEGER NOT NULL, {key_column} NOT NULL, \
+         data BLOB NOT NULL, PRIMARY KEY (run, {key})) WITHOUT ROWID;"
+    ))?;
     {
-        let mut st = tx.prepare("SELECT run, ip, data FROM ip_runs ORDER BY run, ip")?;
+        let mut st = tx.prepare(&format!(
+            "SELECT run, {key}, data FROM {table} ORDER BY run, {key}"
+        ))?;
         let mut rows = st.query([])?;
-        let mut current: Option<(i64, Buckets)> = None;
+        let mut current: Option<(i64, Rows<B>)> = None;
         while let Some(r) = rows.next()? {
             let run: i64 = r.get(0)?;
-            let ip = stored_ip(r.get(1)?)?;
-            let data: Vec<u8> = r.get(2)?;
             if current.as_ref().is_none_or(|c| c.0 != run) {
                 if let Some((_, b)) = current.take() {
                     b.finish()?;
                 }
-                current = Some((run, Buckets::into_table(&tx, "ip_runs3", run)?));
+                current = Some((run, Rows::into_table(tx, &format!("{table}_new"), run)?));
             }
             if let Some((_, b)) = current.as_mut() {
-                b.push(ip, &format::decode_users(&data)?)?;
+                let (k, item) = read(r)?;
+                b.push(k, item.borrow())?;
             }
         }
         if let Some((_, b)) = current.take() {
             b.finish()?;
         }
     }
-    tx.execute_batch(
-        "DROP TABLE ip_runs; ALTER TABLE ip_runs3 RENAME TO ip_runs; \
-         UPDATE meta SET v = 3 WHERE k = 'format';",
-    )?;
-    tx.commit()?;
+    tx.execute_batch(&format!(
+        "DROP TABLE {table}; ALTER TABLE {table}_new RENAME TO {table};"
+    ))?;
     Ok(())
 }
 
@@ -973,28 +1054,19 @@ fn merge_runs(tx: &Connection, ip_of: &[Option<IpKey>], runs: &[i64], level: i64
     })?;
     let mut uses = Uses::default();
     let (mut events, mut range) = (0i64, (i64::MAX, i64::MIN));
+    let mut blocks = BlockRows::into_table(tx, "blocks", run)?;
     let mut lo = 0;
     while lo <= max_account {
         let hi = lo + ACCOUNT_CHUNK;
         let mut chunk: std::collections::BTreeMap<i64, Vec<Ev>> = Default::default();
         for r in runs {
-            let mut st = tx.prepare_cached(
-                "SELECT account, data FROM blocks WHERE run = ?1 AND account >= ?2 AND account < ?3",
-            )?;
-            let mut rows = st.query(params![r, lo, hi])?;
-            while let Some(row) = rows.next()? {
-                let data: Vec<u8> = row.get(1)?;
-                chunk
-                    .entry(row.get(0)?)
-                    .or_default()
-                    .extend(format::decode_block(&data)?);
+            for (a, evs) in query::blocks_between(tx, *r, lo, hi)? {
+                chunk.entry(a).or_default().extend(evs);
             }
         }
-        let mut put =
-            tx.prepare_cached("INSERT INTO blocks (run, account, data) VALUES (?1, ?2, ?3)")?;
         for (a, mut evs) in chunk {
             evs.sort_unstable_by(|x, y| x.key().cmp(&y.key()));
-            put.execute(params![run, a, format::encode_block(&evs)?])?;
+            blocks.push(a, &evs)?;
             uses.add(ip_of, tx, a, &evs)?;
             events += evs.len() as i64;
             if let (Some(f), Some(l)) = (evs.first(), evs.last()) {
@@ -1003,6 +1075,7 @@ fn merge_runs(tx: &Connection, ip_of: &[Option<IpKey>], runs: &[i64], level: i64
         }
         lo = hi;
     }
+    blocks.finish()?;
     put_users(tx, run, uses)?;
     tx.prepare_cached(
         "INSERT INTO runs (id, level, events, first, last) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -1077,12 +1150,12 @@ fn convert_format1(conn: &mut Connection) -> Result<()> {
             "SELECT account, t, ip, principal, action, event_id, user_agent, session, resource \
              FROM events ORDER BY account, t, ip, principal, action, event_id",
         )?;
-        let mut put = tx.prepare("INSERT INTO blocks (run, account, data) VALUES (?1, ?2, ?3)")?;
+        let mut blocks = BlockRows::into_table(&tx, "blocks", run)?;
         let mut rows = st.query([])?;
         let mut current: Option<(i64, Vec<Ev>)> = None;
         let mut finish = |a: i64, mut evs: Vec<Ev>| -> Result<()> {
             evs.sort_unstable_by(|x, y| x.key().cmp(&y.key()));
-            put.execute(params![run, a, format::encode_block(&evs)?])?;
+            blocks.push(a, &evs)?;
             uses.add(&ip_of, &tx, a, &evs)?;
             events += evs.len() as i64;
             if let (Some(f), Some(l)) = (evs.first(), evs.last()) {
@@ -1116,6 +1189,7 @@ fn convert_format1(conn: &mut Connection) -> Result<()> {
         if let Some((x, v)) = current.take() {
             finish(x, v)?;
         }
+        blocks.finish()?;
     }
     if events > 0 {
         put_users(&tx, run, uses)?;
@@ -1481,8 +1555,8 @@ mod tests {
     }
 
     /// Address lists in buckets: a range starting inside a bucket, or spanning two, finds
-    /// what it finds address by address; and a format-2 segment (one row per address) is
-    /// converted when the record opens, answering the same.
+    /// what it finds address by address; and a format-2 segment (one row per address, one
+    /// block row per account) is converted when the record opens, answering the same.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn buckets_answer_like_single_addresses_and_format_2_converts() {
         let dir = tempfile::tempdir().unwrap();
@@ -1526,6 +1600,16 @@ mod tests {
         .chain((0..150).map(|i| IpRange::single(crate::conformance::ip(&addr(i)))))
         .collect();
         let before = answers(&store, &ranges, t0).await;
+        let mut by_account = Vec::new();
+        for a in &accounts {
+            let ips = store.account_ips(*a, t0, t0 + 10_000).await.unwrap();
+            let evs = store
+                .account_events(*a, t0, t0 + 10_000, None, 1000)
+                .await
+                .unwrap();
+            assert_eq!(evs.len() as u64, ips.iter().map(|u| u.count).sum::<u64>());
+            by_account.push((ips, evs.len()));
+        }
         // The whole /24: every address, by one account or two.
         assert_eq!(before[0].len(), 225);
         // Address by address agrees with the ranges that cover them.
@@ -1552,8 +1636,27 @@ mod tests {
                 "{} bucket rows",
                 rows.len()
             );
-            c.execute_batch("DELETE FROM ip_runs; UPDATE meta SET v = 2 WHERE k = 'format';")
+            let blocks: Vec<(i64, i64, Vec<u8>)> = c
+                .prepare("SELECT run, account, data FROM blocks")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .collect::<std::result::Result<_, _>>()
                 .unwrap();
+            c.execute_batch(
+                "DELETE FROM ip_runs; DELETE FROM blocks; \
+                 UPDATE meta SET v = 2 WHERE k = 'format';",
+            )
+            .unwrap();
+            for (run, key, data) in blocks {
+                for (a, block) in format::split_block_bucket(key, &data).unwrap() {
+                    c.execute(
+                        "INSERT INTO blocks (run, account, data) VALUES (?1, ?2, ?3)",
+                        params![run, a, block],
+                    )
+                    .unwrap();
+                }
+            }
             for (run, key, data) in rows {
                 let key = crate::stored_ip(key).unwrap();
                 for (ip, users) in format::decode_bucket(key, &data).unwrap() {
@@ -1571,6 +1674,14 @@ mod tests {
         }
         let store = open();
         assert_eq!(answers(&store, &ranges, t0).await, before);
+        for (a, (ips, n)) in accounts.iter().zip(&by_account) {
+            assert_eq!(&store.account_ips(*a, t0, t0 + 10_000).await.unwrap(), ips);
+            let evs = store
+                .account_events(*a, t0, t0 + 10_000, None, 1000)
+                .await
+                .unwrap();
+            assert_eq!(evs.len(), *n);
+        }
         let v = store.verify().await.unwrap();
         assert!(v.ok(), "{:?}", v.problems);
         let c = Connection::open(&path).unwrap();
@@ -1581,7 +1692,7 @@ mod tests {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap();
-        assert_eq!(format, 3);
+        assert_eq!(format, 4);
         assert!(rows < 150, "{rows} rows after the conversion");
     }
 }

@@ -27,23 +27,47 @@ pub(super) fn account_run_events(
     hi: i64,
 ) -> Result<Vec<Ev>> {
     let mut out = Vec::new();
-    let mut st = conn.prepare_cached("SELECT data FROM blocks WHERE run = ?1 AND account = ?2")?;
     for (run, first, last) in runs {
         if *last < lo || *first >= hi {
             continue;
         }
-        let data: Option<Vec<u8>> = st
-            .query_row(params![run, account], |r| r.get(0))
-            .optional()?;
-        if let Some(data) = data {
-            out.extend(
-                format::decode_block(&data)?
-                    .into_iter()
-                    .filter(|e| lo <= e.t && e.t < hi),
-            );
+        for (_, evs) in blocks_between(conn, *run, account, account + 1)? {
+            out.extend(evs.into_iter().filter(|e| lo <= e.t && e.t < hi));
         }
     }
     out.sort_unstable_by(|x, y| x.key().cmp(&y.key()));
+    Ok(out)
+}
+
+/// The blocks of a run's accounts in `[lo, hi)`, by account: from the bucket keyed at or
+/// before `lo` (it may hold `lo`) through the last keyed before `hi`.
+pub(super) fn blocks_between(
+    conn: &Connection,
+    run: i64,
+    lo: i64,
+    hi: i64,
+) -> Result<Vec<(i64, Vec<Ev>)>> {
+    let from: i64 = conn
+        .prepare_cached(
+            "SELECT account FROM blocks WHERE run = ?1 AND account <= ?2 \
+             ORDER BY account DESC LIMIT 1",
+        )?
+        .query_row(params![run, lo], |r| r.get(0))
+        .optional()?
+        .unwrap_or(lo);
+    let mut st = conn.prepare_cached(
+        "SELECT account, data FROM blocks WHERE run = ?1 AND account >= ?2 AND account < ?3",
+    )?;
+    let mut rows = st.query(params![run, from, hi])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let data: Vec<u8> = r.get(1)?;
+        for (a, block) in format::split_block_bucket(r.get(0)?, &data)? {
+            if lo <= a && a < hi {
+                out.push((a, format::decode_block(block)?));
+            }
+        }
+    }
     Ok(out)
 }
 
@@ -441,14 +465,7 @@ pub(super) fn verify_segment(
         let hi = lo + super::ACCOUNT_CHUNK;
         let mut all: HashMap<i64, Vec<Ev>> = HashMap::new();
         for (run, _, _) in &runs {
-            let mut st = conn.prepare_cached(
-                "SELECT account, data FROM blocks WHERE run = ?1 AND account >= ?2 AND account < ?3",
-            )?;
-            let mut rows = st.query(params![run, lo, hi])?;
-            while let Some(r) = rows.next()? {
-                let a: i64 = r.get(0)?;
-                let data: Vec<u8> = r.get(1)?;
-                let evs = format::decode_block(&data)?;
+            for (a, evs) in blocks_between(conn, *run, lo, hi)? {
                 if evs.windows(2).any(|w| w[0].key() >= w[1].key()) {
                     problem("blocks not in key order");
                 }
@@ -498,6 +515,23 @@ pub(super) fn verify_segment(
             events += evs.len() as u64;
         }
         lo = hi;
+    }
+    {
+        // A run's accounts ascend across its block buckets (the reads start from the bucket
+        // keyed at or before the account they want).
+        let mut st = conn.prepare("SELECT run, account, data FROM blocks ORDER BY run, account")?;
+        let mut rows = st.query([])?;
+        let mut previous: Option<(i64, i64)> = None;
+        while let Some(r) = rows.next()? {
+            let run: i64 = r.get(0)?;
+            let data: Vec<u8> = r.get(2)?;
+            for (a, _) in format::split_block_bucket(r.get(1)?, &data)? {
+                if previous.is_some_and(|(r, p)| r == run && p >= a) {
+                    problem("blocks out of order");
+                }
+                previous = Some((run, a));
+            }
+        }
     }
     for (run, first, last) in &runs {
         let want: (i64, i64, i64) = conn
