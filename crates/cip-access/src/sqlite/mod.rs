@@ -852,7 +852,8 @@ trait Bucket: Sized {
     type Key: Copy + rusqlite::ToSql;
     type Item: ?Sized;
     fn start(first: Self::Key) -> Self;
-    fn add(&mut self, key: Self::Key, item: &Self::Item) -> Result<()>;
+    /// False when the row is not empty and the item would take it past its size.
+    fn add(&mut self, key: Self::Key, item: &Self::Item) -> Result<bool>;
     fn full(&self) -> bool;
     fn first(&self) -> Self::Key;
     fn bytes(self) -> Vec<u8>;
@@ -864,7 +865,7 @@ impl Bucket for format::BucketWriter {
     fn start(first: IpKey) -> Self {
         Self::new(first)
     }
-    fn add(&mut self, key: IpKey, item: &[(i64, Span)]) -> Result<()> {
+    fn add(&mut self, key: IpKey, item: &[(i64, Span)]) -> Result<bool> {
         self.push(key, item)
     }
     fn full(&self) -> bool {
@@ -884,7 +885,7 @@ impl Bucket for format::BlockBucketWriter {
     fn start(first: i64) -> Self {
         Self::new(first)
     }
-    fn add(&mut self, key: i64, item: &[Ev]) -> Result<()> {
+    fn add(&mut self, key: i64, item: &[Ev]) -> Result<bool> {
         self.push(key, item)
     }
     fn full(&self) -> bool {
@@ -927,8 +928,12 @@ impl<'c, B: Bucket> Rows<'c, B> {
 
     fn push(&mut self, key: B::Key, item: &B::Item) -> Result<()> {
         let b = self.open.get_or_insert_with(|| B::start(key));
-        b.add(key, item)?;
-        if b.full() {
+        if !b.add(key, item)? {
+            // Too large for this row: it starts the next one (an empty row takes anything).
+            self.flush()?;
+            self.open.insert(B::start(key)).add(key, item)?;
+        }
+        if self.open.as_ref().is_some_and(|b| b.full()) {
             self.flush()?;
         }
         Ok(())
