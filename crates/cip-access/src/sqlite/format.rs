@@ -322,64 +322,110 @@ pub(crate) const BLOCK_BUCKET_ACCOUNTS: usize = 64;
 /// was enforced before adding an entry rather than after).
 pub(crate) const BUCKET_BYTES: usize = 960;
 
-/// Builds one block-bucket row of a run; accounts pushed in ascending order.
+/// One kind of bucket row being built: a run's address lists (keyed by address) or its
+/// blocks (keyed by account), keys pushed in ascending order.
+pub(crate) trait Bucket: Sized {
+    type Key: Copy;
+    type Item: ?Sized;
+    /// Entries a row holds at most.
+    const ENTRIES: usize;
+    fn new(first: Self::Key) -> Self;
+    /// Adds an entry. Returns false, adding nothing, when the row holds entries and this one
+    /// would take it past [`BUCKET_BYTES`]; an empty row takes an entry of any size.
+    fn push(&mut self, key: Self::Key, item: &Self::Item) -> Result<bool>;
+    fn key(&self) -> Self::Key;
+    fn row(&self) -> &RowBytes;
+    fn into_row(self) -> RowBytes;
+
+    fn is_full(&self) -> bool {
+        self.row().n >= Self::ENTRIES || self.row().buf.len() >= BUCKET_BYTES
+    }
+
+    /// The row's bytes: the count, then the entries.
+    fn finish(self) -> Vec<u8> {
+        let row = self.into_row();
+        let mut out = Vec::with_capacity(row.buf.len() + 2);
+        put(&mut out, row.n as u64);
+        out.extend_from_slice(&row.buf);
+        out
+    }
+}
+
+/// The entries of a bucket row being built: how many, and their bytes.
+#[derive(Default)]
+pub(crate) struct RowBytes {
+    n: usize,
+    buf: Vec<u8>,
+}
+
+impl RowBytes {
+    /// Appends an entry made of `parts`, unless the row holds entries and it would take the
+    /// row past [`BUCKET_BYTES`].
+    fn append(&mut self, parts: &[&[u8]]) -> bool {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if self.n > 0 && self.buf.len() + len > BUCKET_BYTES {
+            return false;
+        }
+        for p in parts {
+            self.buf.extend_from_slice(p);
+        }
+        self.n += 1;
+        true
+    }
+}
+
+/// Builds one block-bucket row of a run.
 pub(crate) struct BlockBucketWriter {
     key: i64,
     prev: i64,
-    n: usize,
-    buf: Vec<u8>,
+    row: RowBytes,
+    head: Vec<u8>,
     block: Vec<u8>,
 }
 
-impl BlockBucketWriter {
-    pub fn new(first: i64) -> Self {
+impl Bucket for BlockBucketWriter {
+    type Key = i64;
+    type Item = [Ev];
+    const ENTRIES: usize = BLOCK_BUCKET_ACCOUNTS;
+
+    fn new(first: i64) -> Self {
         BlockBucketWriter {
             key: first,
             prev: first,
-            n: 0,
-            buf: Vec::with_capacity(BUCKET_BYTES),
+            row: RowBytes::default(),
+            head: Vec::new(),
             block: Vec::new(),
         }
     }
 
-    /// Adds an account's block (its events in key order). Accounts must ascend, from the key.
-    /// Returns false, adding nothing, when the bucket holds entries and this one would take it
-    /// past [`BUCKET_BYTES`]; an empty bucket takes any entry.
-    pub fn push(&mut self, account: i64, events: &[Ev]) -> Result<bool> {
-        if account < self.prev || (self.n > 0 && account == self.prev) {
+    /// An account's block (its events in key order): the difference from the previous
+    /// account, the block's length, the block.
+    fn push(&mut self, account: i64, events: &[Ev]) -> Result<bool> {
+        if account < self.prev || (self.row.n > 0 && account == self.prev) {
             return Err(corrupt("blocks out of order"));
         }
         self.block.clear();
-        put_i(&mut self.block, account - self.prev)?;
-        let head = self.block.len();
         put_block(&mut self.block, events)?;
-        let body = self.block.len() - head;
-        let mut len = Vec::with_capacity(3);
-        put(&mut len, body as u64);
-        if self.n > 0 && self.buf.len() + self.block.len() + len.len() > BUCKET_BYTES {
+        self.head.clear();
+        put_i(&mut self.head, account - self.prev)?;
+        put(&mut self.head, self.block.len() as u64);
+        if !self.row.append(&[&self.head, &self.block]) {
             return Ok(false);
         }
-        self.buf.extend_from_slice(&self.block[..head]);
-        self.buf.extend_from_slice(&len);
-        self.buf.extend_from_slice(&self.block[head..]);
         self.prev = account;
-        self.n += 1;
         Ok(true)
     }
 
-    pub fn is_full(&self) -> bool {
-        self.n >= BLOCK_BUCKET_ACCOUNTS || self.buf.len() >= BUCKET_BYTES
-    }
-
-    pub fn key(&self) -> i64 {
+    fn key(&self) -> i64 {
         self.key
     }
 
-    pub fn finish(self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.buf.len() + 2);
-        put(&mut out, self.n as u64);
-        out.extend_from_slice(&self.buf);
-        out
+    fn row(&self) -> &RowBytes {
+        &self.row
+    }
+
+    fn into_row(self) -> RowBytes {
+        self.row
     }
 }
 
@@ -480,66 +526,61 @@ pub(crate) fn decode_users(b: &[u8]) -> Result<Vec<(i64, Span)>> {
 /// lookup decodes at most 64 lists.
 pub(crate) const BUCKET_ADDRESSES: usize = 64;
 
-/// Builds one bucket row of a run's address lists; addresses pushed in ascending order.
+/// Builds one bucket row of a run's address lists.
 pub(crate) struct BucketWriter {
     key: IpKey,
     prev: u128,
-    n: usize,
-    buf: Vec<u8>,
+    row: RowBytes,
     entry: Vec<u8>,
 }
 
-impl BucketWriter {
-    pub fn new(first: IpKey) -> Self {
+impl Bucket for BucketWriter {
+    type Key = IpKey;
+    type Item = [(i64, Span)];
+    const ENTRIES: usize = BUCKET_ADDRESSES;
+
+    fn new(first: IpKey) -> Self {
         BucketWriter {
             key: first,
             prev: u128::from_be_bytes(first),
-            n: 0,
-            buf: Vec::with_capacity(BUCKET_BYTES),
+            row: RowBytes::default(),
             entry: Vec::new(),
         }
     }
 
-    /// Adds an address's list. Addresses must ascend, from the bucket's key. Returns false,
-    /// adding nothing, when the bucket holds entries and this one would take it past
-    /// [`BUCKET_BYTES`]; an empty bucket takes any entry.
-    pub fn push(&mut self, ip: IpKey, users: &[(i64, Span)]) -> Result<bool> {
+    /// An address's list: the difference from the previous address, the list.
+    fn push(&mut self, ip: IpKey, users: &[(i64, Span)]) -> Result<bool> {
         let v = u128::from_be_bytes(ip);
-        if v < self.prev || (self.n > 0 && v == self.prev) {
+        if v < self.prev || (self.row.n > 0 && v == self.prev) {
             return Err(corrupt("address lists out of order"));
         }
         self.entry.clear();
         put_u128(&mut self.entry, v - self.prev);
         put_users(&mut self.entry, users)?;
-        if self.n > 0 && self.buf.len() + self.entry.len() > BUCKET_BYTES {
+        if !self.row.append(&[&self.entry]) {
             return Ok(false);
         }
-        self.buf.extend_from_slice(&self.entry);
         self.prev = v;
-        self.n += 1;
         Ok(true)
     }
 
-    pub fn is_full(&self) -> bool {
-        self.n >= BUCKET_ADDRESSES || self.buf.len() >= BUCKET_BYTES
-    }
-
-    pub fn key(&self) -> IpKey {
+    fn key(&self) -> IpKey {
         self.key
     }
 
-    pub fn finish(self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.buf.len() + 2);
-        put(&mut out, self.n as u64);
-        out.extend_from_slice(&self.buf);
-        out
+    fn row(&self) -> &RowBytes {
+        &self.row
+    }
+
+    fn into_row(self) -> RowBytes {
+        self.row
     }
 }
 
-/// Reads a bucket row: its addresses, ascending, each with its list.
 /// An address's accounts in a run, by account id, each with its use.
 pub(crate) type Users = Vec<(i64, Span)>;
 
+/// Reads a bucket row: its addresses, ascending, each with its list.
 pub(crate) fn decode_bucket(key: IpKey, b: &[u8]) -> Result<Vec<(IpKey, Users)>> {
     let mut r = Reader::new(b);
     let n = r.count()?;

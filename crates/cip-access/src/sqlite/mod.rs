@@ -39,7 +39,7 @@ use uuid::Uuid;
 
 use crate::*;
 use dictionary::{Dictionary, ip_bytes, remember_ip};
-use format::{Ev, Span};
+use format::{Bucket, Ev, Span};
 
 /// Segment writers kept open (each holds its dictionaries and its tail in memory). Input in
 /// time order writes one segment at a time; a few more take late events.
@@ -846,59 +846,6 @@ fn put_users(tx: &Connection, run: i64, mut uses: Uses) -> Result<()> {
     buckets.finish()
 }
 
-/// One kind of bucket row: a run's address lists (keyed by address) or its blocks (keyed by
-/// account).
-trait Bucket: Sized {
-    type Key: Copy + rusqlite::ToSql;
-    type Item: ?Sized;
-    fn start(first: Self::Key) -> Self;
-    /// False when the row is not empty and the item would take it past its size.
-    fn add(&mut self, key: Self::Key, item: &Self::Item) -> Result<bool>;
-    fn full(&self) -> bool;
-    fn first(&self) -> Self::Key;
-    fn bytes(self) -> Vec<u8>;
-}
-
-impl Bucket for format::BucketWriter {
-    type Key = IpKey;
-    type Item = [(i64, Span)];
-    fn start(first: IpKey) -> Self {
-        Self::new(first)
-    }
-    fn add(&mut self, key: IpKey, item: &[(i64, Span)]) -> Result<bool> {
-        self.push(key, item)
-    }
-    fn full(&self) -> bool {
-        self.is_full()
-    }
-    fn first(&self) -> IpKey {
-        self.key()
-    }
-    fn bytes(self) -> Vec<u8> {
-        self.finish()
-    }
-}
-
-impl Bucket for format::BlockBucketWriter {
-    type Key = i64;
-    type Item = [Ev];
-    fn start(first: i64) -> Self {
-        Self::new(first)
-    }
-    fn add(&mut self, key: i64, item: &[Ev]) -> Result<bool> {
-        self.push(key, item)
-    }
-    fn full(&self) -> bool {
-        self.is_full()
-    }
-    fn first(&self) -> i64 {
-        self.key()
-    }
-    fn bytes(self) -> Vec<u8> {
-        self.finish()
-    }
-}
-
 /// Writes a run's rows of one kind, keys given in ascending order, several to a row.
 struct Rows<'c, B: Bucket> {
     put: rusqlite::CachedStatement<'c>,
@@ -909,7 +856,10 @@ struct Rows<'c, B: Bucket> {
 type AddressRows<'c> = Rows<'c, format::BucketWriter>;
 type BlockRows<'c> = Rows<'c, format::BlockBucketWriter>;
 
-impl<'c, B: Bucket> Rows<'c, B> {
+impl<'c, B: Bucket> Rows<'c, B>
+where
+    B::Key: rusqlite::ToSql,
+{
     /// `table` is `ip_runs` or `blocks` (or a table being built to replace one).
     fn into_table(conn: &'c Connection, table: &str, run: i64) -> Result<Self> {
         let key = if table.starts_with("ip_runs") {
@@ -927,13 +877,13 @@ impl<'c, B: Bucket> Rows<'c, B> {
     }
 
     fn push(&mut self, key: B::Key, item: &B::Item) -> Result<()> {
-        let b = self.open.get_or_insert_with(|| B::start(key));
-        if !b.add(key, item)? {
+        let b = self.open.get_or_insert_with(|| B::new(key));
+        if !b.push(key, item)? {
             // Too large for this row: it starts the next one (an empty row takes anything).
             self.flush()?;
-            self.open.insert(B::start(key)).add(key, item)?;
+            self.open.insert(B::new(key)).push(key, item)?;
         }
-        if self.open.as_ref().is_some_and(|b| b.full()) {
+        if self.open.as_ref().is_some_and(|b| b.is_full()) {
             self.flush()?;
         }
         Ok(())
@@ -941,8 +891,8 @@ impl<'c, B: Bucket> Rows<'c, B> {
 
     fn flush(&mut self) -> Result<()> {
         if let Some(b) = self.open.take() {
-            let key = b.first();
-            self.put.execute(params![self.run, key, b.bytes()])?;
+            let key = b.key();
+            self.put.execute(params![self.run, key, b.finish()])?;
         }
         Ok(())
     }
@@ -979,7 +929,10 @@ fn rebucket<B: Bucket, T: std::borrow::Borrow<B::Item>>(
     table: &str,
     key_column: &str,
     read: impl Fn(&rusqlite::Row) -> Result<(B::Key, T)>,
-) -> Result<()> {
+) -> Result<()>
+where
+    B::Key: rusqlite::ToSql,
+{
     let key = key_column.split(' ').next().unwrap_or_default();
     tx.execute_batch(&format!(
         "CREATE TABLE {table}_new (run INTEGER NOT NULL, {key_column} NOT NULL, \
