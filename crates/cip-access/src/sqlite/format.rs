@@ -329,6 +329,8 @@ pub(crate) trait Bucket: Sized {
     type Item: ?Sized;
     /// Entries a row holds at most.
     const ENTRIES: usize;
+    /// The key column of the row's table.
+    const KEY_COLUMN: &'static str;
     fn new(first: Self::Key) -> Self;
     /// Adds an entry. Returns false, adding nothing, when the row holds entries and this one
     /// would take it past [`BUCKET_BYTES`]; an empty row takes an entry of any size.
@@ -387,6 +389,7 @@ impl Bucket for BlockBucketWriter {
     type Key = i64;
     type Item = [Ev];
     const ENTRIES: usize = BLOCK_BUCKET_ACCOUNTS;
+    const KEY_COLUMN: &'static str = "account";
 
     fn new(first: i64) -> Self {
         BlockBucketWriter {
@@ -538,6 +541,7 @@ impl Bucket for BucketWriter {
     type Key = IpKey;
     type Item = [(i64, Span)];
     const ENTRIES: usize = BUCKET_ADDRESSES;
+    const KEY_COLUMN: &'static str = "ip";
 
     fn new(first: IpKey) -> Self {
         BucketWriter {

@@ -862,11 +862,7 @@ where
 {
     /// `table` is `ip_runs` or `blocks` (or a table being built to replace one).
     fn into_table(conn: &'c Connection, table: &str, run: i64) -> Result<Self> {
-        let key = if table.starts_with("ip_runs") {
-            "ip"
-        } else {
-            "account"
-        };
+        let key = B::KEY_COLUMN;
         Ok(Rows {
             put: conn.prepare_cached(&format!(
                 "INSERT INTO {table} (run, {key}, data) VALUES (?1, ?2, ?3)"
@@ -908,12 +904,12 @@ where
 fn upgrade_to_buckets(conn: &mut Connection, from: i64) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if from == 2 {
-        rebucket::<format::BucketWriter, _>(&tx, "ip_runs", "ip BLOB", |r| {
+        rebucket::<format::BucketWriter, _>(&tx, "ip_runs", "BLOB", |r| {
             let data: Vec<u8> = r.get(2)?;
             Ok((stored_ip(r.get(1)?)?, format::decode_users(&data)?))
         })?;
     }
-    rebucket::<format::BlockBucketWriter, _>(&tx, "blocks", "account INTEGER", |r| {
+    rebucket::<format::BlockBucketWriter, _>(&tx, "blocks", "INTEGER", |r| {
         let data: Vec<u8> = r.get(2)?;
         Ok((r.get(1)?, format::decode_block(&data)?))
     })?;
@@ -927,15 +923,15 @@ fn upgrade_to_buckets(conn: &mut Connection, from: i64) -> Result<()> {
 fn rebucket<B: Bucket, T: std::borrow::Borrow<B::Item>>(
     tx: &Connection,
     table: &str,
-    key_column: &str,
+    key_type: &str,
     read: impl Fn(&rusqlite::Row) -> Result<(B::Key, T)>,
 ) -> Result<()>
 where
     B::Key: rusqlite::ToSql,
 {
-    let key = key_column.split(' ').next().unwrap_or_default();
+    let key = B::KEY_COLUMN;
     tx.execute_batch(&format!(
-        "CREATE TABLE {table}_new (run INTEGER NOT NULL, {key_column} NOT NULL, \
+        "CREATE TABLE {table}_new (run INTEGER NOT NULL, {key} {key_type} NOT NULL, \
          data BLOB NOT NULL, PRIMARY KEY (run, {key})) WITHOUT ROWID;"
     ))?;
     {
